@@ -1,0 +1,39 @@
+"""vclock: vector clocks you can see.
+
+The public API is re-exported here; import from ``vclock``, not from submodules.
+"""
+
+from .clock import DEFAULT_LIMITS, ClockLimits, Ordering, VectorClock
+from .errors import (
+    ErrorCode,
+    FrameError,
+    FrameTooLarge,
+    InvalidClock,
+    PeerError,
+    ProtocolError,
+    VClockError,
+)
+from .node import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ClockLimits",
+    "ErrorCode",
+    "FrameError",
+    "FrameTooLarge",
+    "Goodbye",
+    "InvalidClock",
+    "Message",
+    "Ordering",
+    "PeerChange",
+    "PeerError",
+    "ProtocolError",
+    "ServerError",
+    "Synced",
+    "VClockError",
+    "VectorClock",
+    "Welcomed",
+    "__version__",
+]

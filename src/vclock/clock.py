@@ -1,0 +1,257 @@
+"""Vector clocks: a sparse, immutable map from process id to event counter.
+
+A :class:`VectorClock` is **immutable**. Every operation (:meth:`~VectorClock.tick`,
+:meth:`~VectorClock.merge`, :meth:`~VectorClock.receive`) returns a new clock, so a
+clock can be shared, stored in a frame, used as a dict key or put in a set without
+anyone corrupting anyone else's copy through aliasing. The input mapping is copied.
+
+A missing entry reads as 0, and zero entries are dropped, so ``{"A": 0}`` and ``{}``
+are the same clock (equal, with equal hashes and the same JSON form).
+
+Comparison operators follow the happened-before partial order: ``a < b`` means the
+event stamped ``a`` happened before the one stamped ``b``; when neither ``a <= b`` nor
+``b <= a`` the two are concurrent. Because the order is partial, ``not a < b`` does
+not imply ``a >= b``; use :meth:`~VectorClock.compare` to get the full answer.
+
+This module does no I/O and reads no time.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from .errors import InvalidClock
+
+__all__ = ["ClockLimits", "DEFAULT_LIMITS", "Ordering", "VectorClock"]
+
+
+class Ordering(enum.Enum):
+    """How two clocks relate: the result of ``a.compare(b)``."""
+
+    BEFORE = "before"  # a < b: a happened before b
+    AFTER = "after"  # a > b: b happened before a
+    EQUAL = "equal"
+    CONCURRENT = "concurrent"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockLimits:
+    """Bounds applied when a clock is built from outside data.
+
+    Operations between valid clocks (merge, tick) are not re-checked: a frontier
+    legitimately holds one entry per process ever seen.
+    """
+
+    max_entries: int = 1024
+    max_id_length: int = 64
+    max_counter: int = 2**63 - 1  # fits a signed 64-bit integer in any language
+
+
+DEFAULT_LIMITS = ClockLimits()
+
+_json_decoder = msgspec.json.Decoder()
+
+
+class VectorClock:
+    """An immutable vector clock. See the module docstring for the semantics.
+
+    Args:
+        entries: process id → counter. Ids are non-empty strings, counters integers >= 0.
+        limits: bounds on the number of entries, id length and counter size.
+
+    Raises:
+        InvalidClock: an id or counter of the wrong type or value, or a limit exceeded.
+    """
+
+    __slots__ = ("_entries", "_hash")
+
+    _entries: dict[str, int]
+    _hash: int | None
+
+    def __init__(
+        self, entries: Mapping[str, int] | None = None, *, limits: ClockLimits = DEFAULT_LIMITS
+    ) -> None:
+        self._entries = _validated(entries or {}, limits)
+        self._hash = None
+
+    @classmethod
+    def _trusted(cls, entries: dict[str, int]) -> VectorClock:
+        """Wrap a dict already known to be valid and zero-free; takes ownership of it."""
+        clock = object.__new__(cls)
+        clock._entries = entries
+        clock._hash = None
+        return clock
+
+    # Reading
+
+    def __getitem__(self, pid: str) -> int:
+        """The counter of ``pid``; 0 for a process this clock has not heard of."""
+        return self._entries.get(pid, 0)
+
+    def __iter__(self) -> Iterator[str]:
+        """The ids with a non-zero counter, sorted."""
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        """The number of non-zero entries."""
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, int]]:
+        """The non-zero ``(id, counter)`` pairs, sorted by id."""
+        return sorted(self._entries.items())
+
+    def to_dict(self) -> dict[str, int]:
+        """A fresh ``dict`` of the non-zero entries, sorted by id; yours to change."""
+        return dict(self.items())
+
+    # Operations, each returning a new clock
+
+    def tick(self, pid: str) -> VectorClock:
+        """The clock after one more event of process ``pid``."""
+        if not isinstance(pid, str) or not pid:
+            raise InvalidClock(f"process id must be a non-empty string, got {pid!r}")
+        entries = dict(self._entries)
+        entries[pid] = entries.get(pid, 0) + 1
+        return VectorClock._trusted(entries)
+
+    def merge(self, other: VectorClock) -> VectorClock:
+        """The pointwise maximum of the two clocks (their least upper bound)."""
+        if len(other._entries) > len(self._entries):
+            small, entries = self._entries, dict(other._entries)
+        else:
+            small, entries = other._entries, dict(self._entries)
+        for pid, count in small.items():
+            if count > entries.get(pid, 0):
+                entries[pid] = count
+        return VectorClock._trusted(entries)
+
+    def receive(self, other: VectorClock, pid: str) -> VectorClock:
+        """The clock of process ``pid`` after receiving a message stamped ``other``."""
+        return self.merge(other).tick(pid)
+
+    # The happened-before order
+
+    def compare(self, other: VectorClock) -> Ordering:
+        """Whether this clock is BEFORE, AFTER, EQUAL to or CONCURRENT with ``other``."""
+        le = self._le(other)
+        ge = other._le(self)
+        if le and ge:
+            return Ordering.EQUAL
+        if le:
+            return Ordering.BEFORE
+        if ge:
+            return Ordering.AFTER
+        return Ordering.CONCURRENT
+
+    def concurrent(self, other: VectorClock) -> bool:
+        """True when neither clock happened before the other, nor are they equal."""
+        return self.compare(other) is Ordering.CONCURRENT
+
+    def _le(self, other: VectorClock) -> bool:
+        theirs = other._entries
+        if len(self._entries) > len(theirs):
+            return False  # some entry of ours is non-zero where theirs is zero
+        return all(count <= theirs.get(pid, 0) for pid, count in self._entries.items())
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return self._le(other)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return self._le(other) and self._entries != other._entries
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return other._le(self)
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return other._le(self) and self._entries != other._entries
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VectorClock):
+            return NotImplemented
+        return self._entries == other._entries
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._entries.items()))
+        return self._hash
+
+    # Text forms
+
+    def to_json(self) -> str:
+        """The GoVector/ShiViz form, ids sorted: ``{"A": 1, "B": 3}``."""
+        body = ", ".join(f"{_json_string(pid)}: {count}" for pid, count in self.items())
+        return "{" + body + "}"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, limits: ClockLimits = DEFAULT_LIMITS) -> VectorClock:
+        """Parse :meth:`to_json` output (any JSON object of id → counter).
+
+        Raises:
+            InvalidClock: not a JSON object, or a bad id, counter or limit.
+        """
+        try:
+            data = _json_decoder.decode(text)
+        except msgspec.DecodeError as exc:
+            raise InvalidClock(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InvalidClock(f"a clock is a JSON object, got {type(data).__name__}")
+        return cls(data, limits=limits)
+
+    def __repr__(self) -> str:
+        return f"VectorClock({self.to_json()})"
+
+    def __str__(self) -> str:
+        return self.to_json()
+
+
+def merge_all(clocks: Iterable[VectorClock]) -> VectorClock:
+    """The pointwise maximum of any number of clocks (the empty clock for none)."""
+    entries: dict[str, int] = {}
+    for clock in clocks:
+        for pid, count in clock._entries.items():
+            if count > entries.get(pid, 0):
+                entries[pid] = count
+    return VectorClock._trusted(entries)
+
+
+def _validated(entries: Mapping[str, int], limits: ClockLimits) -> dict[str, int]:
+    if not isinstance(entries, Mapping):
+        raise InvalidClock(f"a clock is a mapping of id to counter, got {type(entries).__name__}")
+    if len(entries) > limits.max_entries:
+        raise InvalidClock(
+            f"clock has {len(entries)} entries, more than the limit of {limits.max_entries}"
+        )
+    clean: dict[str, int] = {}
+    for pid, count in entries.items():
+        if type(pid) is not str or not pid:
+            raise InvalidClock(f"process id must be a non-empty string, got {pid!r}")
+        if len(pid) > limits.max_id_length:
+            raise InvalidClock(
+                f"process id {pid[:20]!r}... is {len(pid)} characters long,"
+                f" more than the limit of {limits.max_id_length}"
+            )
+        if type(count) is not int:
+            raise InvalidClock(f"counter of {pid!r} must be an integer, got {count!r}")
+        if count < 0 or count > limits.max_counter:
+            raise InvalidClock(
+                f"counter of {pid!r} must be between 0 and {limits.max_counter}, got {count}"
+            )
+        if count:
+            clean[pid] = count
+    return clean
+
+
+def _json_string(text: str) -> str:
+    return msgspec.json.encode(text).decode()

@@ -1,0 +1,97 @@
+"""Every exception vclock raises on purpose.
+
+The hierarchy::
+
+    VClockError
+    ├── InvalidClock (also ValueError)    a clock that breaks the rules or the limits
+    └── ProtocolError                      the wire protocol was broken; carries a wire `code`
+        ├── FrameError                     a line that is not a valid frame (with a JSON path)
+        │   └── FrameTooLarge              a line longer than the size limit
+        └── PeerError                      a valid frame that the hub refuses (unknown peer, ...)
+
+The sans-I/O core raises these and the hub turns them into an ``error`` frame
+for the one peer at fault, at the single place where peer input enters
+(:meth:`vclock.hub.Hub.receive`). Any other exception escaping the core is a bug.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` field of an ``error`` frame (see docs/protocol.md)."""
+
+    BAD_FRAME = "bad-frame"
+    FRAME_TOO_LARGE = "frame-too-large"
+    UNSUPPORTED_VERSION = "unsupported-version"
+    INVALID_ID = "invalid-id"
+    DUPLICATE_ID = "duplicate-id"
+    UNEXPECTED_FRAME = "unexpected-frame"
+    UNKNOWN_PEER = "unknown-peer"
+    STALE_CLOCK = "stale-clock"
+
+
+#: Codes after which the server closes the connection (a failed hello).
+FATAL_CODES = frozenset(
+    {ErrorCode.UNSUPPORTED_VERSION, ErrorCode.INVALID_ID, ErrorCode.DUPLICATE_ID}
+)
+
+
+class VClockError(Exception):
+    """Base class of every vclock error."""
+
+
+class InvalidClock(VClockError, ValueError):
+    """A vector clock with a bad id or counter, or over a configured limit."""
+
+
+class ProtocolError(VClockError):
+    """The protocol was broken. ``code`` is the wire error code sent to the peer."""
+
+    code: ErrorCode = ErrorCode.BAD_FRAME
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def fatal(self) -> bool:
+        """True when the connection cannot go on after this error."""
+        return self.code in FATAL_CODES
+
+
+class FrameError(ProtocolError):
+    """A line could not be decoded into a frame; ``path`` locates the bad field."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FrameTooLarge(FrameError):
+    """A line longer than ``limit`` bytes; it is discarded, never buffered whole."""
+
+    code = ErrorCode.FRAME_TOO_LARGE
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"frame of at least {size} bytes exceeds the limit of {limit} bytes")
+
+
+class PeerError(ProtocolError):
+    """A well-formed frame the hub refuses; ``peer``/``seq`` name what it was about."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode,
+        peer: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.peer = peer
+        self.seq = seq

@@ -1,0 +1,50 @@
+"""The life of one client session on the hub, as a table.
+
+Theory of operation: a connection starts AWAITING_HELLO. A valid ``hello`` makes it
+ACTIVE, where it may ``send`` and ``report`` any number of times. A ``bye`` from
+either state ends it (CLOSED). Anything else is a protocol error *for that client
+only*: the hub answers with an ``unexpected-frame`` error and the state does not
+change. A dropped connection is not a frame; the hub handles it in ``disconnect``.
+
+Everything that decides which frame is allowed when lives in TRANSITIONS, and
+docs/protocol.md draws its state diagram from this same table.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import ErrorCode, PeerError
+
+
+class SessionState(enum.Enum):
+    AWAITING_HELLO = "awaiting-hello"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+#: (state, frame type tag) -> next state
+TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
+    (SessionState.AWAITING_HELLO, "hello"): SessionState.ACTIVE,
+    (SessionState.AWAITING_HELLO, "bye"): SessionState.CLOSED,
+    (SessionState.ACTIVE, "send"): SessionState.ACTIVE,
+    (SessionState.ACTIVE, "report"): SessionState.ACTIVE,
+    (SessionState.ACTIVE, "bye"): SessionState.CLOSED,
+}
+
+
+def next_state(state: SessionState, frame_type: str) -> SessionState:
+    """The state after a frame of type ``frame_type`` arrives in ``state``.
+
+    Raises:
+        PeerError: ``unexpected-frame``, naming the state and the frame.
+    """
+    try:
+        return TRANSITIONS[state, frame_type]
+    except KeyError:
+        allowed = sorted(tag for (s, tag) in TRANSITIONS if s is state)
+        raise PeerError(
+            f"a {frame_type!r} frame is not allowed while the session is {state.value}"
+            f" (allowed: {', '.join(allowed) or 'nothing'})",
+            code=ErrorCode.UNEXPECTED_FRAME,
+        ) from None

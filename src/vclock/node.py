@@ -1,0 +1,185 @@
+"""A client's side of the protocol, without I/O: its clock, its peers, the rules.
+
+:class:`NodeState` applies the clock rules of docs/protocol.md for process ``id``:
+
+- local event: ``VC[id] += 1``;
+- send (to a peer, or a report to the server): ``VC[id] += 1``; the frame carries VC;
+- receive (a peer's message or a sync): ``VC := max(VC, C)``, then ``VC[id] += 1``.
+
+A frame's ``seq`` is the sender's own entry after the send's tick, so ``"A#7"`` names
+one message of A for good (clocks never go back: a node resumes from the clock the
+server had for its id). The asyncio client (:mod:`vclock.asyncio.client`) drives this
+class; another transport could too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import VectorClock
+from .errors import ErrorCode, PeerError
+from .protocol.frames import (
+    PROTOCOL_VERSION,
+    Bye,
+    Deliver,
+    Error,
+    Hello,
+    PeerJoined,
+    PeerLeft,
+    Report,
+    Send,
+    ServerFrame,
+    Sync,
+    Welcome,
+)
+
+
+def message_id(sender: str, seq: int) -> str:
+    """The id of a message across logs and tools: ``"A#7"``."""
+    return f"{sender}#{seq}"
+
+
+def sync_id(cycle: int) -> str:
+    """The id of a synchronization cycle's sync message: ``"sync#3"``."""
+    return f"sync#{cycle}"
+
+
+# Events a node reports to its user
+
+
+@dataclass(frozen=True, slots=True)
+class Welcomed:
+    id: str
+    peers: tuple[str, ...]
+    clock: VectorClock  # the clock the node resumes from
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A peer's message. ``sent_clock`` is the sender's; ``clock`` is ours after receipt."""
+
+    sender: str
+    seq: int
+    sent_clock: VectorClock
+    body: Any
+    clock: VectorClock
+
+    @property
+    def id(self) -> str:
+        return message_id(self.sender, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """A synchronization cycle's frontier, and our clock after merging it."""
+
+    cycle: int
+    frontier: VectorClock
+    clock: VectorClock
+
+
+@dataclass(frozen=True, slots=True)
+class PeerChange:
+    id: str
+    joined: bool  # False: the peer left
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """The server refused one of our frames; the session goes on unless it closes."""
+
+    code: str
+    message: str
+    peer: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """The server ended the session."""
+
+    reason: str
+
+
+Event = Welcomed | Message | Synced | PeerChange | ServerError | Goodbye
+
+
+class NodeState:
+    """One client's protocol state.
+
+    Args:
+        id: the id to ask for in ``hello``; ``None`` lets the server pick one.
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        self.id = id
+        self.clock = VectorClock()
+        self.peers: list[str] = []
+        self.welcomed = False
+
+    def hello(self) -> Hello:
+        """The first frame to send."""
+        return Hello(v=PROTOCOL_VERSION, id=self.id)
+
+    # Our own events
+
+    def local_event(self) -> VectorClock:
+        """Record a local event; returns the new clock."""
+        self.clock = self.clock.tick(self._own_id())
+        return self.clock
+
+    def send(self, to: str, body: Any = None) -> Send:
+        """Tick for a send and build the ``send`` frame carrying a copy of our clock."""
+        clock = self.local_event()
+        return Send(to=to, seq=clock[self._own_id()], clock=clock, body=body)
+
+    def report(self) -> Report:
+        """Tick for a send to the server and build the ``report`` frame."""
+        clock = self.local_event()
+        return Report(seq=clock[self._own_id()], clock=clock)
+
+    # What the server sent
+
+    def receive(self, frame: ServerFrame) -> Event:
+        """Apply one frame from the server and say what happened.
+
+        Raises:
+            PeerError: the server broke the protocol (a frame before ``welcome``).
+        """
+        if not self.welcomed and not isinstance(frame, Welcome | Error | Bye):
+            raise PeerError(
+                f"server sent {type(frame).__name__} before welcome",
+                code=ErrorCode.UNEXPECTED_FRAME,
+            )
+        match frame:
+            case Welcome():
+                self.welcomed = True
+                self.id = frame.id
+                self.peers = list(frame.peers)
+                self.clock = self.clock.merge(frame.clock)
+                return Welcomed(frame.id, tuple(frame.peers), self.clock)
+            case Deliver():
+                self.clock = self.clock.receive(frame.clock, self._own_id())
+                return Message(frame.sender, frame.seq, frame.clock, frame.body, self.clock)
+            case Sync():
+                self.clock = self.clock.receive(frame.clock, self._own_id())
+                return Synced(frame.cycle, frame.clock, self.clock)
+            case PeerJoined():
+                if frame.id not in self.peers:
+                    self.peers.append(frame.id)
+                return PeerChange(frame.id, joined=True)
+            case PeerLeft():
+                if frame.id in self.peers:
+                    self.peers.remove(frame.id)
+                return PeerChange(frame.id, joined=False)
+            case Error():
+                return ServerError(frame.code, frame.message, frame.peer, frame.seq)
+            case Bye():
+                return Goodbye(frame.reason)
+        raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
+
+    def _own_id(self) -> str:
+        if self.id is None:
+            raise RuntimeError("the server has not assigned this node an id yet; wait for welcome")
+        return self.id

@@ -1,0 +1,45 @@
+"""The sans-I/O wire protocol: frames, their codec and line framing."""
+
+from .codec import FrameDecoder, client_frame_decoder, encode_frame, server_frame_decoder
+from .connection import DEFAULT_MAX_FRAME_SIZE, Connection
+from .frames import (
+    PROTOCOL_VERSION,
+    Bye,
+    ClientFrame,
+    Deliver,
+    Error,
+    Frame,
+    Hello,
+    PeerJoined,
+    PeerLeft,
+    Report,
+    Send,
+    ServerFrame,
+    Sync,
+    Welcome,
+)
+from .framing import LineReader
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "PROTOCOL_VERSION",
+    "Bye",
+    "ClientFrame",
+    "Connection",
+    "Deliver",
+    "Error",
+    "Frame",
+    "FrameDecoder",
+    "Hello",
+    "LineReader",
+    "PeerJoined",
+    "PeerLeft",
+    "Report",
+    "Send",
+    "ServerFrame",
+    "Sync",
+    "Welcome",
+    "client_frame_decoder",
+    "encode_frame",
+    "server_frame_decoder",
+]

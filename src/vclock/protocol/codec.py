@@ -1,0 +1,71 @@
+"""Encode frames to lines and decode lines to frames.
+
+One typed decoder per direction: a server decodes :data:`ClientFrame` and a client
+:data:`ServerFrame`. Every decoding failure, whatever its cause (bad JSON, a
+missing field, a negative counter), becomes a :class:`~vclock.errors.FrameError`
+whose message names the JSON path of the bad field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from ..clock import DEFAULT_LIMITS, ClockLimits, VectorClock
+from ..errors import FrameError
+from .frames import ClientFrame, Frame, ServerFrame
+
+T = TypeVar("T")
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, VectorClock):
+        return obj._entries
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The frame as one line of JSON, newline included."""
+    return _encoder.encode(frame) + b"\n"
+
+
+class FrameDecoder(Generic[T]):
+    """Decodes one line into a frame of type ``frame_type``, validating clocks with ``limits``."""
+
+    def __init__(self, frame_type: Any, *, limits: ClockLimits = DEFAULT_LIMITS) -> None:
+        def dec_hook(type_: type, obj: Any) -> Any:
+            if type_ is VectorClock:
+                # InvalidClock is a ValueError: msgspec reports it with the field's path.
+                return VectorClock(obj, limits=limits)
+            raise NotImplementedError(type_)
+
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(frame_type, dec_hook=dec_hook)
+
+    def decode(self, line: bytes) -> T:
+        """Decode one line (without or with its newline).
+
+        Raises:
+            FrameError: the line is not a valid frame; the message says why and where.
+        """
+        try:
+            return self._decoder.decode(line)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            path = message.rpartition(" - at `")[2].rstrip("`") if " - at `" in message else "$"
+            raise FrameError(message, path=path) from None
+        except msgspec.DecodeError as exc:
+            raise FrameError(f"not valid JSON: {exc}") from None
+
+
+def client_frame_decoder(limits: ClockLimits = DEFAULT_LIMITS) -> FrameDecoder[ClientFrame]:
+    """The decoder a server uses for what clients send."""
+    return FrameDecoder(ClientFrame, limits=limits)
+
+
+def server_frame_decoder(limits: ClockLimits = DEFAULT_LIMITS) -> FrameDecoder[ServerFrame]:
+    """The decoder a client uses for what the server sends."""
+    return FrameDecoder(ServerFrame, limits=limits)

@@ -1,0 +1,121 @@
+"""The frames of the vclock wire protocol, version 1 (see docs/protocol.md).
+
+Each frame is one JSON object on one line, tagged by its ``type`` field. Frames
+are frozen msgspec Structs; unknown fields are ignored so newer peers can add
+fields (always with defaults) without breaking older ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from ..clock import VectorClock
+
+PROTOCOL_VERSION = 1
+
+#: The syntax of a client id: what ShiViz accepts as a host name, and readable.
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MAX_CLIENT_ID_LENGTH = 64
+
+ClientId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_CLIENT_ID_LENGTH, pattern=CLIENT_ID_PATTERN)
+]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _Frame(
+    msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True
+):
+    pass
+
+
+# Client -> server
+
+
+class Hello(_Frame, tag="hello"):
+    """First frame of a session: the protocol version and the id the client wants."""
+
+    v: int
+    id: ClientId | None = None
+
+
+class Send(_Frame, tag="send"):
+    """Send ``clock`` (and an optional ``body``) to client ``to``; ``seq`` numbers it."""
+
+    to: ClientId
+    seq: Seq
+    clock: VectorClock
+    body: Any = None
+
+
+class Report(_Frame, tag="report"):
+    """Report the client's clock to the server alone (a send to the service)."""
+
+    seq: Seq
+    clock: VectorClock
+
+
+class Bye(_Frame, tag="bye"):
+    """Either side ends the session; the sender closes the connection after it."""
+
+    reason: str = ""
+
+
+# Server -> client
+
+
+class Welcome(_Frame, tag="welcome"):
+    """Answer to a valid hello: the client's id, who else is connected, and the
+    latest clock the server holds for this id (empty for a new id), which a client
+    resumes from so that an id's clock never goes back."""
+
+    v: int
+    id: ClientId
+    peers: list[str]
+    sync_interval: float
+    clock: VectorClock = msgspec.field(default_factory=VectorClock)
+
+
+class Deliver(_Frame, tag="deliver"):
+    """A peer's ``send``, relayed with the sender's clock unchanged."""
+
+    sender: ClientId = msgspec.field(name="from")
+    seq: Seq
+    clock: VectorClock
+    body: Any = None
+
+
+class Sync(_Frame, tag="sync"):
+    """The frontier of synchronization cycle ``cycle``."""
+
+    cycle: int
+    clock: VectorClock
+
+
+class PeerJoined(_Frame, tag="peer_joined"):
+    id: ClientId
+
+
+class PeerLeft(_Frame, tag="peer_left"):
+    id: ClientId
+
+
+class Error(_Frame, tag="error"):
+    """What went wrong with one of the client's frames. ``code`` is machine-readable."""
+
+    code: str
+    message: str
+    peer: str | None = None
+    seq: int | None = None
+
+
+def frame_type(frame: msgspec.Struct) -> str:
+    """The ``type`` tag of a frame, e.g. ``"send"``."""
+    return str(type(frame).__struct_config__.tag)
+
+
+ClientFrame = Hello | Send | Report | Bye
+ServerFrame = Welcome | Deliver | Sync | PeerJoined | PeerLeft | Error | Bye
+Frame = ClientFrame | ServerFrame

@@ -1,0 +1,123 @@
+"""The JSON-lines event log that servers, clients and tools share.
+
+One file per process, ``<pid>.jsonl``, one event per line, appended and flushed as
+it happens, so a crash loses at most the line being written. A run folder holds
+the files of every process of one run. Fields (docs/eventlog.md):
+
+``ts``     wall time, ISO 8601 with UTC offset
+``pid``    the process: a client id, or ``"server"``
+``kind``   client: ``local`` ``send`` ``receive`` ``sync-receive`` ``join`` ``leave``;
+           server: ``receive`` (a client frame with a clock), ``sync`` (one cycle's
+           sync message), ``join`` ``leave`` (a client came or went)
+``clock``  the process's vector clock after the event (server: the clock received,
+           or the frontier sent)
+``peer``   the other side: receiver of a send, sender of a receive, ``"server"``
+``msg``    message id linking a receive to its send: ``"A#7"``, or ``"sync#3"``
+``to``     server ``sync`` only: the ids the sync was sent to
+``desc``   free text
+
+``local``, ``send``, ``receive`` and ``sync-receive`` are the causal events: each
+ticks the process's own entry by one. ``join`` and ``leave`` are annotations that
+carry the clock unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+CAUSAL_KINDS = frozenset({"local", "send", "receive", "sync-receive"})
+
+
+class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
+    ts: str
+    pid: str
+    kind: str
+    clock: dict[str, int]
+    peer: str | None = None
+    msg: str | None = None
+    to: list[str] | None = None
+    desc: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+class EventLog:
+    """Appends the events of one process to ``<directory>/<pid>.jsonl``.
+
+    The wall time is read here, in the I/O layer, never in the core.
+    """
+
+    def __init__(self, directory: str | Path, pid: str) -> None:
+        self.path = Path(directory) / f"{pid}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid = pid
+        self._file: IO[bytes] = self.path.open("ab")
+
+    def record(
+        self,
+        kind: str,
+        clock: Iterable[tuple[str, int]] | dict[str, int],
+        *,
+        peer: str | None = None,
+        msg: str | None = None,
+        to: list[str] | None = None,
+        desc: str | None = None,
+    ) -> Event:
+        """Append one event, flushed to the OS before returning."""
+        event = Event(
+            ts=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+            pid=self.pid,
+            kind=kind,
+            clock=dict(clock),
+            peer=peer,
+            msg=msg,
+            to=to,
+            desc=desc,
+        )
+        self._file.write(_encoder.encode(event) + b"\n")
+        self._file.flush()
+        return event
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def log_files(source: str | Path) -> list[Path]:
+    """The ``.jsonl`` files of a run folder (sorted), or ``[source]`` for one file."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise FileNotFoundError(f"no .jsonl event logs in {path}")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"no such log file or run folder: {path}")
+    return [path]
+
+
+def iter_events(path: str | Path) -> Iterator[tuple[int, Event]]:
+    """``(line number, event)`` for each line of one log file.
+
+    Raises:
+        ValueError: a line that is not an event, naming the file and line.
+    """
+    with Path(path).open("rb") as file:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, _decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}:{number}: not an event: {exc}") from None
+
+
+def read_events(source: str | Path) -> list[Event]:
+    """Every event of a run folder or log file, file by file, each in file order."""
+    return [event for path in log_files(source) for _, event in iter_events(path)]
