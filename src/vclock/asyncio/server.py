@@ -1,0 +1,218 @@
+"""The asyncio server: sockets, tasks, the sync timer and the console, around a Hub.
+
+This layer makes no protocol decisions. It feeds each connection's bytes to a
+sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
+:class:`~vclock.hub.Hub`, and carries out the actions the hub returns: writing
+frames, closing connections, printing the console lines and logging events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import itertools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from ..clock import DEFAULT_LIMITS, ClockLimits
+from ..hub import (
+    SERVER_ID,
+    Action,
+    Close,
+    Hub,
+    Joined,
+    Left,
+    Outgoing,
+    PeerId,
+    Received,
+    Refused,
+    SyncCycle,
+)
+from ..node import message_id, sync_id
+from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
+from ..protocol.frames import Send
+from ..tools.eventlog import EventLog
+
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4999
+    sync_interval: float = 5.0
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    limits: ClockLimits = DEFAULT_LIMITS
+
+
+class Console:
+    """Prints the server's console lines (the seed's, verbatim, plus a few more)."""
+
+    def __init__(self, out: TextIO | None = sys.stdout, now: Callable[[], _dt.datetime] = _dt.datetime.now) -> None:
+        self._out = out
+        self._now = now
+
+    def line(self, text: str) -> None:
+        if self._out is not None:
+            print(text, file=self._out, flush=True)
+
+    def connected(self, address: str) -> None:
+        self.line(f"{address} got connected successfully")
+
+    def show(self, action: Action) -> None:
+        match action:
+            case Joined(client_id=client_id, address=address):
+                self.line(f"{address} joined as {client_id}")
+            case Left(client_id=client_id, address=address):
+                self.line(f"{client_id} ({address}) disconnected")
+            case Received(address=address, client_id=client_id, frame=frame):
+                self.line(f"At {self._now()}, data was received from client")
+                self.line(f"Client Data updated by Server with: {address}")
+                target = f" for {frame.to}" if isinstance(frame, Send) else ""
+                self.line(f"  {client_id}{target}: {frame.clock}")
+            case Refused(address=address, error=error):
+                self.line(f"{address} refused: {error.code.value}: {error}")
+            case SyncCycle(clients=clients, frontier=frontier, synced=synced):
+                self.line("New synchronization cycle started.")
+                self.line(f"Number of clients to be synchronized: {clients}")
+                if clients == 0 or not frontier:
+                    self.line(
+                        "No client data received. Synchronization not applicable"
+                        " at the moment. Waiting for a client."
+                    )
+                else:
+                    self.line(f"Frontier: {frontier}")
+                    who = ", ".join(synced) if synced else "none (every client is up to date)"
+                    self.line(f"Synchronized: {who}")
+
+
+class Server:
+    """A vclock server. Use :func:`serve` to start one.
+
+    Args:
+        config: where to listen and the protocol limits.
+        console: where console lines go (``Console(None)`` for quiet).
+        log: an event log for the server's events, or None.
+    """
+
+    def __init__(self, config: ServerConfig, console: Console, log: EventLog | None = None) -> None:
+        self.config = config
+        self.hub = Hub(sync_interval=config.sync_interval)
+        self.console = console
+        self.log = log
+        self._writers: dict[PeerId, asyncio.StreamWriter] = {}
+        self._peer_ids = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle_connection, self.config.host, self.config.port, limit=READ_CHUNK
+        )
+        self._sync_task = asyncio.create_task(self._sync_loop())
+
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Say bye to every client, stop listening, and wait for connections to end."""
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        self._apply(self.hub.shutdown(reason))
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers.values()):
+            writer.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=5)
+        if self.log is not None:
+            self.log.close()
+
+    # Connections
+
+    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        peer = PeerId(next(self._peer_ids))
+        host, port = writer.get_extra_info("peername")[:2]
+        address = f"{host}:{port}"
+        conn = Connection(client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size)
+        self._writers[peer] = writer
+        self.console.connected(address)
+        self._apply(self.hub.connect(peer, address))
+        try:
+            while not writer.is_closing():
+                data = await reader.read(READ_CHUNK)
+                if data:
+                    conn.receive_data(data)
+                else:
+                    conn.receive_eof()
+                for event in conn.events_received():
+                    self._apply(self.hub.receive(peer, event))
+                if not data:
+                    break
+        except (ConnectionError, OSError):
+            pass  # the client vanished; handled as a disconnect below
+        finally:
+            self._writers.pop(peer, None)
+            self._apply(self.hub.disconnect(peer))
+            writer.close()
+            self._handlers.discard(task)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            self._apply(self.hub.begin_sync_cycle())
+            await asyncio.sleep(self.config.sync_interval)
+
+    # Carrying out the hub's actions
+
+    def _apply(self, actions: list[Action]) -> None:
+        encoded: dict[int, bytes] = {}  # a frame sent to many peers is encoded once
+        for action in actions:
+            match action:
+                case Outgoing(peer=peer, frame=frame):
+                    writer = self._writers.get(peer)
+                    if writer is None or writer.is_closing():
+                        continue
+                    data = encoded.get(id(frame))
+                    if data is None:
+                        data = encoded[id(frame)] = encode_frame(frame)
+                    writer.write(data)
+                case Close(peer=peer):
+                    writer = self._writers.get(peer)
+                    if writer is not None:
+                        writer.close()  # buffered frames are flushed first
+                case _:
+                    self.console.show(action)
+                    self._record(action)
+
+    def _record(self, action: Action) -> None:
+        if self.log is None:
+            return
+        match action:
+            case Received(client_id=client_id, frame=frame):
+                self.log.record(
+                    "receive", frame.clock.items(), peer=client_id, msg=message_id(client_id, frame.seq)
+                )
+            case SyncCycle(cycle=cycle, frontier=frontier, synced=synced) if synced:
+                self.log.record("sync", frontier.items(), msg=sync_id(cycle), to=list(synced))
+            case Joined(client_id=client_id):
+                self.log.record("join", {}, peer=client_id)
+            case Left(client_id=client_id):
+                self.log.record("leave", {}, peer=client_id)
+
+
+async def serve(config: ServerConfig, console: Console, log: EventLog | None = None) -> Server:
+    """Start a server; it runs until :meth:`Server.close`."""
+    server = Server(config, console, log)
+    await server.start()
+    return server
+
+
+__all__ = ["SERVER_ID", "Console", "Server", "ServerConfig", "serve"]

@@ -1,0 +1,168 @@
+"""The ``vclock`` command. Thin: parse options, call the library, set the exit code.
+
+``main(argv)`` can be called from tests and from the seed-compatible launchers
+(server.py, client.py, client2.py, client3.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import random
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .asyncio.client import SERVER, ConnectError, connect, run
+from .asyncio.server import Console, ServerConfig, serve
+from .clock import VectorClock
+from .demo import demo
+from .hub import SERVER_ID
+from .node import Event, Goodbye, Message, PeerChange, ServerError, Synced
+from .tools.eventlog import EventLog
+
+
+def _interval(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = float(low), float(high if sep else low)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not MIN-MAX in seconds, e.g. 2-10") from None
+    if not 0 < lo <= hi:
+        raise click.BadParameter(f"{text!r}: need 0 < MIN <= MAX")
+    return lo, hi
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vclock")
+def cli() -> None:
+    """vclock: vector clocks you can see.
+
+    Run `vclock demo` to watch a server and three clients exchange clocks.
+    """
+
+
+# Server
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4999, show_default=True, help="TCP port (0 picks a free one).")
+@click.option("--sync-interval", default=5.0, show_default=True, help="Seconds between synchronization cycles.")
+@click.option("--max-frame-size", default=64 * 1024, show_default=True, help="Longest accepted frame, in bytes.")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the server's event log into this folder.")
+@click.option("--quiet", is_flag=True, help="Print nothing but the listening line and errors.")
+def server(host: str, port: int, sync_interval: float, max_frame_size: int, log_dir: Path | None, quiet: bool) -> None:
+    """Run the message service: relays clocks and runs synchronization cycles."""
+    if sync_interval <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--sync-interval")
+    config = ServerConfig(host=host, port=port, sync_interval=sync_interval, max_frame_size=max_frame_size)
+    try:
+        asyncio.run(_run_server(config, quiet, log_dir))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}."
+            " Is another server running? Pick another --port."
+        ) from None
+
+
+async def _run_server(config: ServerConfig, quiet: bool, log_dir: Path | None) -> None:
+    log = EventLog(log_dir, SERVER_ID) if log_dir else None
+    srv = await serve(config, Console(None if quiet else sys.stdout), log)
+    click.echo(f"vclock server listening on {config.host}:{srv.port} (sync every {config.sync_interval:g} s)")
+    await _until_signalled()
+    await srv.close()
+    click.echo("Server stopped.")
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# Client
+
+STOPPED = "client stopped"
+
+
+@cli.command()
+@click.option("--id", "client_id", help="This client's id (letters, digits, _ . -); default: assigned by the server.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4999, show_default=True)
+@click.option("--interval", default="2-10", show_default=True, help="Seconds between sends, MIN-MAX, chosen at random.")
+@click.option("--seed", type=int, help="Seed the random choices, for repeatable runs.")
+@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path), help="Write this client's event log into this folder.")
+def client(client_id: str | None, host: str, port: int, interval: str, seed: int | None, log_dir: Path | None) -> None:
+    """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
+    bounds = _interval(interval)
+    if log_dir and not client_id:
+        raise click.UsageError("--log needs --id: the log file is named after the client")
+    try:
+        reason = asyncio.run(_run_client(client_id, host, port, bounds, seed, log_dir))
+    except ConnectError as exc:
+        hint = " Start one with `vclock server`." if exc.code is None else ""
+        raise click.ClickException(f"{exc}.{hint}") from None
+    if reason == STOPPED:
+        click.echo("Client stopped.")
+    else:
+        click.echo(f"Server closed the session ({reason}); exiting.")
+
+
+async def _run_client(
+    client_id: str | None, host: str, port: int, interval: tuple[float, float], seed: int | None, log_dir: Path | None
+) -> str:
+    log = EventLog(log_dir, client_id) if log_dir and client_id else None
+    node = await connect(host, port, id=client_id, log=log)
+    me = node.id
+
+    def say(text: str, clock: VectorClock) -> None:
+        stamp = _dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        click.echo(f"{stamp} {me:<8} {text:<28} {clock}")
+
+    def on_send(target: str, clock: VectorClock) -> None:
+        say(f"report -> {SERVER}" if target == SERVER else f"send -> {target}", clock)
+
+    def on_event(event: Event) -> None:
+        match event:
+            case Message(sender=sender, clock=clock):
+                say(f"receive <- {sender} ({event.id})", clock)
+            case Synced(cycle=cycle, clock=clock):
+                say(f"sync <- server (cycle {cycle})", clock)
+            case PeerChange(id=peer, joined=joined):
+                say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
+            case ServerError(code=code, message=message):
+                click.echo(f"{me}: server error {code}: {message}", err=True)
+            case Goodbye():
+                pass
+
+    click.echo(f"Connected to {host}:{port} as {me}; peers: {', '.join(node.peers) or 'none yet'}")
+    stop = asyncio.create_task(_until_signalled())
+    session = asyncio.create_task(run(node, interval=interval, rng=random.Random(seed), on_event=on_event, on_send=on_send))
+    done, _ = await asyncio.wait({stop, session}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if session in done:
+        reason = session.result()
+    else:
+        await node.close(STOPPED)
+        session.cancel()
+        reason = STOPPED
+    if log is not None:
+        log.close()
+    return reason
+
+
+cli.add_command(demo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``vclock`` command."""
+    cli.main(args=argv, prog_name="vclock")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,182 @@
+"""``vclock demo``: a server and N clients as separate processes on loopback.
+
+Their output is shown interleaved and labelled; everything lands in one run
+folder (event logs and console output); at the end the run is summarised and
+checked for causal consistency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import signal
+import string
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .clock import VectorClock
+
+from .tools.eventlog import CAUSAL_KINDS, read_events
+
+STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
+STOP_TIMEOUT = 10.0
+
+
+def client_ids(n: int) -> list[str]:
+    """A, B, C ... for up to 26 clients, then P01, P02 ..."""
+    if n <= 26:
+        return list(string.ascii_uppercase[:n])
+    return [f"P{i:02d}" for i in range(1, n + 1)]
+
+
+@dataclass
+class _Proc:
+    name: str
+    style: str
+    process: asyncio.subprocess.Process
+    output: list[str] = field(default_factory=list)
+    pump: asyncio.Task[None] | None = None
+
+
+@click.command()
+@click.option("--clients", default=3, show_default=True, type=click.IntRange(1, 200), help="How many client processes.")
+@click.option("--duration", default=20.0, show_default=True, type=click.FloatRange(1), help="Seconds to run.")
+@click.option("--interval", default="0.5-2", show_default=True, help="Client send interval, MIN-MAX seconds.")
+@click.option("--sync-interval", default=3.0, show_default=True, help="Server synchronization cycle, seconds.")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where run folders are written.")
+@click.option("--seed", type=int, default=None, help="Seed the clients' random choices.")
+def demo(clients: int, duration: float, interval: str, sync_interval: float, runs_dir: Path, seed: int | None) -> None:
+    """Start a server and N clients, show them working, then summarise and check the run."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = runs_dir / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = runs_dir / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    console = Console(highlight=False)
+    ok = asyncio.run(_demo(console, run_dir, clients, duration, interval, sync_interval, seed))
+    if not ok:
+        sys.exit(1)
+
+
+async def _demo(
+    console: Console, run_dir: Path, n: int, duration: float, interval: str, sync_interval: float, seed: int | None
+) -> bool:
+    console.print(f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s; run folder [bold]{run_dir}[/]")
+    vclock = [sys.executable, "-m", "vclock"]
+    server = await _spawn(
+        "server", "bold white", vclock + ["server", "--port", "0", "--sync-interval", str(sync_interval), "--log", str(run_dir)]
+    )
+    port = await _listening_port(server)
+    procs = [server]
+    started = time.monotonic()
+    with Progress(
+        TextColumn("[bold]demo running[/]"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+    ) as progress:
+        server.pump = asyncio.create_task(_pump(server, console, run_dir))
+        for i, cid in enumerate(client_ids(n)):
+            args = ["client", "--id", cid, "--port", str(port), "--interval", interval, "--log", str(run_dir)]
+            if seed is not None:
+                args += ["--seed", str(seed + i)]
+            proc = await _spawn(cid, STYLES[i % len(STYLES)], vclock + args)
+            proc.pump = asyncio.create_task(_pump(proc, console, run_dir))
+            procs.append(proc)
+        task = progress.add_task("run", total=duration)
+        while (elapsed := time.monotonic() - started) < duration:
+            progress.update(task, completed=elapsed)
+            await asyncio.sleep(0.2)
+        progress.update(task, completed=duration)
+    console.print("[bold]Stopping the server; the clients exit when it says bye.[/]")
+    server.process.send_signal(signal.SIGTERM)
+    codes = await _wait_all(procs)
+    return _summarise(console, run_dir, procs, codes)
+
+
+async def _spawn(name: str, style: str, argv: list[str]) -> _Proc:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    return _Proc(name, style, process)
+
+
+async def _listening_port(server: _Proc) -> int:
+    assert server.process.stdout is not None
+    line = (await asyncio.wait_for(server.process.stdout.readline(), 15)).decode().strip()
+    server.output.append(line)
+    if "listening on" not in line:
+        raise click.ClickException(f"the server did not start: {line or 'no output'}")
+    return int(line.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1])
+
+
+async def _pump(proc: _Proc, console: Console, run_dir: Path) -> None:
+    assert proc.process.stdout is not None
+    width = 8
+    with (run_dir / f"{proc.name}.out").open("w") as out:
+        for line in proc.output:
+            out.write(line + "\n")
+        async for raw in proc.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            proc.output.append(line)
+            out.write(line + "\n")
+            console.print(f"[{proc.style}]{proc.name:>{width}} │[/] {line}", markup=True, soft_wrap=True)
+
+
+async def _wait_all(procs: list[_Proc]) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    for proc in procs:
+        try:
+            codes[proc.name] = await asyncio.wait_for(proc.process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            proc.process.kill()  # by PID: this exact child
+            codes[proc.name] = await proc.process.wait()
+        if proc.pump is not None:
+            await proc.pump
+    return codes
+
+
+def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
+    events = read_events(run_dir)
+    clients = [p.name for p in procs if p.name != "server"]
+    table = Table(title="Run summary", title_justify="left")
+    for column in ("process", "exit", "sends", "reports", "receives", "syncs", "final clock"):
+        table.add_column(column)
+    for name in clients:
+        mine = [e for e in events if e.pid == name]
+        causal = [e for e in mine if e.kind in CAUSAL_KINDS]
+        final = VectorClock(mine[-1].clock) if mine else VectorClock()
+        table.add_row(
+            name,
+            str(codes.get(name)),
+            str(sum(e.kind == "send" and e.peer != "server" for e in causal)),
+            str(sum(e.kind == "send" and e.peer == "server" for e in causal)),
+            str(sum(e.kind == "receive" for e in causal)),
+            str(sum(e.kind == "sync-receive" for e in causal)),
+            str(final),
+        )
+    console.print(table)
+    server_out = next(p.output for p in procs if p.name == "server")
+    cycles = sum(line == "New synchronization cycle started." for line in server_out)
+    syncs = sum(e.pid == "server" and e.kind == "sync" for e in events)
+    sent = sum(e.kind == "send" and e.peer != "server" for e in events if e.pid != "server")
+    delivered = sum(e.kind == "receive" for e in events if e.pid != "server")
+    console.print(
+        f"Messages sent: {sent}, delivered: {delivered}; synchronization cycles: {cycles}"
+        f" ({syncs} sent a sync)"
+    )
+    from .tools.checker import check, format_report
+
+    report = check(run_dir)
+    console.print(format_report(report))
+    exits_ok = all(code == 0 for code in codes.values())
+    if not exits_ok:
+        console.print(f"[red]Some processes did not exit cleanly: {codes}[/]")
+    console.print(f"Run folder: [bold]{run_dir}[/]")
+    return exits_ok and report.ok
