@@ -51,15 +51,39 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4999, show_default=True, help="TCP port (0 picks a free one).")
-@click.option("--sync-interval", default=5.0, show_default=True, help="Seconds between synchronization cycles.")
-@click.option("--max-frame-size", default=64 * 1024, show_default=True, help="Longest accepted frame, in bytes.")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path), help="Write the server's event log into this folder.")
+@click.option(
+    "--sync-interval",
+    default=5.0,
+    show_default=True,
+    help="Seconds between synchronization cycles.",
+)
+@click.option(
+    "--max-frame-size",
+    default=64 * 1024,
+    show_default=True,
+    help="Longest accepted frame, in bytes.",
+)
+@click.option(
+    "--log",
+    "log_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the server's event log into this folder.",
+)
 @click.option("--quiet", is_flag=True, help="Print nothing but the listening line and errors.")
-def server(host: str, port: int, sync_interval: float, max_frame_size: int, log_dir: Path | None, quiet: bool) -> None:
+def server(
+    host: str,
+    port: int,
+    sync_interval: float,
+    max_frame_size: int,
+    log_dir: Path | None,
+    quiet: bool,
+) -> None:
     """Run the message service: relays clocks and runs synchronization cycles."""
     if sync_interval <= 0:
         raise click.BadParameter("must be > 0", param_hint="--sync-interval")
-    config = ServerConfig(host=host, port=port, sync_interval=sync_interval, max_frame_size=max_frame_size)
+    config = ServerConfig(
+        host=host, port=port, sync_interval=sync_interval, max_frame_size=max_frame_size
+    )
     try:
         asyncio.run(_run_server(config, quiet, log_dir))
     except OSError as exc:
@@ -72,7 +96,9 @@ def server(host: str, port: int, sync_interval: float, max_frame_size: int, log_
 async def _run_server(config: ServerConfig, quiet: bool, log_dir: Path | None) -> None:
     log = EventLog(log_dir, SERVER_ID) if log_dir else None
     srv = await serve(config, Console(None if quiet else sys.stdout), log)
-    click.echo(f"vclock server listening on {config.host}:{srv.port} (sync every {config.sync_interval:g} s)")
+    click.echo(
+        f"vclock server listening on {config.host}:{srv.port} (sync every {config.sync_interval:g} s)"
+    )
     await _until_signalled()
     await srv.close()
     click.echo("Server stopped.")
@@ -92,13 +118,34 @@ STOPPED = "client stopped"
 
 
 @cli.command()
-@click.option("--id", "client_id", help="This client's id (letters, digits, _ . -); default: assigned by the server.")
+@click.option(
+    "--id",
+    "client_id",
+    help="This client's id (letters, digits, _ . -); default: assigned by the server.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4999, show_default=True)
-@click.option("--interval", default="2-10", show_default=True, help="Seconds between sends, MIN-MAX, chosen at random.")
+@click.option(
+    "--interval",
+    default="2-10",
+    show_default=True,
+    help="Seconds between sends, MIN-MAX, chosen at random.",
+)
 @click.option("--seed", type=int, help="Seed the random choices, for repeatable runs.")
-@click.option("--log", "log_dir", type=click.Path(file_okay=False, path_type=Path), help="Write this client's event log into this folder.")
-def client(client_id: str | None, host: str, port: int, interval: str, seed: int | None, log_dir: Path | None) -> None:
+@click.option(
+    "--log",
+    "log_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write this client's event log into this folder.",
+)
+def client(
+    client_id: str | None,
+    host: str,
+    port: int,
+    interval: str,
+    seed: int | None,
+    log_dir: Path | None,
+) -> None:
     """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
     bounds = _interval(interval)
     if log_dir and not client_id:
@@ -115,7 +162,12 @@ def client(client_id: str | None, host: str, port: int, interval: str, seed: int
 
 
 async def _run_client(
-    client_id: str | None, host: str, port: int, interval: tuple[float, float], seed: int | None, log_dir: Path | None
+    client_id: str | None,
+    host: str,
+    port: int,
+    interval: tuple[float, float],
+    seed: int | None,
+    log_dir: Path | None,
 ) -> str:
     log = EventLog(log_dir, client_id) if log_dir and client_id else None
     node = await connect(host, port, id=client_id, log=log)
@@ -143,7 +195,9 @@ async def _run_client(
 
     click.echo(f"Connected to {host}:{port} as {me}; peers: {', '.join(node.peers) or 'none yet'}")
     stop = asyncio.create_task(_until_signalled())
-    session = asyncio.create_task(run(node, interval=interval, rng=random.Random(seed), on_event=on_event, on_send=on_send))
+    session = asyncio.create_task(
+        run(node, interval=interval, rng=random.Random(seed), on_event=on_event, on_send=on_send)
+    )
     done, _ = await asyncio.wait({stop, session}, return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
     if session in done:

@@ -22,7 +22,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .clock import VectorClock
-
 from .tools.eventlog import CAUSAL_KINDS, read_events
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
@@ -46,13 +45,38 @@ class _Proc:
 
 
 @click.command()
-@click.option("--clients", default=3, show_default=True, type=click.IntRange(1, 200), help="How many client processes.")
-@click.option("--duration", default=20.0, show_default=True, type=click.FloatRange(1), help="Seconds to run.")
-@click.option("--interval", default="0.5-2", show_default=True, help="Client send interval, MIN-MAX seconds.")
-@click.option("--sync-interval", default=3.0, show_default=True, help="Server synchronization cycle, seconds.")
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where run folders are written.")
+@click.option(
+    "--clients",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="How many client processes.",
+)
+@click.option(
+    "--duration", default=20.0, show_default=True, type=click.FloatRange(1), help="Seconds to run."
+)
+@click.option(
+    "--interval", default="0.5-2", show_default=True, help="Client send interval, MIN-MAX seconds."
+)
+@click.option(
+    "--sync-interval", default=3.0, show_default=True, help="Server synchronization cycle, seconds."
+)
+@click.option(
+    "--runs-dir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where run folders are written.",
+)
 @click.option("--seed", type=int, default=None, help="Seed the clients' random choices.")
-def demo(clients: int, duration: float, interval: str, sync_interval: float, runs_dir: Path, seed: int | None) -> None:
+def demo(
+    clients: int,
+    duration: float,
+    interval: str,
+    sync_interval: float,
+    runs_dir: Path,
+    seed: int | None,
+) -> None:
     """Start a server and N clients, show them working, then summarise and check the run."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / stamp
@@ -68,22 +92,47 @@ def demo(clients: int, duration: float, interval: str, sync_interval: float, run
 
 
 async def _demo(
-    console: Console, run_dir: Path, n: int, duration: float, interval: str, sync_interval: float, seed: int | None
+    console: Console,
+    run_dir: Path,
+    n: int,
+    duration: float,
+    interval: str,
+    sync_interval: float,
+    seed: int | None,
 ) -> bool:
-    console.print(f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s; run folder [bold]{run_dir}[/]")
+    console.print(
+        f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s; run folder [bold]{run_dir}[/]"
+    )
     vclock = [sys.executable, "-m", "vclock"]
     server = await _spawn(
-        "server", "bold white", vclock + ["server", "--port", "0", "--sync-interval", str(sync_interval), "--log", str(run_dir)]
+        "server",
+        "bold white",
+        vclock
+        + ["server", "--port", "0", "--sync-interval", str(sync_interval), "--log", str(run_dir)],
     )
     port = await _listening_port(server)
     procs = [server]
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]demo running[/]"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+        TextColumn("[bold]demo running[/]"),
+        BarColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         server.pump = asyncio.create_task(_pump(server, console, run_dir))
         for i, cid in enumerate(client_ids(n)):
-            args = ["client", "--id", cid, "--port", str(port), "--interval", interval, "--log", str(run_dir)]
+            args = [
+                "client",
+                "--id",
+                cid,
+                "--port",
+                str(port),
+                "--interval",
+                interval,
+                "--log",
+                str(run_dir),
+            ]
             if seed is not None:
                 args += ["--seed", str(seed + i)]
             proc = await _spawn(cid, STYLES[i % len(STYLES)], vclock + args)
@@ -126,7 +175,9 @@ async def _pump(proc: _Proc, console: Console, run_dir: Path) -> None:
             line = raw.decode(errors="replace").rstrip()
             proc.output.append(line)
             out.write(line + "\n")
-            console.print(f"[{proc.style}]{proc.name:>{width}} │[/] {line}", markup=True, soft_wrap=True)
+            console.print(
+                f"[{proc.style}]{proc.name:>{width}} │[/] {line}", markup=True, soft_wrap=True
+            )
 
 
 async def _wait_all(procs: list[_Proc]) -> dict[str, int]:

@@ -27,7 +27,6 @@ from ..node import (
     Goodbye,
     Message,
     NodeState,
-    PeerChange,
     ServerError,
     Synced,
     Welcomed,
@@ -135,7 +134,10 @@ class Node:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -238,7 +240,10 @@ class connect:
         return self._node
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         assert self._node is not None
         await self._node.close()

@@ -50,7 +50,9 @@ class ServerConfig:
 class Console:
     """Prints the server's console lines (the seed's, verbatim, plus a few more)."""
 
-    def __init__(self, out: TextIO | None = sys.stdout, now: Callable[[], _dt.datetime] = _dt.datetime.now) -> None:
+    def __init__(
+        self, out: TextIO | None = sys.stdout, now: Callable[[], _dt.datetime] = _dt.datetime.now
+    ) -> None:
         self._out = out
         self._now = now
 
@@ -135,14 +137,18 @@ class Server:
 
     # Connections
 
-    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
         peer = PeerId(next(self._peer_ids))
         host, port = writer.get_extra_info("peername")[:2]
         address = f"{host}:{port}"
-        conn = Connection(client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size)
+        conn = Connection(
+            client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size
+        )
         self._writers[peer] = writer
         self.console.connected(address)
         self._apply(self.hub.connect(peer, address))
@@ -198,7 +204,10 @@ class Server:
         match action:
             case Received(client_id=client_id, frame=frame):
                 self.log.record(
-                    "receive", frame.clock.items(), peer=client_id, msg=message_id(client_id, frame.seq)
+                    "receive",
+                    frame.clock.items(),
+                    peer=client_id,
+                    msg=message_id(client_id, frame.seq),
                 )
             case SyncCycle(cycle=cycle, frontier=frontier, synced=synced) if synced:
                 self.log.record("sync", frontier.items(), msg=sync_id(cycle), to=list(synced))

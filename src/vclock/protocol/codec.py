@@ -59,6 +59,9 @@ class FrameDecoder(Generic[T]):
             raise FrameError(message, path=path) from None
         except msgspec.DecodeError as exc:
             raise FrameError(f"not valid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            # msgspec reports bad UTF-8 inside a string this way, not as DecodeError.
+            raise FrameError(f"not valid UTF-8: {exc}") from None
         except RecursionError:
             # msgspec recurses per nesting level; ~1000 "[" fit in one line.
             raise FrameError("JSON nested too deeply") from None

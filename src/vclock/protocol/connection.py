@@ -33,7 +33,9 @@ class Connection(Generic[T]):
             reported as :class:`~vclock.errors.FrameTooLarge` and skipped.
     """
 
-    def __init__(self, decoder: FrameDecoder[T], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, decoder: FrameDecoder[T], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    ) -> None:
         self._decoder = decoder
         self._reader = LineReader(max_frame_size)
         self._events: list[T | FrameError] = []

@@ -25,23 +25,21 @@ ClientId = Annotated[
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
-class _Frame(
-    msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True
-):
+class _Frame(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True):
     pass
 
 
 # Client -> server
 
 
-class Hello(_Frame, tag="hello"):
+class Hello(_Frame, tag="hello", frozen=True):
     """First frame of a session: the protocol version and the id the client wants."""
 
     v: int
     id: ClientId | None = None
 
 
-class Send(_Frame, tag="send"):
+class Send(_Frame, tag="send", frozen=True):
     """Send ``clock`` (and an optional ``body``) to client ``to``; ``seq`` numbers it."""
 
     to: ClientId
@@ -50,14 +48,14 @@ class Send(_Frame, tag="send"):
     body: Any = None
 
 
-class Report(_Frame, tag="report"):
+class Report(_Frame, tag="report", frozen=True):
     """Report the client's clock to the server alone (a send to the service)."""
 
     seq: Seq
     clock: VectorClock
 
 
-class Bye(_Frame, tag="bye"):
+class Bye(_Frame, tag="bye", frozen=True):
     """Either side ends the session; the sender closes the connection after it."""
 
     reason: str = ""
@@ -66,7 +64,7 @@ class Bye(_Frame, tag="bye"):
 # Server -> client
 
 
-class Welcome(_Frame, tag="welcome"):
+class Welcome(_Frame, tag="welcome", frozen=True):
     """Answer to a valid hello: the client's id, who else is connected, and the
     latest clock the server holds for this id (empty for a new id), which a client
     resumes from so that an id's clock never goes back."""
@@ -78,7 +76,7 @@ class Welcome(_Frame, tag="welcome"):
     clock: VectorClock = msgspec.field(default_factory=VectorClock)
 
 
-class Deliver(_Frame, tag="deliver"):
+class Deliver(_Frame, tag="deliver", frozen=True):
     """A peer's ``send``, relayed with the sender's clock unchanged."""
 
     sender: ClientId = msgspec.field(name="from")
@@ -87,22 +85,22 @@ class Deliver(_Frame, tag="deliver"):
     body: Any = None
 
 
-class Sync(_Frame, tag="sync"):
+class Sync(_Frame, tag="sync", frozen=True):
     """The frontier of synchronization cycle ``cycle``."""
 
     cycle: int
     clock: VectorClock
 
 
-class PeerJoined(_Frame, tag="peer_joined"):
+class PeerJoined(_Frame, tag="peer_joined", frozen=True):
     id: ClientId
 
 
-class PeerLeft(_Frame, tag="peer_left"):
+class PeerLeft(_Frame, tag="peer_left", frozen=True):
     id: ClientId
 
 
-class Error(_Frame, tag="error"):
+class Error(_Frame, tag="error", frozen=True):
     """What went wrong with one of the client's frames. ``code`` is machine-readable."""
 
     code: str

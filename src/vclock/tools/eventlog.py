@@ -72,7 +72,7 @@ class EventLog:
     ) -> Event:
         """Append one event, flushed to the OS before returning."""
         event = Event(
-            ts=_dt.datetime.now(_dt.timezone.utc).isoformat(),
+            ts=_dt.datetime.now(_dt.UTC).isoformat(),
             pid=self.pid,
             kind=kind,
             clock=dict(clock),
