@@ -70,7 +70,9 @@ json_values = st.recursive(
     | int64
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -113,7 +115,9 @@ class HarnessClient:
         self.node = node
         self.address = address
         #: The server side of this client's connection: decodes what the client sends.
-        self.conn: Connection[Any] = Connection(client_frame_decoder(), max_frame_size=max_frame_size)
+        self.conn: Connection[Any] = Connection(
+            client_frame_decoder(), max_frame_size=max_frame_size
+        )
         self.received: list[ServerFrame] = []  # frames as decoded by the client
         self.events: list[Event] = []  # what NodeState.receive made of them
         self.own_events = 0  # sends and reports

@@ -221,6 +221,8 @@ class Hub:
                     sender=session.client_id, seq=frame.seq, clock=frame.clock, body=frame.body
                 )
                 actions.append(Outgoing(target, deliver))
+                receiver = self._sessions[target]
+                receiver.known = receiver.known.merge(frame.clock)  # it was sent this clock
                 return actions
             case Report():
                 return self._update(peer, session, frame)

@@ -25,7 +25,7 @@ def _enc_hook(obj: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
-_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook, order="deterministic")  # sorted clock ids
 
 
 def encode_frame(frame: Frame) -> bytes:

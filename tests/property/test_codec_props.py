@@ -1,0 +1,103 @@
+"""Codec properties: frames round-trip, and no input makes decode fail any other
+way than FrameError (the fuzz invariant, written as a hypothesis property)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vclock import FrameError
+from vclock.protocol import client_frame_decoder, encode_frame, server_frame_decoder
+from vclock.protocol.frames import Bye, Hello, Report, Send
+
+from ..helpers import client_frames, server_frames
+
+CLIENT = client_frame_decoder()
+SERVER = server_frame_decoder()
+
+props = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@props
+@given(client_frames)
+def test_client_frames_round_trip(frame):
+    line = encode_frame(frame)
+    assert CLIENT.decode(line) == frame
+    assert encode_frame(CLIENT.decode(line)) == line
+
+
+@props
+@given(server_frames)
+def test_server_frames_round_trip(frame):
+    line = encode_frame(frame)
+    assert SERVER.decode(line) == frame
+    assert encode_frame(SERVER.decode(line)) == line
+
+
+@props
+@given(st.one_of(client_frames, server_frames))
+def test_an_encoded_frame_is_exactly_one_line(frame):
+    line = encode_frame(frame)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+
+
+def _decodes_or_frame_error(line: bytes) -> None:
+    """The fuzz invariant: a frame, or a FrameError; any other exception fails the test."""
+    for decoder, kinds in [(CLIENT, (Hello, Send, Report, Bye)), (SERVER, None)]:
+        try:
+            frame = decoder.decode(line)
+        except FrameError as exc:
+            assert str(exc)
+            continue
+        if kinds is not None:
+            assert isinstance(frame, kinds)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_to_a_frame_or_raise_frame_error(data):
+    _decodes_or_frame_error(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]":,0123456789.-+eE truefalsnl\\u', max_size=120))
+def test_json_like_text_decodes_to_a_frame_or_raises_frame_error(text):
+    _decodes_or_frame_error(text.encode())
+
+
+@st.composite
+def mutated_frame_lines(draw):
+    """A valid frame line with a few bytes flipped, dropped, inserted or cut off."""
+    line = bytearray(encode_frame(draw(st.one_of(client_frames, server_frames))))
+    for _ in range(draw(st.integers(1, 4))):
+        if not line:
+            break
+        at = draw(st.integers(0, len(line) - 1))
+        kind = draw(st.sampled_from(["flip", "drop", "insert", "truncate", "repeat"]))
+        if kind == "flip":
+            line[at] = draw(st.integers(0, 255))
+        elif kind == "drop":
+            del line[at : at + draw(st.integers(1, 5))]
+        elif kind == "insert":
+            line[at:at] = draw(
+                st.binary(min_size=1, max_size=5)
+                | st.sampled_from([b"[", b"{", b'"', b"-1", b"1e999", b"null"])
+            )
+        elif kind == "truncate":
+            del line[at:]
+        else:
+            line[at:at] = line[at : at + draw(st.integers(1, 10))]
+    return bytes(line)
+
+
+@props
+@given(mutated_frame_lines())
+def test_mutated_frames_decode_to_a_frame_or_raise_frame_error(line):
+    _decodes_or_frame_error(line)
+
+
+@props
+@given(st.integers(1, 3000), st.sampled_from([b"[", b'{"a":', b"[{", b'{"type":"send","body":[']))
+def test_nesting_at_any_depth_decodes_or_raises_frame_error(depth, opener):
+    line = b'{"type":"send","to":"B","seq":1,"clock":{},"body":' + opener * depth
+    _decodes_or_frame_error(line)

@@ -1,0 +1,164 @@
+"""Connection: bytes in, frames out (and back), independent of how TCP splits them."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vclock import FrameError, FrameTooLarge, VectorClock
+from vclock.protocol import (
+    Bye,
+    Connection,
+    Deliver,
+    Report,
+    Send,
+    client_frame_decoder,
+    encode_frame,
+    server_frame_decoder,
+)
+
+from ..helpers import client_frames
+
+
+def server_side(max_frame_size: int = 1024) -> Connection:
+    return Connection(client_frame_decoder(), max_frame_size=max_frame_size)
+
+
+def normalized(events: list[object]) -> list[object]:
+    """Frames as-is, errors by type (an oversized line's size depends on the split)."""
+    return [type(e).__name__ if isinstance(e, FrameError) else e for e in events]
+
+
+REPORT = Report(seq=1, clock=VectorClock({"A": 1}))
+
+
+def test_received_bytes_become_frames():
+    conn = server_side()
+    conn.receive_data(encode_frame(REPORT) + encode_frame(Bye(reason="done")))
+    assert conn.events_received() == [REPORT, Bye(reason="done")]
+
+
+def test_events_received_empties_the_queue():
+    conn = server_side()
+    conn.receive_data(encode_frame(REPORT))
+    assert conn.events_received() == [REPORT]
+    assert conn.events_received() == []
+
+
+def test_a_frame_split_across_chunks_arrives_once_complete():
+    conn = server_side()
+    line = encode_frame(REPORT)
+    conn.receive_data(line[:10])
+    assert conn.events_received() == []
+    conn.receive_data(line[10:])
+    assert conn.events_received() == [REPORT]
+
+
+def test_a_bad_line_becomes_a_frame_error_in_stream_order():
+    conn = server_side()
+    conn.receive_data(b"garbage\n" + encode_frame(REPORT) + b'{"type":"send"}\n')
+    first, second, third = conn.events_received()
+    assert isinstance(first, FrameError)
+    assert second == REPORT
+    assert isinstance(third, FrameError) and third.path == "$"
+
+
+def test_an_oversized_line_gives_one_frame_too_large_and_later_frames_still_decode():
+    conn = server_side(max_frame_size=64)
+    conn.receive_data(b'{"type":"bye","reason":"' + b"x" * 500 + b'"}\n' + encode_frame(REPORT))
+    events = conn.events_received()
+    assert len(events) == 2
+    assert isinstance(events[0], FrameTooLarge)
+    assert events[0].limit == 64 and events[0].size > 64
+    assert events[1] == REPORT
+
+
+def test_blank_lines_are_ignored():
+    conn = server_side()
+    conn.receive_data(b"\n\r\n  \n" + encode_frame(REPORT) + b"\n\n")
+    assert conn.events_received() == [REPORT]
+
+
+def test_eof_in_the_middle_of_a_frame_is_a_frame_error():
+    conn = server_side()
+    conn.receive_data(encode_frame(REPORT)[:-5])
+    assert conn.events_received() == []
+    conn.receive_eof()
+    assert conn.eof_received
+    (event,) = conn.events_received()
+    assert type(event) is FrameError
+
+
+def test_eof_between_frames_adds_no_event():
+    conn = server_side()
+    conn.receive_data(encode_frame(REPORT))
+    assert not conn.eof_received
+    conn.receive_eof()
+    assert conn.eof_received
+    assert conn.events_received() == [REPORT]
+
+
+def test_data_to_send_returns_queued_frames_then_nothing():
+    conn = Connection(server_frame_decoder())
+    deliver = Deliver(sender="A", seq=1, clock=VectorClock({"A": 1}))
+    assert conn.data_to_send() == b""
+    conn.send(deliver)
+    conn.send(Bye())
+    assert conn.data_to_send() == encode_frame(deliver) + encode_frame(Bye())
+    assert conn.data_to_send() == b""
+
+
+def test_what_one_end_sends_the_other_end_receives():
+    client = Connection(server_frame_decoder())
+    server = server_side()
+    send = Send(to="B", seq=2, clock=VectorClock({"A": 2}), body=[1, "two"])
+    client.send(send)
+    server.receive_data(client.data_to_send())
+    assert server.events_received() == [send]
+
+
+# Chunking independence, with hypothesis
+
+
+@st.composite
+def chunked(draw, data: bytes) -> list[bytes]:
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=10)))
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def events_for(chunks: list[bytes], max_frame_size: int) -> list[object]:
+    conn = server_side(max_frame_size)
+    events: list[object] = []
+    for chunk in chunks:
+        conn.receive_data(chunk)
+        events += conn.events_received()
+    conn.receive_eof()
+    return normalized(events + conn.events_received())
+
+
+lines = st.one_of(
+    client_frames.map(encode_frame),
+    st.sampled_from([b"\n", b"  \r\n", b"not json\n", b'{"type":"send"}\n', b"x" * 300 + b"\n"]),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(lines, max_size=8), st.binary(max_size=20), st.data())
+def test_events_do_not_depend_on_how_tcp_splits_the_bytes(line_list, tail, data):
+    stream = b"".join(line_list) + tail
+    limit = 256
+    whole = events_for([stream], limit)
+    byte_by_byte = events_for([stream[i : i + 1] for i in range(len(stream))], limit)
+    random_chunks = events_for(data.draw(chunked(stream)), limit)
+    assert whole == byte_by_byte == random_chunks
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(client_frames, max_size=8), st.data())
+def test_valid_frames_arrive_intact_whatever_the_chunking(frames, data):
+    stream = b"".join(encode_frame(f) for f in frames)
+    limit = max([len(encode_frame(f)) for f in frames], default=1)
+    assert events_for([stream], limit) == frames
+    assert events_for([stream[i : i + 1] for i in range(len(stream))], limit) == frames
+    assert events_for(data.draw(chunked(stream)), limit) == frames

@@ -1,0 +1,557 @@
+"""The Hub, driven through HubHarness: N in-memory clients, real frames on the wire."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vclock import ErrorCode, FrameError, Goodbye, PeerChange, PeerError, VectorClock
+from vclock.clock import merge_all
+from vclock.errors import FATAL_CODES
+from vclock.hub import (
+    SERVER_ID,
+    TRANSITIONS,
+    Close,
+    Hub,
+    Joined,
+    Left,
+    Outgoing,
+    PeerId,
+    Received,
+    Refused,
+    SessionState,
+    SyncCycle,
+    next_state,
+)
+from vclock.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Deliver,
+    Error,
+    Hello,
+    PeerJoined,
+    PeerLeft,
+    Report,
+    Send,
+    Sync,
+    Welcome,
+)
+
+from ..helpers import HarnessClient, HubHarness
+
+
+@pytest.fixture
+def harness() -> HubHarness:
+    return HubHarness(Hub(sync_interval=2.5))
+
+
+def codes(client: HarnessClient) -> list[str]:
+    return [error.code for error in client.errors]
+
+
+# hello and welcome
+
+
+def test_hello_is_answered_with_welcome(harness):
+    a = harness.connect("A")
+    assert a.received == [
+        Welcome(v=PROTOCOL_VERSION, id="A", peers=[], sync_interval=2.5, clock=VectorClock())
+    ]
+    assert a.node.welcomed
+    assert harness.hub.clients == ["A"]
+    assert harness.notices_of(Joined) == [Joined(a.peer, "A", a.address)]
+
+
+def test_welcome_lists_the_peers_already_connected(harness):
+    harness.connect("A")
+    harness.connect("B")
+    c = harness.connect("C")
+    assert c.received[0].peers == ["A", "B"]
+    assert c.node.peers == ["A", "B"]
+
+
+def test_a_new_client_is_announced_to_the_others(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.connect("C")
+    assert a.received[1:] == [PeerJoined(id="B"), PeerJoined(id="C")]
+    assert b.received[1:] == [PeerJoined(id="C")]
+    assert a.node.peers == ["B", "C"]
+
+
+def test_a_hello_without_id_gets_an_assigned_id(harness):
+    first = harness.connect(None)
+    second = harness.connect(None)
+    assert first.received[0].id == "client-1"
+    assert second.received[0].id == "client-2"
+    assert first.node.id == "client-1"
+    assert harness.hub.clients == ["client-1", "client-2"]
+
+
+def test_an_assigned_id_never_reuses_an_id_the_hub_has_a_clock_for(harness):
+    taken = harness.connect("client-1")
+    harness.report(taken)
+    harness.disconnect(taken)
+    assert harness.connect(None).node.id == "client-2"
+
+
+def test_a_returning_id_resumes_from_its_latest_clock(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.send(a, "B")
+    harness.report(a)
+    harness.send(b, "A")
+    latest = harness.hub.latest["A"]
+    harness.disconnect(a)
+
+    again = harness.connect("A")
+    welcome = again.received[0]
+    assert welcome.clock == latest
+    assert again.node.clock == latest
+    harness.report(again)  # resumes past its old entry, so not stale
+    assert again.errors == []
+    assert harness.hub.latest["A"]["A"] == latest["A"] + 1
+
+
+def test_a_duplicate_id_is_refused_and_closed(harness):
+    harness.connect("A")
+    dup = harness.connect("A")
+    (error,) = dup.received
+    assert error.code == ErrorCode.DUPLICATE_ID
+    assert error.peer == "A"
+    assert dup.closed is not None
+    assert not dup.node.welcomed
+    assert harness.hub.clients == ["A"]
+    assert [r.error.code for r in harness.notices_of(Refused)] == [ErrorCode.DUPLICATE_ID]
+
+
+def test_the_reserved_server_id_is_refused_as_invalid(harness):
+    client = harness.connect(SERVER_ID)
+    (error,) = client.received
+    assert error.code == ErrorCode.INVALID_ID
+    assert client.closed is not None
+    assert harness.hub.clients == []
+
+
+def test_an_unsupported_version_is_refused_and_closed(harness):
+    client = harness.connect("A", hello=False)
+    actions = harness.send_frame(client, Hello(v=PROTOCOL_VERSION + 1, id="A"))
+    (error,) = client.received
+    assert error.code == ErrorCode.UNSUPPORTED_VERSION
+    assert str(PROTOCOL_VERSION + 1) in error.message
+    assert isinstance(actions[-1], Close) and actions[-1].peer == client.peer
+    assert client.closed is not None
+    assert harness.hub.clients == []
+
+
+def test_a_send_before_hello_is_unexpected_and_the_session_continues(harness):
+    client = harness.connect("A", hello=False)
+    harness.connect("B")
+    harness.send(client, "B")
+    assert codes(client) == [ErrorCode.UNEXPECTED_FRAME]
+    assert "awaiting-hello" in client.errors[0].message
+    assert client.closed is None
+    assert "A" not in harness.hub.latest
+
+    harness.send_frame(client, client.node.hello())
+    assert isinstance(client.received[-1], Welcome)
+    assert harness.hub.clients == ["B", "A"]
+
+
+def test_a_second_hello_is_unexpected(harness):
+    a = harness.connect("A")
+    harness.send_frame(a, Hello(v=PROTOCOL_VERSION, id="A2"))
+    assert codes(a) == [ErrorCode.UNEXPECTED_FRAME]
+    assert a.closed is None
+    assert harness.hub.clients == ["A"]
+
+
+# send, deliver, report
+
+
+def test_send_is_delivered_with_the_sender_clock_unchanged(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    send = harness.send(a, "B", body={"text": "hi"})
+    deliver = b.received[-1]
+    assert deliver == Deliver(sender="A", seq=send.seq, clock=send.clock, body={"text": "hi"})
+    assert a.received[-1] == PeerJoined(id="B")  # the sender gets no echo
+    (received,) = harness.notices_of(Received)
+    assert received == Received(a.peer, "A", a.address, send)
+
+
+def test_the_receiver_merges_and_ticks_on_delivery(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.report(b)
+    send = harness.send(a, "B")
+    assert b.node.clock == VectorClock({"B": 1}).merge(send.clock).tick("B")
+
+
+def test_send_to_an_unknown_peer_is_refused_but_the_clock_still_counts(harness):
+    a = harness.connect("A")
+    send = harness.send(a, "Z")
+    (error,) = a.errors
+    assert error.code == ErrorCode.UNKNOWN_PEER
+    assert error.peer == "Z"
+    assert error.seq == send.seq
+    assert "'Z'" in error.message
+    assert harness.hub.latest["A"] == send.clock
+    assert harness.hub.frontier == send.clock
+    assert a.closed is None
+
+
+def test_a_clock_that_does_not_advance_is_stale(harness):
+    a = harness.connect("A")
+    first = harness.report(a)
+    harness.send_frame(a, Report(seq=first.seq, clock=first.clock))
+    (error,) = a.errors
+    assert error.code == ErrorCode.STALE_CLOCK
+    assert error.seq == first.seq
+    assert harness.hub.latest["A"] == first.clock
+    assert a.closed is None
+
+
+def test_a_stale_send_is_not_delivered(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.report(a)
+    harness.send_frame(a, Send(to="B", seq=1, clock=VectorClock({"A": 1})))
+    assert codes(a) == [ErrorCode.STALE_CLOCK]
+    assert not any(isinstance(f, Deliver) for f in b.received)
+
+
+def test_report_updates_latest_and_frontier(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    ra = harness.report(a)
+    rb = harness.report(b)
+    assert harness.hub.latest == {"A": ra.clock, "B": rb.clock}
+    assert harness.hub.frontier == VectorClock({"A": 1, "B": 1})
+    assert [n.frame for n in harness.notices_of(Received)] == [ra, rb]
+
+
+def test_latest_is_the_maximum_of_every_clock_received(harness):
+    a = harness.connect("A")
+    harness.send_frame(a, Report(seq=1, clock=VectorClock({"A": 1, "X": 5})))
+    harness.send_frame(a, Report(seq=2, clock=VectorClock({"A": 2, "Y": 1})))
+    assert harness.hub.latest["A"] == VectorClock({"A": 2, "X": 5, "Y": 1})
+
+
+# bye, disconnect, shutdown
+
+
+def test_bye_closes_the_session(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    actions = harness.send_frame(a, Bye(reason="done"))
+    assert actions == [Close(a.peer, "done")]
+    assert a.closed == "done"
+    assert harness.hub.clients == ["B"]
+    assert b.received[-1] == PeerLeft(id="A")
+
+
+def test_bye_before_hello_closes_quietly(harness):
+    a = harness.connect("A")
+    lurker = harness.connect(None, hello=False)
+    harness.send_frame(lurker, Bye())
+    assert lurker.closed == "client said bye"
+    assert a.received == [a.received[0]]  # nothing announced
+
+
+def test_disconnect_tells_the_others_once(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    c = harness.connect("C")
+    actions = harness.disconnect(a)
+    assert actions[0] == Left(a.peer, "A", a.address)
+    assert [(o.peer, o.frame) for o in actions[1:]] == [
+        (b.peer, PeerLeft(id="A")),
+        (c.peer, PeerLeft(id="A")),
+    ]
+    assert b.node.peers == ["C"]
+    assert harness.hub.disconnect(a.peer) == []
+    assert harness.hub.clients == ["B", "C"]
+
+
+def test_disconnect_before_hello_announces_nothing(harness):
+    a = harness.connect("A")
+    lurker = harness.connect(None, hello=False)
+    assert harness.disconnect(lurker) == []
+    assert a.received == [a.received[0]]
+
+
+def test_a_peer_cannot_be_connected_twice(harness):
+    a = harness.connect("A")
+    with pytest.raises(ValueError):
+        harness.hub.connect(a.peer, "elsewhere")
+
+
+def test_shutdown_says_bye_and_closes_every_connection(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    lurker = harness.connect(None, hello=False)
+    actions = harness.hub.shutdown("maintenance")
+    assert actions == [
+        Outgoing(a.peer, Bye(reason="maintenance")),
+        Close(a.peer, "maintenance"),
+        Outgoing(b.peer, Bye(reason="maintenance")),
+        Close(b.peer, "maintenance"),
+        Outgoing(lurker.peer, Bye(reason="maintenance")),
+        Close(lurker.peer, "maintenance"),
+    ]
+    harness.run(actions)
+    assert all(c.closed == "maintenance" for c in (a, b, lurker))
+    assert Goodbye("maintenance") in a.events and Goodbye("maintenance") in b.events
+    assert harness.hub.clients == []
+
+
+# Bad frames
+
+
+def test_a_frame_error_is_answered_to_that_peer_only(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    before = list(b.received)
+    actions = harness.receive(a, FrameError("bad clock", path="$.clock"))
+    assert actions[0] == Outgoing(a.peer, Error(code="bad-frame", message="bad clock"))
+    assert isinstance(actions[1], Refused) and actions[1].peer == a.peer
+    assert len(actions) == 2  # not fatal: no Close
+    assert b.received == before
+    assert a.closed is None
+
+
+def test_bad_bytes_on_the_wire_become_a_bad_frame_error(harness):
+    a = harness.connect("A")
+    harness.send_bytes(a, b'{"type":"report","seq":1,"clock":{"A":-1}}\n')
+    (error,) = a.errors
+    assert error.code == ErrorCode.BAD_FRAME
+    assert "$.clock" in error.message
+
+
+def test_an_oversized_frame_is_refused_and_the_next_frame_still_works():
+    harness = HubHarness(max_frame_size=100)
+    a = harness.connect("A")
+    harness.send_bytes(a, b'{"type":"bye","reason":"' + b"x" * 1000 + b'"}\n')
+    assert codes(a) == [ErrorCode.FRAME_TOO_LARGE]
+    assert "100" in a.errors[0].message
+    assert a.closed is None
+    harness.report(a)
+    assert harness.hub.latest["A"] == VectorClock({"A": 1})
+
+
+def every_error_code_scenario() -> dict[ErrorCode, HarnessClient]:
+    """One client per error code, each of which has been sent that code."""
+    h = HubHarness(max_frame_size=200)
+    a = h.connect("A")
+    seen: dict[ErrorCode, HarnessClient] = {}
+    seen[ErrorCode.BAD_FRAME] = c = h.connect("bad")
+    h.send_bytes(c, b"{not json\n")
+    seen[ErrorCode.FRAME_TOO_LARGE] = c = h.connect("large")
+    h.send_bytes(c, b"[" * 300 + b"\n")
+    seen[ErrorCode.UNSUPPORTED_VERSION] = c = h.connect(None, hello=False)
+    h.send_frame(c, Hello(v=99))
+    seen[ErrorCode.INVALID_ID] = h.connect(SERVER_ID)
+    seen[ErrorCode.DUPLICATE_ID] = h.connect("A")
+    seen[ErrorCode.UNEXPECTED_FRAME] = c = h.connect("early", hello=False)
+    h.send(c, "A")
+    seen[ErrorCode.UNKNOWN_PEER] = c = h.connect("lost")
+    h.send(c, "nobody")
+    seen[ErrorCode.STALE_CLOCK] = c = h.connect("stale")
+    h.send_frame(c, h.report(c))
+    assert a.errors == []
+    return seen
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_every_error_code_is_sent_in_some_scenario(code):
+    client = every_error_code_scenario()[code]
+    assert codes(client) == [code]
+    assert (client.closed is not None) == (code in FATAL_CODES)
+
+
+# Synchronization cycles
+
+
+def test_the_frontier_is_the_pointwise_maximum_of_latest(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.send(a, "B")
+    harness.send(b, "A")
+    harness.report(a)
+    assert harness.hub.frontier == merge_all(harness.hub.latest.values())
+    assert harness.hub.frontier == VectorClock({"A": 3, "B": 2})
+
+
+def test_sync_goes_only_to_connected_clients_lacking_something(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    c = harness.connect("C")
+    harness.report(a)
+    harness.report(b)
+    actions = harness.sync_cycle()
+    frontier = VectorClock({"A": 1, "B": 1})
+    sync = Sync(cycle=1, clock=frontier)
+    assert actions[0] == SyncCycle(1, 3, frontier, ("A", "B", "C"))
+    assert actions[1:] == [Outgoing(a.peer, sync), Outgoing(b.peer, sync), Outgoing(c.peer, sync)]
+    assert c.node.clock == frontier.tick("C")
+
+
+def test_a_client_that_reported_everything_gets_no_sync(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.report(a)
+    actions = harness.sync_cycle()
+    assert actions[0].synced == ("B",)
+    assert not any(isinstance(f, Sync) for f in a.received)
+    assert Sync(cycle=1, clock=VectorClock({"A": 1})) in b.received
+
+
+def test_a_client_that_was_delivered_everything_gets_no_sync(harness):
+    a = harness.connect("A")
+    harness.connect("B")
+    harness.send(a, "B")
+    (notice,) = [a for a in harness.sync_cycle() if isinstance(a, SyncCycle)]
+    assert notice.synced == ()
+
+
+def test_a_second_cycle_without_news_sends_nothing(harness):
+    a = harness.connect("A")
+    harness.connect("B")
+    harness.report(a)
+    harness.sync_cycle()
+    actions = harness.sync_cycle()
+    assert actions == [SyncCycle(2, 2, VectorClock({"A": 1}), ())]
+
+
+def test_sync_cycle_notice_counts_cycles_and_clients(harness):
+    harness.connect("A")
+    (first,) = harness.sync_cycle()
+    (second,) = harness.sync_cycle()
+    assert first == SyncCycle(cycle=1, clients=1, frontier=VectorClock(), synced=())
+    assert second.cycle == 2
+    assert harness.hub.cycle == 2
+    assert harness.notices_of(SyncCycle) == [first, second]
+
+
+def test_the_frontier_keeps_a_client_after_it_disconnects(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.report(a)
+    harness.disconnect(a)
+    assert harness.hub.frontier == VectorClock({"A": 1})
+    actions = harness.sync_cycle()
+    assert actions[0] == SyncCycle(1, 1, VectorClock({"A": 1}), ("B",))
+    assert actions[1:] == [Outgoing(b.peer, Sync(cycle=1, clock=VectorClock({"A": 1})))]
+
+
+def test_a_client_that_joins_later_is_synced_with_the_whole_frontier(harness):
+    a = harness.connect("A")
+    harness.report(a)
+    harness.sync_cycle()
+    late = harness.connect("L")
+    harness.sync_cycle()
+    assert late.received[-1] == Sync(cycle=2, clock=VectorClock({"A": 1}))
+    assert late.node.clock == VectorClock({"A": 1, "L": 1})
+
+
+def test_news_from_one_client_reaches_the_others_at_the_next_cycle(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    c = harness.connect("C")
+    harness.report(a)
+    harness.sync_cycle()
+    harness.report(b)
+    actions = harness.sync_cycle()
+    assert actions[0].synced == ("A", "C")
+    assert b.node.clock >= harness.hub.frontier
+    assert a.node.clock >= harness.hub.frontier and c.node.clock >= harness.hub.frontier
+
+
+# The session state table
+
+
+def test_the_state_table_allows_only_hello_and_bye_before_hello():
+    allowed = {tag for (state, tag) in TRANSITIONS if state is SessionState.AWAITING_HELLO}
+    assert allowed == {"hello", "bye"}
+
+
+def test_next_state_names_state_and_frame_when_refusing():
+    with pytest.raises(PeerError) as info:
+        next_state(SessionState.CLOSED, "send")
+    assert info.value.code is ErrorCode.UNEXPECTED_FRAME
+    assert "'send'" in str(info.value) and "closed" in str(info.value)
+    assert "nothing" in str(info.value)
+
+
+def test_frames_after_bye_are_unexpected():
+    hub = Hub()
+    peer = PeerId(1)
+    hub.connect(peer, "x")
+    hub.receive(peer, Hello(v=1, id="A"))
+    hub.receive(peer, Bye())
+    actions = hub.receive(peer, Report(seq=1, clock=VectorClock({"A": 1})))
+    assert actions[0].frame.code == ErrorCode.UNEXPECTED_FRAME
+    assert "A" not in hub.latest
+
+
+# Randomized: invariants over random traffic
+
+
+@st.composite
+def scenarios(draw):
+    n = draw(st.integers(2, 5))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["send", "send", "report", "sync", "local"]),
+                st.integers(0, n - 1),
+                st.integers(0, n - 1),
+            ),
+            max_size=25,
+        )
+    )
+    return n, steps
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_random_traffic_keeps_the_clock_invariants(scenario):
+    n, steps = scenario
+    harness = HubHarness()
+    clients = [harness.connect(f"P{i}") for i in range(n)]
+    for op, i, j in steps:
+        sender, target = clients[i], clients[j]
+        if op == "send":
+            harness.send(sender, target.node.id, body=[i, j])
+        elif op == "report":
+            harness.report(sender)
+        elif op == "local":
+            sender.node.local_event()
+            sender.own_events += 1
+        else:
+            harness.sync_cycle()
+            for client in clients:
+                assert harness.hub.frontier <= client.node.clock
+        harness.check_invariants()
+    assert harness.notices_of(Refused) == []
+    assert all(c.errors == [] and c.closed is None for c in clients)
+    for client in clients:
+        assert harness.hub.latest.get(client.node.id, VectorClock()) <= client.node.clock
+
+
+def test_the_harness_invariant_check_can_fail(harness):
+    a = harness.connect("A")
+    harness.report(a)
+    a.own_events += 1  # pretend an event the clock does not show
+    with pytest.raises(AssertionError):
+        harness.check_invariants()
+
+
+def test_nodes_see_peers_join_and_leave(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    harness.disconnect(b)
+    assert a.events[1:] == [PeerChange("B", joined=True), PeerChange("B", joined=False)]
+    assert a.node.peers == []

@@ -1,0 +1,212 @@
+"""NodeState: one client's clock rules and peer list, without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from vclock import (
+    ErrorCode,
+    Goodbye,
+    Message,
+    PeerChange,
+    PeerError,
+    ServerError,
+    Synced,
+    VectorClock,
+    Welcomed,
+)
+from vclock.node import NodeState, message_id, sync_id
+from vclock.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Deliver,
+    Error,
+    Hello,
+    PeerJoined,
+    PeerLeft,
+    Report,
+    Send,
+    Sync,
+    Welcome,
+)
+
+
+def welcomed(
+    id: str = "A", peers: list[str] | None = None, clock: VectorClock | None = None
+) -> NodeState:
+    node = NodeState(id)
+    node.receive(
+        Welcome(
+            v=PROTOCOL_VERSION,
+            id=id,
+            peers=peers or [],
+            sync_interval=1.0,
+            clock=clock or VectorClock(),
+        )
+    )
+    return node
+
+
+def test_hello_asks_for_the_configured_id():
+    assert NodeState("A").hello() == Hello(v=PROTOCOL_VERSION, id="A")
+    assert NodeState().hello() == Hello(v=PROTOCOL_VERSION)
+
+
+def test_a_new_node_starts_with_the_empty_clock():
+    node = NodeState("A")
+    assert node.clock == VectorClock()
+    assert not node.welcomed
+    assert node.peers == []
+
+
+# Our own events
+
+
+def test_a_local_event_ticks_our_own_entry():
+    node = welcomed("A")
+    assert node.local_event() == VectorClock({"A": 1})
+    assert node.local_event() == VectorClock({"A": 2})
+    assert node.clock == VectorClock({"A": 2})
+
+
+def test_send_ticks_and_carries_the_new_clock():
+    node = welcomed("A")
+    frame = node.send("B", body="hi")
+    assert frame == Send(to="B", seq=1, clock=VectorClock({"A": 1}), body="hi")
+    assert node.clock == VectorClock({"A": 1})
+
+
+def test_a_sent_clock_is_a_snapshot_that_later_events_do_not_change():
+    node = welcomed("A")
+    frame = node.send("B")
+    node.local_event()
+    node.receive(Deliver(sender="B", seq=4, clock=VectorClock({"B": 4})))
+    assert frame.clock == VectorClock({"A": 1})
+
+
+def test_report_ticks_and_carries_the_new_clock():
+    node = welcomed("A")
+    node.local_event()
+    assert node.report() == Report(seq=2, clock=VectorClock({"A": 2}))
+
+
+def test_seq_equals_our_own_entry_after_the_tick():
+    node = welcomed("A")
+    node.receive(Deliver(sender="B", seq=1, clock=VectorClock({"B": 1})))
+    node.local_event()
+    frame = node.send("B")
+    assert frame.seq == frame.clock["A"] == 3
+    report = node.report()
+    assert report.seq == report.clock["A"] == 4
+
+
+def test_a_node_without_an_id_cannot_tick_until_welcomed():
+    node = NodeState()
+    with pytest.raises(RuntimeError, match="welcome"):
+        node.local_event()
+    node.receive(Welcome(v=1, id="client-7", peers=[], sync_interval=1.0))
+    assert node.id == "client-7"
+    assert node.local_event() == VectorClock({"client-7": 1})
+
+
+# What the server sent
+
+
+def test_welcome_sets_id_peers_and_resumes_the_clock():
+    node = NodeState()
+    event = node.receive(
+        Welcome(
+            v=1, id="A", peers=["B", "C"], sync_interval=1.0, clock=VectorClock({"A": 5, "B": 2})
+        )
+    )
+    assert event == Welcomed("A", ("B", "C"), VectorClock({"A": 5, "B": 2}))
+    assert node.welcomed and node.id == "A" and node.peers == ["B", "C"]
+    assert node.send("B").seq == 6  # never reuses a seq of this id
+
+
+def test_receive_merges_then_ticks():
+    node = welcomed("B")
+    node.local_event()
+    stamped = VectorClock({"A": 3, "C": 1})
+    event = node.receive(Deliver(sender="A", seq=3, clock=stamped, body={"x": 1}))
+    expected = VectorClock({"A": 3, "B": 2, "C": 1})
+    assert node.clock == expected
+    assert event == Message("A", 3, stamped, {"x": 1}, expected)
+    assert event.id == "A#3"
+
+
+def test_receiving_an_older_clock_still_ticks():
+    node = welcomed("B", clock=VectorClock({"A": 9, "B": 2}))
+    node.receive(Deliver(sender="A", seq=1, clock=VectorClock({"A": 1})))
+    assert node.clock == VectorClock({"A": 9, "B": 3})
+
+
+def test_sync_merges_then_ticks():
+    node = welcomed("A")
+    node.local_event()
+    frontier = VectorClock({"A": 1, "B": 4})
+    event = node.receive(Sync(cycle=3, clock=frontier))
+    assert node.clock == VectorClock({"A": 2, "B": 4})
+    assert event == Synced(3, frontier, VectorClock({"A": 2, "B": 4}))
+
+
+def test_peers_list_follows_joins_and_leaves():
+    node = welcomed("A", peers=["B"])
+    assert node.receive(PeerJoined(id="C")) == PeerChange("C", joined=True)
+    assert node.peers == ["B", "C"]
+    node.receive(PeerJoined(id="C"))
+    assert node.peers == ["B", "C"]
+    assert node.receive(PeerLeft(id="B")) == PeerChange("B", joined=False)
+    assert node.peers == ["C"]
+    node.receive(PeerLeft(id="Z"))
+    assert node.peers == ["C"]
+
+
+def test_peer_changes_do_not_touch_the_clock():
+    node = welcomed("A")
+    node.receive(PeerJoined(id="B"))
+    node.receive(PeerLeft(id="B"))
+    assert node.clock == VectorClock()
+
+
+def test_an_error_frame_becomes_a_server_error():
+    node = welcomed("A")
+    event = node.receive(Error(code="unknown-peer", message="no Z", peer="Z", seq=2))
+    assert event == ServerError("unknown-peer", "no Z", "Z", 2)
+    assert node.clock == VectorClock()
+
+
+def test_bye_becomes_goodbye():
+    assert welcomed("A").receive(Bye(reason="maintenance")) == Goodbye("maintenance")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Deliver(sender="B", seq=1, clock=VectorClock({"B": 1})),
+        Sync(cycle=1, clock=VectorClock()),
+        PeerJoined(id="B"),
+        PeerLeft(id="B"),
+    ],
+)
+def test_frames_before_welcome_raise_peer_error(frame):
+    node = NodeState("A")
+    with pytest.raises(PeerError) as info:
+        node.receive(frame)
+    assert info.value.code is ErrorCode.UNEXPECTED_FRAME
+    assert type(frame).__name__ in str(info.value)
+    assert node.clock == VectorClock() and node.peers == []
+
+
+def test_errors_and_bye_are_allowed_before_welcome():
+    node = NodeState("A")
+    assert node.receive(Error(code="duplicate-id", message="taken")) == ServerError(
+        "duplicate-id", "taken"
+    )
+    assert node.receive(Bye(reason="x")) == Goodbye("x")
+    assert not node.welcomed
+
+
+def test_message_and_sync_ids_are_readable():
+    assert message_id("A", 7) == "A#7"
+    assert sync_id(3) == "sync#3"
