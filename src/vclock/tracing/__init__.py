@@ -1,0 +1,47 @@
+"""GoVector for Python: trace your own processes, then look at them in ShiViz.
+
+:class:`Tracer` stamps your messages with vector clocks and writes one ShiViz log
+per process; :func:`merge_logs` merges those logs into one file;
+:func:`export_shiviz` turns vclock event logs (run folders) into the same format.
+See docs/tracing.md.
+"""
+
+from .shiviz import (
+    DELIMITER_PATTERN,
+    RECORD_PATTERN,
+    SHIVIZ_DELIMITER,
+    SHIVIZ_REGEX,
+    ExportResult,
+    Record,
+    Run,
+    check_run,
+    export_shiviz,
+    format_clock,
+    format_record,
+    merge_logs,
+    order_records,
+    parse_records,
+    parse_runs,
+)
+from .tracer import Encoding, Tracer, UnpackError
+
+__all__ = [
+    "DELIMITER_PATTERN",
+    "RECORD_PATTERN",
+    "SHIVIZ_DELIMITER",
+    "SHIVIZ_REGEX",
+    "Encoding",
+    "ExportResult",
+    "Record",
+    "Run",
+    "Tracer",
+    "UnpackError",
+    "check_run",
+    "export_shiviz",
+    "format_clock",
+    "format_record",
+    "merge_logs",
+    "order_records",
+    "parse_records",
+    "parse_runs",
+]
