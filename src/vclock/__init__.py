@@ -14,6 +14,7 @@ from .errors import (
     VClockError,
 )
 from .node import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
+from .tracing import SHIVIZ_REGEX, Tracer, UnpackError, export_shiviz, merge_logs
 
 __version__ = "0.1.0"
 
@@ -29,11 +30,16 @@ __all__ = [
     "Ordering",
     "PeerChange",
     "PeerError",
+    "SHIVIZ_REGEX",
     "ProtocolError",
     "ServerError",
     "Synced",
+    "Tracer",
+    "UnpackError",
     "VClockError",
     "VectorClock",
     "Welcomed",
     "__version__",
+    "export_shiviz",
+    "merge_logs",
 ]

@@ -23,6 +23,7 @@ from .demo import demo
 from .hub import SERVER_ID
 from .node import Event, Goodbye, Message, PeerChange, ServerError, Synced
 from .tools.eventlog import EventLog
+from .tracing import export_shiviz
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -212,6 +213,30 @@ async def _run_client(
 
 
 cli.add_command(demo)
+
+
+# Tools over event logs
+
+
+@cli.group()
+def export() -> None:
+    """Convert event logs to other tools' formats."""
+
+
+@export.command("shiviz")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
+    """Write run folders or .jsonl logs as one ShiViz log (one execution per source).
+
+    Load it at https://bestchai.bitbucket.io/shiviz/ with the parser regex
+    (?<host>\\S*) (?<clock>{.*})\\n(?<event>.*)
+    """
+    try:
+        result = export_shiviz(list(sources), output)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,7 +75,7 @@ class VectorClock:
     def __init__(
         self, entries: Mapping[str, int] | None = None, *, limits: ClockLimits = DEFAULT_LIMITS
     ) -> None:
-        self._entries = _validated(entries or {}, limits)
+        self._entries = _validated({} if entries is None else entries, limits)
         self._hash = None
 
     @classmethod

@@ -8,7 +8,14 @@ import pytest
 
 import vclock
 
-MODULES = ["vclock", "vclock.clock", "vclock.protocol", "vclock.hub"]
+MODULES = [
+    "vclock",
+    "vclock.clock",
+    "vclock.protocol",
+    "vclock.hub",
+    "vclock.tracing",
+    "vclock.asyncio",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,7 +16,7 @@ from ..clock import VectorClock
 PROTOCOL_VERSION = 1
 
 #: The syntax of a client id: what ShiViz accepts as a host name, and readable.
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\Z"  # \Z: no trailing newline
 MAX_CLIENT_ID_LENGTH = 64
 
 ClientId = Annotated[
