@@ -22,6 +22,7 @@ from .clock import VectorClock
 from .demo import demo
 from .hub import SERVER_ID
 from .node import Event, Goodbye, Message, PeerChange, ServerError, Synced
+from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
 from .tracing import export_shiviz
 
@@ -102,7 +103,8 @@ async def _run_server(config: ServerConfig, quiet: bool, log_dir: Path | None) -
     )
     await _until_signalled()
     await srv.close()
-    click.echo("Server stopped.")
+    if not quiet:
+        click.echo("Server stopped.")
 
 
 async def _until_signalled() -> None:
@@ -237,6 +239,24 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="run.html (interactive, self-contained) or run.svg.",
+)
+def diagram(source: Path, output: Path) -> None:
+    """Draw a space-time diagram of a run folder or .jsonl log."""
+    try:
+        path = write_diagram(source, output)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
