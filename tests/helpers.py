@@ -63,7 +63,7 @@ wire_clocks = st.dictionaries(clock_ids, st.integers(0, 2**63 - 1), max_size=5).
 client_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,11}", fullmatch=True)
 
 int64 = st.integers(-(2**63), 2**63 - 1)
-seqs = st.integers(0, 2**63 - 1)
+seqs = st.integers(1, 2**63 - 1)
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -30,11 +30,23 @@ class ErrorCode(StrEnum):
     UNEXPECTED_FRAME = "unexpected-frame"
     UNKNOWN_PEER = "unknown-peer"
     STALE_CLOCK = "stale-clock"
+    AUTH_FAILED = "auth-failed"
+    RATE_LIMITED = "rate-limited"
+    INBOX_FULL = "inbox-full"
+    TOO_MANY_ERRORS = "too-many-errors"
+    SLOW_CONSUMER = "slow-consumer"
 
 
-#: Codes after which the server closes the connection (a failed hello).
+#: Codes after which the server closes the connection.
 FATAL_CODES = frozenset(
-    {ErrorCode.UNSUPPORTED_VERSION, ErrorCode.INVALID_ID, ErrorCode.DUPLICATE_ID}
+    {
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.INVALID_ID,
+        ErrorCode.DUPLICATE_ID,
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.TOO_MANY_ERRORS,
+        ErrorCode.SLOW_CONSUMER,
+    }
 )
 
 

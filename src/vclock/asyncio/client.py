@@ -259,6 +259,15 @@ class connect:
         node = Node(reader, writer, NodeState(id), log=log, max_frame_size=max_frame_size)
         try:
             await node._handshake()
+        except ConnectError:
+            writer.close()
+            raise
+        except ProtocolError as exc:
+            writer.close()
+            raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
+        except (ConnectionError, OSError) as exc:
+            writer.close()
+            raise ConnectError(f"{host}:{port} closed the connection before welcome: {exc}") from None
         except BaseException:
             writer.close()
             raise

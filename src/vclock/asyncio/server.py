@@ -11,16 +11,21 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import itertools
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
+from ..errors import ErrorCode, PeerError
 from ..hub import (
     SERVER_ID,
+    STORE_TYPES,
     Action,
     Close,
+    DropInbox,
     Hub,
     Joined,
     Left,
@@ -28,11 +33,17 @@ from ..hub import (
     PeerId,
     Received,
     Refused,
+    SaveClock,
+    SaveCycle,
+    SaveInbox,
+    SaveMessage,
     SyncCycle,
+    TokenBucket,
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.frames import Send
+from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
 
 READ_CHUNK = 64 * 1024
@@ -40,11 +51,19 @@ READ_CHUNK = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """Where to listen and every limit. The defaults are safe for a public port."""
+
     host: str = "127.0.0.1"
     port: int = 4999
     sync_interval: float = 5.0
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     limits: ClockLimits = DEFAULT_LIMITS
+    max_rate: float = 5000.0  # frames per second per connection; 0 = unlimited
+    max_pending: int = 1 << 20  # bytes queued for a client that does not read
+    max_errors: int = 20  # refused frames before a connection is closed
+    max_inbox: int = 10_000  # messages kept for one away client
+    auth: Authenticator | None = None
+    ssl: ssl.SSLContext | None = None
 
 
 class Console:
@@ -57,6 +76,7 @@ class Console:
         self._now = now
 
     def line(self, text: str) -> None:
+        """Print one line (nothing when quiet)."""
         if self._out is not None:
             print(text, file=self._out, flush=True)
 
@@ -99,9 +119,22 @@ class Server:
         log: an event log for the server's events, or None.
     """
 
-    def __init__(self, config: ServerConfig, console: Console, log: EventLog | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        console: Console,
+        log: EventLog | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
-        self.hub = Hub(sync_interval=config.sync_interval)
+        self.store = store or Store(MEMORY)
+        self.hub = Hub(
+            sync_interval=config.sync_interval,
+            auth=config.auth,
+            max_errors=config.max_errors,
+            max_inbox=config.max_inbox,
+            state=self.store.load(),
+        )
         self.console = console
         self.log = log
         self._writers: dict[PeerId, asyncio.StreamWriter] = {}
@@ -117,7 +150,11 @@ class Server:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._handle_connection, self.config.host, self.config.port, limit=READ_CHUNK
+            self._handle_connection,
+            self.config.host,
+            self.config.port,
+            limit=READ_CHUNK,
+            ssl=self.config.ssl,
         )
         self._sync_task = asyncio.create_task(self._sync_loop())
 
@@ -132,6 +169,7 @@ class Server:
             writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
+        self.store.close()
         if self.log is not None:
             self.log.close()
 
@@ -144,11 +182,13 @@ class Server:
         assert task is not None
         self._handlers.add(task)
         peer = PeerId(next(self._peer_ids))
-        host, port = writer.get_extra_info("peername")[:2]
-        address = f"{host}:{port}"
+        address = _address(writer)
         conn = Connection(
             client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size
         )
+        rate = self.config.max_rate
+        bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
+        clock = asyncio.get_running_loop().time
         self._writers[peer] = writer
         self.console.connected(address)
         self._apply(self.hub.connect(peer, address))
@@ -159,8 +199,17 @@ class Server:
                     conn.receive_data(data)
                 else:
                     conn.receive_eof()
+                actions: list[Action] = []  # one batch: one commit, then the writes
                 for event in conn.events_received():
-                    self._apply(self.hub.receive(peer, event))
+                    if bucket is not None and not bucket.take(clock()):
+                        limited = PeerError(
+                            f"more than {rate:g} frames per second; frame dropped",
+                            code=ErrorCode.RATE_LIMITED,
+                        )
+                        actions += self.hub.receive(peer, limited)
+                    else:
+                        actions += self.hub.receive(peer, event)
+                self._apply(actions)
                 if not data:
                     break
         except (ConnectionError, OSError):
@@ -179,7 +228,11 @@ class Server:
     # Carrying out the hub's actions
 
     def _apply(self, actions: list[Action]) -> None:
+        stores = [action for action in actions if isinstance(action, STORE_TYPES)]
+        if stores:
+            self.store.apply(stores)  # durable before any ack goes out
         encoded: dict[int, bytes] = {}  # a frame sent to many peers is encoded once
+        slow: list[PeerId] = []
         for action in actions:
             match action:
                 case Outgoing(peer=peer, frame=frame):
@@ -190,13 +243,34 @@ class Server:
                     if data is None:
                         data = encoded[id(frame)] = encode_frame(frame)
                     writer.write(data)
+                    if writer.transport.get_write_buffer_size() > self.config.max_pending:
+                        slow.append(peer)
                 case Close(peer=peer):
                     writer = self._writers.get(peer)
                     if writer is not None:
                         writer.close()  # buffered frames are flushed first
+                case SaveClock() | SaveCycle() | SaveMessage() | SaveInbox() | DropInbox():
+                    pass
                 case _:
                     self.console.show(action)
                     self._record(action)
+        for peer in dict.fromkeys(slow):
+            self._drop_slow_consumer(peer)
+
+    def _drop_slow_consumer(self, peer: PeerId) -> None:
+        """Policy: a client whose unread frames pass ``max_pending`` bytes is
+        disconnected at once; what was queued for it is discarded, so the server's
+        memory stays bounded. A resume client gets its messages again on return."""
+        writer = self._writers.pop(peer, None)
+        if writer is None:
+            return
+        error = PeerError(
+            f"more than {self.config.max_pending} bytes waiting for you to read; disconnected",
+            code=ErrorCode.SLOW_CONSUMER,
+        )
+        actions = self.hub.receive(peer, error)
+        self._apply([a for a in actions if not isinstance(a, Outgoing | Close)])
+        writer.transport.abort()
 
     def _record(self, action: Action) -> None:
         if self.log is None:
@@ -217,9 +291,21 @@ class Server:
                 self.log.record("leave", {}, peer=client_id)
 
 
-async def serve(config: ServerConfig, console: Console, log: EventLog | None = None) -> Server:
-    """Start a server; it runs until :meth:`Server.close`."""
-    server = Server(config, console, log)
+def _address(writer: asyncio.StreamWriter) -> str:
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername or "unknown")
+
+
+async def serve(
+    config: ServerConfig,
+    console: Console,
+    log: EventLog | None = None,
+    store: Store | None = None,
+) -> Server:
+    """Start a server; it runs until :meth:`Server.close`. ``store`` defaults to memory."""
+    server = Server(config, console, log, store)
     await server.start()
     return server
 

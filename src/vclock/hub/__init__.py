@@ -1,33 +1,52 @@
 """The sans-I/O hub: client registry, routing and synchronization cycles."""
 
-from .hub import (
-    SERVER_ID,
+from .actions import (
+    STORE_TYPES,
     Action,
     Close,
-    Hub,
+    DropInbox,
     Joined,
     Left,
+    Notice,
     Outgoing,
     PeerId,
     Received,
     Refused,
+    SaveClock,
+    SaveCycle,
+    SaveInbox,
+    SaveMessage,
+    StoreAction,
     SyncCycle,
 )
+from .hub import SERVER_ID, Hub, HubState, Inbox
+from .limits import TokenBucket
 from .state import TRANSITIONS, SessionState, next_state
 
 __all__ = [
     "SERVER_ID",
+    "STORE_TYPES",
     "TRANSITIONS",
     "Action",
     "Close",
+    "DropInbox",
     "Hub",
+    "HubState",
+    "Inbox",
     "Joined",
     "Left",
+    "Notice",
     "Outgoing",
     "PeerId",
     "Received",
     "Refused",
+    "SaveClock",
+    "SaveCycle",
+    "SaveInbox",
+    "SaveMessage",
     "SessionState",
+    "StoreAction",
     "SyncCycle",
+    "TokenBucket",
     "next_state",
 ]

@@ -3,106 +3,94 @@
 The I/O layer owns connections and gives each an opaque :data:`PeerId`. It tells
 the hub what happened (:meth:`Hub.connect`, :meth:`Hub.receive`,
 :meth:`Hub.disconnect`, and :meth:`Hub.begin_sync_cycle` when its timer fires)
-and carries out the actions the hub returns, in order:
-
-- :class:`Outgoing`: write this frame to this peer;
-- :class:`Close`: flush, then close this peer's connection (and call ``disconnect``);
-- notices (:class:`Joined`, :class:`Left`, :class:`Received`, :class:`Refused`,
-  :class:`SyncCycle`): facts to print, log or show; nothing to send.
+and carries out the actions the hub returns (:mod:`vclock.hub.actions`): frames
+to write, connections to close, state to store, and notices to print or log.
 
 The clock rules (docs/protocol.md): the hub relays a ``send`` with the sender's
 clock unchanged; ``latest[i]`` is the pointwise max of every clock received from
 client ``i`` and survives its disconnection; a synchronization cycle sends the
 frontier F (the max of all ``latest[i]``, kept incrementally) to each connected
 client that has not been sent, nor itself reported, everything in F.
+
+Resume sessions (``hello.resume``) add at-least-once delivery: the hub numbers
+each message to a held client (``deliver.n``), keeps it in the client's inbox
+until a ``delivered`` frame covers it, replays the inbox when the client comes
+back, and acknowledges the client's own frames (``ack``) once stored; a resent
+frame it already has is acknowledged as a duplicate and not delivered twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
-from typing import NewType
 
-from ..clock import VectorClock
-from ..errors import ErrorCode, FrameError, PeerError, ProtocolError
+from ..auth import Authenticator
+from ..clock import VectorClock, merge_all
+from ..errors import ErrorCode, PeerError, ProtocolError
 from ..protocol.frames import (
     PROTOCOL_VERSION,
+    Ack,
     Bye,
     ClientFrame,
     Deliver,
+    Delivered,
     Error,
     Hello,
     PeerJoined,
     PeerLeft,
     Report,
     Send,
-    ServerFrame,
     Sync,
     Welcome,
     frame_type,
 )
+from .actions import (
+    Action,
+    Close,
+    DropInbox,
+    Joined,
+    Left,
+    Outgoing,
+    PeerId,
+    Received,
+    Refused,
+    SaveClock,
+    SaveCycle,
+    SaveInbox,
+    SaveMessage,
+    SyncCycle,
+)
 from .state import SessionState, next_state
-
-PeerId = NewType("PeerId", int)
 
 #: The id the server uses for itself in logs; no client may take it.
 SERVER_ID = "server"
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    peer: PeerId
-    frame: ServerFrame
+#: Errors that are a normal race or a full receiver, not the client misbehaving.
+_FORGIVEN = frozenset({ErrorCode.UNKNOWN_PEER, ErrorCode.INBOX_FULL})
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
-    peer: PeerId
-    reason: str
+@dataclass(slots=True)
+class Inbox:
+    """The messages kept for a held (resume) client until it acknowledges them."""
+
+    acked: int = 0
+    messages: deque[Deliver] = field(default_factory=deque)  # n > acked, in order
+
+    @property
+    def next_n(self) -> int:
+        last = self.messages[-1].n if self.messages else None
+        return (last if last is not None else self.acked) + 1
 
 
-@dataclass(frozen=True, slots=True)
-class Joined:
-    peer: PeerId
-    client_id: str
-    address: str
+@dataclass(slots=True)
+class HubState:
+    """Everything the hub must get back after a restart (see vclock.store)."""
 
-
-@dataclass(frozen=True, slots=True)
-class Left:
-    peer: PeerId
-    client_id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A client's clock reached the server (in a ``send`` or a ``report``)."""
-
-    peer: PeerId
-    client_id: str
-    address: str
-    frame: Send | Report
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A frame from this peer was refused; the peer got an ``error`` frame."""
-
-    peer: PeerId
-    address: str
-    error: ProtocolError
-
-
-@dataclass(frozen=True, slots=True)
-class SyncCycle:
-    cycle: int
-    clients: int  # connected clients
-    frontier: VectorClock
-    synced: tuple[str, ...]  # ids sent a sync this cycle
-
-
-Action = Outgoing | Close | Joined | Left | Received | Refused | SyncCycle
+    cycle: int = 0
+    latest: dict[str, VectorClock] = field(default_factory=dict)
+    inboxes: dict[str, Inbox] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -110,6 +98,8 @@ class _Session:
     address: str
     state: SessionState = SessionState.AWAITING_HELLO
     client_id: str | None = None
+    resume: bool = False
+    errors: int = 0
     known: VectorClock = field(default_factory=VectorClock)  # what this client has or was sent
 
 
@@ -119,13 +109,32 @@ class Hub:
     Args:
         sync_interval: seconds between cycles, told to clients in ``welcome``
             (the timer itself belongs to the I/O layer).
+        auth: when set, every hello must carry an id and a token it accepts.
+        max_errors: refused frames a session may send before it is closed
+            (``unknown-peer`` and ``inbox-full`` are not held against it).
+        max_inbox: messages kept for one held client; past that, senders get
+            ``inbox-full``.
+        state: what a previous run left (see :mod:`vclock.store`); default empty.
     """
 
-    def __init__(self, *, sync_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        sync_interval: float = 5.0,
+        auth: Authenticator | None = None,
+        max_errors: int = 20,
+        max_inbox: int = 10_000,
+        state: HubState | None = None,
+    ) -> None:
         self.sync_interval = sync_interval
-        self.cycle = 0
-        self.frontier = VectorClock()
-        self.latest: dict[str, VectorClock] = {}
+        self.auth = auth
+        self.max_errors = max_errors
+        self.max_inbox = max_inbox
+        state = state or HubState()
+        self.cycle = state.cycle
+        self.latest = state.latest
+        self.inboxes = state.inboxes
+        self.frontier = merge_all(self.latest.values())
         self._sessions: dict[PeerId, _Session] = {}
         self._by_id: dict[str, PeerId] = {}
         self._auto_ids = itertools.count(1)
@@ -134,6 +143,11 @@ class Hub:
     def clients(self) -> list[str]:
         """The ids of the connected clients, in the order they joined."""
         return list(self._by_id)
+
+    @property
+    def state(self) -> HubState:
+        """The durable part of the hub (shared, not copied)."""
+        return HubState(self.cycle, self.latest, self.inboxes)
 
     # Events from the I/O layer
 
@@ -144,8 +158,9 @@ class Hub:
         self._sessions[peer] = _Session(address)
         return []
 
-    def receive(self, peer: PeerId, event: ClientFrame | FrameError) -> list[Action]:
-        """A frame (or a line that failed to decode) arrived from ``peer``.
+    def receive(self, peer: PeerId, event: ClientFrame | ProtocolError) -> list[Action]:
+        """A frame arrived from ``peer``, or a protocol error was found in its input
+        (a line that failed to decode, a rate limit hit by the I/O layer).
 
         This is the one entry point for client input: a protocol error becomes an
         ``error`` frame to that peer (and a ``Close`` if the session cannot go on),
@@ -153,7 +168,7 @@ class Hub:
         """
         session = self._sessions[peer]
         try:
-            if isinstance(event, FrameError):
+            if isinstance(event, ProtocolError):
                 raise event
             state = next_state(session.state, frame_type(event))
             actions = self._handle(peer, session, event)
@@ -163,7 +178,10 @@ class Hub:
             return self._refuse(peer, session, exc)
 
     def disconnect(self, peer: PeerId) -> list[Action]:
-        """The connection is gone (closed by either side, or lost). Idempotent."""
+        """The connection is gone (closed by either side, or lost). Idempotent.
+
+        A held client's inbox stays: its messages wait for it to come back.
+        """
         session = self._sessions.pop(peer, None)
         if session is None or session.client_id is None:
             return []
@@ -178,7 +196,7 @@ class Hub:
         """Run one synchronization cycle: send the frontier to whoever lacks part of it."""
         self.cycle += 1
         frontier = self.frontier
-        actions: list[Action] = []
+        actions: list[Action] = [SaveCycle(self.cycle)]
         synced: list[str] = []
         sync = Sync(cycle=self.cycle, clock=frontier)
         for client_id, peer in self._by_id.items():
@@ -205,29 +223,20 @@ class Hub:
             case Hello():
                 return self._hello(peer, session, frame)
             case Send():
-                actions = self._update(peer, session, frame)
-                target = self._by_id.get(frame.to)
-                if target is None:
-                    # The clock still counts as received; only the delivery fails.
-                    unknown = PeerError(
-                        f"no client named {frame.to!r} is connected",
-                        code=ErrorCode.UNKNOWN_PEER,
-                        peer=frame.to,
-                        seq=frame.seq,
-                    )
-                    return actions + self._refuse(peer, session, unknown)
-                assert session.client_id is not None
-                deliver = Deliver(
-                    sender=session.client_id, seq=frame.seq, clock=frame.clock, body=frame.body
-                )
-                actions.append(Outgoing(target, deliver))
-                receiver = self._sessions[target]
-                receiver.known = receiver.known.merge(frame.clock)  # it was sent this clock
-                return actions
+                return self._send(peer, session, frame)
             case Report():
-                return self._update(peer, session, frame)
+                actions = self._update(peer, session, frame)
+                if session.resume:
+                    actions.append(Outgoing(peer, Ack(seq=frame.seq, duplicate=not actions)))
+                return actions
+            case Delivered():
+                return self._delivered(session, frame)
             case Bye():
-                return [Close(peer, frame.reason or "client said bye")]
+                close = Close(peer, frame.reason or "client said bye")
+                client_id = session.client_id
+                if client_id is not None and self.inboxes.pop(client_id, None) is not None:
+                    return [close, DropInbox(client_id)]  # leaving for good
+                return [close]
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
 
     def _hello(self, peer: PeerId, session: _Session, hello: Hello) -> list[Action]:
@@ -236,6 +245,9 @@ class Hub:
                 f"protocol version {hello.v} is not supported; this server speaks {PROTOCOL_VERSION}",
                 code=ErrorCode.UNSUPPORTED_VERSION,
             )
+        if self.auth is not None and not self.auth.check(hello.id, hello.token):
+            # Say nothing about which part was wrong.
+            raise PeerError("authentication failed", code=ErrorCode.AUTH_FAILED)
         client_id = hello.id if hello.id is not None else self._free_id()
         if client_id == SERVER_ID:
             raise PeerError(f"the id {SERVER_ID!r} is reserved", code=ErrorCode.INVALID_ID)
@@ -247,6 +259,7 @@ class Hub:
             )
         peers = list(self._by_id)
         session.client_id = client_id
+        session.resume = hello.resume
         session.known = self.latest.get(client_id, VectorClock())
         self._by_id[client_id] = peer
         welcome = Welcome(
@@ -259,36 +272,126 @@ class Hub:
         actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
+        inbox = self.inboxes.get(client_id)
+        if inbox is not None:  # what arrived while it was away, in order
+            for deliver in inbox.messages:
+                session.known = session.known.merge(deliver.clock)
+                actions.append(Outgoing(peer, deliver))
+            if not hello.resume:  # it no longer wants holding: these were the last
+                del self.inboxes[client_id]
+                actions.append(DropInbox(client_id))
+        elif hello.resume:
+            self.inboxes[client_id] = Inbox()
+            actions.append(SaveInbox(client_id, 0))
+        return actions
+
+    def _send(self, peer: PeerId, session: _Session, frame: Send) -> list[Action]:
+        actions = self._update(peer, session, frame)
+        if not actions:  # a resent frame the server already has
+            return [Outgoing(peer, Ack(seq=frame.seq, duplicate=True))]
+        assert session.client_id is not None
+        deliver = Deliver(
+            sender=session.client_id, seq=frame.seq, clock=frame.clock, body=frame.body
+        )
+        target = self._by_id.get(frame.to)
+        inbox = self.inboxes.get(frame.to)
+        if inbox is not None:
+            if len(inbox.messages) >= self.max_inbox:
+                full = PeerError(
+                    f"{frame.to!r} already has {self.max_inbox} messages waiting; try later",
+                    code=ErrorCode.INBOX_FULL,
+                    peer=frame.to,
+                    seq=frame.seq,
+                )
+                return actions + self._refuse(peer, session, full)
+            deliver = dataclasses.replace(deliver, n=inbox.next_n)
+            inbox.messages.append(deliver)
+            actions.append(SaveMessage(frame.to, deliver))
+        elif target is None:
+            # The clock still counts as received; only the delivery fails.
+            unknown = PeerError(
+                f"no client named {frame.to!r} is connected",
+                code=ErrorCode.UNKNOWN_PEER,
+                peer=frame.to,
+                seq=frame.seq,
+            )
+            return actions + self._refuse(peer, session, unknown)
+        if target is not None:
+            actions.append(Outgoing(target, deliver))
+            receiver = self._sessions[target]
+            receiver.known = receiver.known.merge(frame.clock)  # it was sent this clock
+        if session.resume:
+            actions.append(Outgoing(peer, Ack(seq=frame.seq)))
         return actions
 
     def _update(self, peer: PeerId, session: _Session, frame: Send | Report) -> list[Action]:
+        """Take in the clock of a send or report. Returns no actions for a resent
+        frame of a resume session (already taken in)."""
         client_id = session.client_id
         assert client_id is not None
+        if frame.seq != frame.clock[client_id]:
+            raise PeerError(
+                f"seq {frame.seq} must equal the sender's own clock entry,"
+                f" {frame.clock[client_id]}",
+                code=ErrorCode.BAD_FRAME,
+                seq=frame.seq,
+            )
         latest = self.latest.get(client_id)
-        if latest is not None and frame.clock[client_id] <= latest[client_id]:
+        if latest is not None and frame.seq <= latest[client_id]:
+            if session.resume:
+                return []
             raise PeerError(
                 f"clock {frame.clock} does not advance {client_id!r} past"
                 f" {latest[client_id]}, the latest the server has; tick before each send",
                 code=ErrorCode.STALE_CLOCK,
                 seq=frame.seq,
             )
-        self.latest[client_id] = frame.clock if latest is None else latest.merge(frame.clock)
+        clock = frame.clock if latest is None else latest.merge(frame.clock)
+        self.latest[client_id] = clock
         self.frontier = self.frontier.merge(frame.clock)
         session.known = session.known.merge(frame.clock)
-        return [Received(peer, client_id, session.address, frame)]
+        return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
+
+    def _delivered(self, session: _Session, frame: Delivered) -> list[Action]:
+        client_id = session.client_id
+        assert client_id is not None
+        inbox = self.inboxes.get(client_id)
+        if inbox is None:
+            raise PeerError(
+                "'delivered' is only for sessions that said resume in hello",
+                code=ErrorCode.UNEXPECTED_FRAME,
+            )
+        if frame.upto >= inbox.next_n:
+            raise PeerError(
+                f"delivered upto={frame.upto}, but only {inbox.next_n - 1} were sent",
+                code=ErrorCode.BAD_FRAME,
+            )
+        while inbox.messages and (inbox.messages[0].n or 0) <= frame.upto:
+            inbox.messages.popleft()
+        inbox.acked = max(inbox.acked, frame.upto)
+        return [SaveInbox(client_id, inbox.acked)]
 
     # Private helpers
 
     def _refuse(self, peer: PeerId, session: _Session, exc: ProtocolError) -> list[Action]:
-        error = Error(
-            code=exc.code.value,
-            message=str(exc),
-            peer=getattr(exc, "peer", None),
-            seq=getattr(exc, "seq", None),
-        )
-        actions: list[Action] = [Outgoing(peer, error), Refused(peer, session.address, exc)]
+        actions: list[Action] = [
+            Outgoing(peer, _error_frame(exc)),
+            Refused(peer, session.address, exc),
+        ]
         if exc.fatal:
-            actions.append(Close(peer, str(exc)))
+            return actions + [Close(peer, str(exc))]
+        if exc.code not in _FORGIVEN:
+            session.errors += 1
+            if session.errors >= self.max_errors:
+                last = PeerError(
+                    f"{session.errors} refused frames; closing the connection",
+                    code=ErrorCode.TOO_MANY_ERRORS,
+                )
+                actions += [
+                    Outgoing(peer, _error_frame(last)),
+                    Refused(peer, session.address, last),
+                ]
+                actions.append(Close(peer, str(last)))
         return actions
 
     def _free_id(self) -> str:
@@ -296,3 +399,12 @@ class Hub:
             candidate = f"client-{next(self._auto_ids)}"
             if candidate not in self._by_id and candidate not in self.latest:
                 return candidate
+
+
+def _error_frame(exc: ProtocolError) -> Error:
+    return Error(
+        code=exc.code.value,
+        message=str(exc),
+        peer=getattr(exc, "peer", None),
+        seq=getattr(exc, "seq", None),
+    )

@@ -4,9 +4,11 @@ from .codec import FrameDecoder, client_frame_decoder, encode_frame, server_fram
 from .connection import DEFAULT_MAX_FRAME_SIZE, Connection
 from .frames import (
     PROTOCOL_VERSION,
+    Ack,
     Bye,
     ClientFrame,
     Deliver,
+    Delivered,
     Error,
     Frame,
     Hello,
@@ -23,10 +25,12 @@ from .framing import LineReader
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "PROTOCOL_VERSION",
+    "Ack",
     "Bye",
     "ClientFrame",
     "Connection",
     "Deliver",
+    "Delivered",
     "Error",
     "Frame",
     "FrameDecoder",

@@ -22,7 +22,7 @@ MAX_CLIENT_ID_LENGTH = 64
 ClientId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_CLIENT_ID_LENGTH, pattern=CLIENT_ID_PATTERN)
 ]
-Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 class _Frame(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True):
@@ -33,10 +33,17 @@ class _Frame(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, 
 
 
 class Hello(_Frame, tag="hello", frozen=True):
-    """First frame of a session: the protocol version and the id the client wants."""
+    """First frame of a session: the protocol version and the id the client wants.
+
+    ``token`` authenticates the id when the server requires it. ``resume`` asks the
+    server to keep this id's messages while it is away and to acknowledge its
+    frames once they are durable; the client then sends ``delivered`` frames.
+    """
 
     v: int
     id: ClientId | None = None
+    token: str | None = None
+    resume: bool = False
 
 
 class Send(_Frame, tag="send", frozen=True):
@@ -53,6 +60,12 @@ class Report(_Frame, tag="report", frozen=True):
 
     seq: Seq
     clock: VectorClock
+
+
+class Delivered(_Frame, tag="delivered", frozen=True):
+    """Resume sessions: every ``deliver`` up to number ``upto`` has been handled."""
+
+    upto: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class Bye(_Frame, tag="bye", frozen=True):
@@ -83,6 +96,18 @@ class Deliver(_Frame, tag="deliver", frozen=True):
     seq: Seq
     clock: VectorClock
     body: Any = None
+    n: int | None = None  # resume sessions: this receiver's delivery number, 1, 2, ...
+
+
+class Ack(_Frame, tag="ack", frozen=True):
+    """Resume sessions: the frame numbered ``seq`` is durable on the server.
+
+    ``duplicate`` is true when the server already had it (a resent frame); it was
+    not delivered again.
+    """
+
+    seq: Seq
+    duplicate: bool = False
 
 
 class Sync(_Frame, tag="sync", frozen=True):
@@ -114,6 +139,6 @@ def frame_type(frame: msgspec.Struct) -> str:
     return str(type(frame).__struct_config__.tag)
 
 
-ClientFrame = Hello | Send | Report | Bye
-ServerFrame = Welcome | Deliver | Sync | PeerJoined | PeerLeft | Error | Bye
+ClientFrame = Hello | Send | Report | Delivered | Bye
+ServerFrame = Welcome | Deliver | Ack | Sync | PeerJoined | PeerLeft | Error | Bye
 Frame = ClientFrame | ServerFrame

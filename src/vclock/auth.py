@@ -1,0 +1,82 @@
+"""Client authentication: per-client tokens or one shared secret. No I/O.
+
+A token file has one entry per line, ``ID SECRET``, where SECRET is either the
+token itself or, better, its salted hash from ``vclock hash-token``
+(``scrypt$<salt hex>$<hash hex>``). ``*`` as the ID is a shared secret that any id
+may present. Blank lines and lines starting with ``#`` are ignored.
+
+Every comparison is constant-time (:func:`hmac.compare_digest`), and an unknown
+id costs the same work as a known one, so timing tells an attacker nothing about
+which part of a hello was wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+SHARED = "*"
+_DUMMY = "scrypt$" + "00" * 16 + "$" + "00" * 32
+
+
+def hash_token(token: str, *, salt: bytes | None = None) -> str:
+    """The salted scrypt hash of ``token``, in the form a token file accepts."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(token.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def _matches(secret: str, token: str) -> bool:
+    if secret.startswith("scrypt$"):
+        _, salt, _ = secret.split("$")
+        candidate = hash_token(token, salt=bytes.fromhex(salt))
+        return hmac.compare_digest(candidate.encode(), secret.encode())
+    return hmac.compare_digest(token.encode(), secret.encode())
+
+
+class Authenticator:
+    """Decides whether a hello's ``(id, token)`` may connect.
+
+    Args:
+        secrets_by_id: id → token or ``scrypt$...`` hash; the id ``*`` is a shared secret.
+    """
+
+    def __init__(self, secrets_by_id: dict[str, str]) -> None:
+        if not secrets_by_id:
+            raise ValueError("an authenticator needs at least one id or a shared secret")
+        for client_id, secret in secrets_by_id.items():
+            if secret.startswith("scrypt$") and secret.count("$") != 2:
+                raise ValueError(f"malformed hash for {client_id!r}: expected scrypt$SALT$HASH")
+        self._secrets = dict(secrets_by_id)
+        hashed = any(secret.startswith("scrypt$") for secret in self._secrets.values())
+        # An unknown id is compared against a dummy of the same kind as the real ones.
+        self._dummy = _DUMMY if hashed else secrets.token_hex(16)
+
+    @classmethod
+    def from_text(cls, text: str) -> Authenticator:
+        """Parse a token file (see the module docstring).
+
+        Raises:
+            ValueError: a malformed line, naming its number.
+        """
+        entries: dict[str, str] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"line {number}: expected 'ID SECRET', got {len(parts)} fields")
+            entries[parts[0]] = parts[1]
+        return cls(entries)
+
+    def check(self, client_id: str | None, token: str | None) -> bool:
+        """True when ``token`` authenticates ``client_id``."""
+        token = token or ""
+        secret = self._secrets.get(client_id or "", self._dummy)
+        ok = client_id is not None and _matches(secret, token) and client_id in self._secrets
+        shared = self._secrets.get(SHARED)
+        if shared is not None:
+            ok = _matches(shared, token) or ok
+        return ok

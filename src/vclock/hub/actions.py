@@ -1,0 +1,125 @@
+"""What the hub asks its I/O layer to do, and what it reports.
+
+Carry them out in order, with one rule: all the *store* actions of one batch
+must be durable before any frame of that batch is written, so a client never
+gets an ``ack`` for something a crash could lose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NewType
+
+from ..clock import VectorClock
+from ..errors import ProtocolError
+from ..protocol.frames import Deliver, Report, Send, ServerFrame
+
+PeerId = NewType("PeerId", int)
+
+
+# Transport
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Write this frame to this peer."""
+
+    peer: PeerId
+    frame: ServerFrame
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Flush, then close this peer's connection (and call ``Hub.disconnect``)."""
+
+    peer: PeerId
+    reason: str
+
+
+# Store: what must survive a restart
+
+
+@dataclass(frozen=True, slots=True)
+class SaveClock:
+    """``latest[client_id]`` is now ``clock``."""
+
+    client_id: str
+    clock: VectorClock
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCycle:
+    cycle: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveMessage:
+    """Keep ``deliver`` (numbered ``deliver.n``) for ``receiver`` until it is acknowledged."""
+
+    receiver: str
+    deliver: Deliver
+
+
+@dataclass(frozen=True, slots=True)
+class SaveInbox:
+    """``receiver`` is held (its messages are kept); everything up to ``acked`` is done."""
+
+    receiver: str
+    acked: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropInbox:
+    """``receiver`` left for good: forget its inbox and messages."""
+
+    receiver: str
+
+
+# Notices: facts to print, log or show
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    peer: PeerId
+    client_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    peer: PeerId
+    client_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A client's clock reached the server (in a ``send`` or a ``report``)."""
+
+    peer: PeerId
+    client_id: str
+    address: str
+    frame: Send | Report
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A frame from this peer was refused; the peer got an ``error`` frame."""
+
+    peer: PeerId
+    address: str
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCycle:
+    cycle: int
+    clients: int  # connected clients
+    frontier: VectorClock
+    synced: tuple[str, ...]  # ids sent a sync this cycle
+
+
+StoreAction = SaveClock | SaveCycle | SaveMessage | SaveInbox | DropInbox
+Notice = Joined | Left | Received | Refused | SyncCycle
+Action = Outgoing | Close | StoreAction | Notice
+STORE_TYPES = (SaveClock, SaveCycle, SaveMessage, SaveInbox, DropInbox)

@@ -1,0 +1,129 @@
+"""Durable server state in SQLite: latest clocks, the cycle counter, held inboxes.
+
+The hub says what to store (:mod:`vclock.hub.actions`); :meth:`Store.apply` writes
+one batch in one transaction and returns only once it is committed, with
+``synchronous=FULL`` in WAL mode, so the server can then send its acks. On
+start, :meth:`Store.load` gives the hub back its :class:`~vclock.hub.HubState`.
+``":memory:"`` keeps everything in memory (nothing survives a restart).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from .clock import ClockLimits, VectorClock
+from .hub import (
+    DropInbox,
+    HubState,
+    Inbox,
+    SaveClock,
+    SaveCycle,
+    SaveInbox,
+    SaveMessage,
+    StoreAction,
+)
+from .protocol.codec import FrameDecoder, encode_frame
+from .protocol.frames import Deliver
+
+SCHEMA_VERSION = 1
+MEMORY = ":memory:"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clocks (client_id TEXT PRIMARY KEY, clock TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    receiver TEXT NOT NULL, n INTEGER NOT NULL, frame BLOB NOT NULL,
+    PRIMARY KEY (receiver, n)
+);
+"""
+
+# Stored frames were checked on the way in; read them back whatever the limits are now.
+_deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(
+    Deliver, limits=ClockLimits(max_entries=2**31, max_id_length=2**31)
+)
+
+
+class Store:
+    """The server's SQLite database.
+
+    Args:
+        path: a folder (the database is ``<folder>/vclock.sqlite3``), a ``.sqlite3``
+            file, or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) == MEMORY:
+            self.path: Path | None = None
+            target = MEMORY
+        else:
+            p = Path(path)
+            if p.suffix not in {".sqlite3", ".db"}:
+                p.mkdir(parents=True, exist_ok=True)
+                p = p / "vclock.sqlite3"
+            self.path = p
+            target = str(p)
+        self._db = sqlite3.connect(target, isolation_level=None)  # explicit transactions
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{target} has schema version {row[0]}; this vclock reads version {SCHEMA_VERSION}"
+            )
+
+    def load(self) -> HubState:
+        """The state a previous run left (empty for a new database)."""
+        state = HubState()
+        row = self._db.execute("SELECT value FROM meta WHERE key='cycle'").fetchone()
+        state.cycle = row[0] if row else 0
+        for client_id, clock in self._db.execute("SELECT client_id, clock FROM clocks"):
+            state.latest[client_id] = VectorClock.from_json(clock)
+        for client_id, acked in self._db.execute("SELECT client_id, acked FROM inboxes"):
+            state.inboxes[client_id] = Inbox(acked=acked)
+        query = "SELECT receiver, frame FROM messages ORDER BY receiver, n"
+        for receiver, frame in self._db.execute(query):
+            state.inboxes[receiver].messages.append(_deliver_decoder.decode(frame))
+        return state
+
+    def apply(self, actions: Iterable[StoreAction]) -> None:
+        """Write a batch of store actions in one transaction; returns once committed."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for action in actions:
+                match action:
+                    case SaveClock(client_id=client_id, clock=clock):
+                        db.execute(
+                            "INSERT OR REPLACE INTO clocks VALUES (?, ?)",
+                            (client_id, clock.to_json()),
+                        )
+                    case SaveCycle(cycle=cycle):
+                        db.execute("INSERT OR REPLACE INTO meta VALUES ('cycle', ?)", (cycle,))
+                    case SaveMessage(receiver=receiver, deliver=deliver):
+                        db.execute(
+                            "INSERT OR REPLACE INTO messages VALUES (?, ?, ?)",
+                            (receiver, deliver.n, encode_frame(deliver)),
+                        )
+                    case SaveInbox(receiver=receiver, acked=acked):
+                        db.execute(
+                            "INSERT OR REPLACE INTO inboxes VALUES (?, ?)", (receiver, acked)
+                        )
+                        db.execute(
+                            "DELETE FROM messages WHERE receiver = ? AND n <= ?", (receiver, acked)
+                        )
+                    case DropInbox(receiver=receiver):
+                        db.execute("DELETE FROM inboxes WHERE client_id = ?", (receiver,))
+                        db.execute("DELETE FROM messages WHERE receiver = ?", (receiver,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
