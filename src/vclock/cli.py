@@ -22,6 +22,7 @@ from .clock import VectorClock
 from .demo import demo
 from .hub import SERVER_ID
 from .node import Event, Goodbye, Message, PeerChange, ServerError, Synced
+from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
 from .tracing import export_shiviz
@@ -239,6 +240,24 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
+
+
+@cli.command("check")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--causal-delivery",
+    is_flag=True,
+    help="Fail (not just warn) when messages were not delivered in causal order.",
+)
+def check_command(source: Path, causal_delivery: bool) -> None:
+    """Check a run folder or .jsonl log for causal consistency (exit 1 if not)."""
+    try:
+        report = check(source, require_causal_delivery=causal_delivery)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command()

@@ -22,7 +22,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .clock import VectorClock
+from .tools.checker import check, format_report
+from .tools.diagram import write_diagram
 from .tools.eventlog import CAUSAL_KINDS, read_events
+from .tracing import export_shiviz
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
@@ -85,7 +88,7 @@ def demo(
         suffix += 1
         run_dir = runs_dir / f"{stamp}-{suffix}"
     run_dir.mkdir(parents=True)
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     ok = asyncio.run(_demo(console, run_dir, clients, duration, interval, sync_interval, seed))
     if not ok:
         sys.exit(1)
@@ -197,8 +200,9 @@ def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[
     events = read_events(run_dir)
     clients = [p.name for p in procs if p.name != "server"]
     table = Table(title="Run summary", title_justify="left")
-    for column in ("process", "exit", "sends", "reports", "receives", "syncs", "final clock"):
+    for column in ("process", "exit", "sends", "reports", "receives", "syncs"):
         table.add_column(column)
+    table.add_column("final clock", no_wrap=True)
     for name in clients:
         mine = [e for e in events if e.pid == name]
         causal = [e for e in mine if e.kind in CAUSAL_KINDS]
@@ -222,12 +226,16 @@ def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[
         f"Messages sent: {sent}, delivered: {delivered}; synchronization cycles: {cycles}"
         f" ({syncs} sent a sync)"
     )
-    from .tools.checker import check, format_report
-
     report = check(run_dir)
     console.print(format_report(report))
+    diagram = write_diagram(run_dir, run_dir / "diagram.html")
+    shiviz = export_shiviz([run_dir], run_dir / "run.shiviz.log").path
     exits_ok = all(code == 0 for code in codes.values())
     if not exits_ok:
         console.print(f"[red]Some processes did not exit cleanly: {codes}[/]")
-    console.print(f"Run folder: [bold]{run_dir}[/]")
+    verdict = "[green]causally consistent[/]" if report.ok else "[red]NOT causally consistent[/]"
+    console.print(f"Run folder:    [bold]{run_dir}[/]")
+    console.print(f"Diagram:       [bold]{diagram}[/]  (open it in a browser)")
+    console.print(f"ShiViz log:    [bold]{shiviz}[/]  (load it at https://bestchai.bitbucket.io/shiviz/)")
+    console.print(f"Check:         `vclock check {run_dir}` says the run is {verdict}")
     return exits_ok and report.ok
