@@ -10,6 +10,7 @@ import asyncio
 import datetime as _dt
 import random
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -18,14 +19,28 @@ import click
 from . import __version__
 from .asyncio.client import SERVER, ConnectError, connect, run
 from .asyncio.server import Console, ServerConfig, serve
-from .clock import VectorClock
+from .auth import Authenticator, hash_token
+from .clock import ClockLimits, VectorClock
 from .demo import demo
 from .hub import SERVER_ID
-from .node import Event, Goodbye, Message, PeerChange, ServerError, Synced
+from .node import (
+    Acked,
+    Disconnected,
+    Event,
+    Goodbye,
+    Message,
+    PeerChange,
+    ServerError,
+    Synced,
+    Welcomed,
+)
+from .store import Store
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
 from .tracing import export_shiviz
+
+DEFAULTS = ServerConfig()
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -50,6 +65,8 @@ def cli() -> None:
 
 # Server
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -61,10 +78,10 @@ def cli() -> None:
     help="Seconds between synchronization cycles.",
 )
 @click.option(
-    "--max-frame-size",
-    default=64 * 1024,
+    "--data",
+    default="vclock-data",
     show_default=True,
-    help="Longest accepted frame, in bytes.",
+    help="Folder for the server's SQLite state (latest clocks, held messages); ':memory:' keeps nothing.",
 )
 @click.option(
     "--log",
@@ -72,23 +89,93 @@ def cli() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write the server's event log into this folder.",
 )
+@click.option(
+    "--auth-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Token file: one 'ID TOKEN' or 'ID scrypt$...' per line ('*' = shared secret).",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
+@click.option("--max-frame-size", default=DEFAULTS.max_frame_size, show_default=True, help="Bytes.")
+@click.option("--max-clock-entries", default=DEFAULTS.limits.max_entries, show_default=True)
+@click.option("--max-id-length", default=DEFAULTS.limits.max_id_length, show_default=True)
+@click.option(
+    "--max-rate",
+    default=DEFAULTS.max_rate,
+    show_default=True,
+    help="Frames/s per client; 0: no limit.",
+)
+@click.option(
+    "--max-pending",
+    default=DEFAULTS.max_pending,
+    show_default=True,
+    help="Bytes waiting for a client that does not read before it is disconnected.",
+)
+@click.option(
+    "--max-errors",
+    default=DEFAULTS.max_errors,
+    show_default=True,
+    help="Refused frames before a client is disconnected.",
+)
+@click.option(
+    "--max-inbox",
+    default=DEFAULTS.max_inbox,
+    show_default=True,
+    help="Messages kept for one away client.",
+)
 @click.option("--quiet", is_flag=True, help="Print nothing but the listening line and errors.")
 def server(
     host: str,
     port: int,
     sync_interval: float,
-    max_frame_size: int,
+    data: str,
     log_dir: Path | None,
+    auth_file: Path | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    max_frame_size: int,
+    max_clock_entries: int,
+    max_id_length: int,
+    max_rate: float,
+    max_pending: int,
+    max_errors: int,
+    max_inbox: int,
     quiet: bool,
 ) -> None:
     """Run the message service: relays clocks and runs synchronization cycles."""
     if sync_interval <= 0:
         raise click.BadParameter("must be > 0", param_hint="--sync-interval")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        auth = Authenticator.from_text(auth_file.read_text()) if auth_file else None
+    except ValueError as exc:
+        raise click.ClickException(f"{auth_file}: {exc}") from None
+    context = None
+    if tls_cert and tls_key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
+    if host not in LOOPBACK and auth is None:
+        click.echo(
+            f"warning: listening on {host} without --auth-file: anyone who can reach this"
+            " port can join under any id",
+            err=True,
+        )
     config = ServerConfig(
-        host=host, port=port, sync_interval=sync_interval, max_frame_size=max_frame_size
+        host=host,
+        port=port,
+        sync_interval=sync_interval,
+        max_frame_size=max_frame_size,
+        limits=ClockLimits(max_entries=max_clock_entries, max_id_length=max_id_length),
+        max_rate=max_rate,
+        max_pending=max_pending,
+        max_errors=max_errors,
+        max_inbox=max_inbox,
+        auth=auth,
+        ssl=context,
     )
     try:
-        asyncio.run(_run_server(config, quiet, log_dir))
+        asyncio.run(_run_server(config, Store(data), quiet, log_dir))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}."
@@ -96,11 +183,15 @@ def server(
         ) from None
 
 
-async def _run_server(config: ServerConfig, quiet: bool, log_dir: Path | None) -> None:
+async def _run_server(
+    config: ServerConfig, store: Store, quiet: bool, log_dir: Path | None
+) -> None:
     log = EventLog(log_dir, SERVER_ID) if log_dir else None
-    srv = await serve(config, Console(None if quiet else sys.stdout), log)
+    srv = await serve(config, Console(None if quiet else sys.stdout), log, store)
+    tls = ", TLS" if config.ssl else ""
     click.echo(
-        f"vclock server listening on {config.host}:{srv.port} (sync every {config.sync_interval:g} s)"
+        f"vclock server listening on {config.host}:{srv.port}"
+        f" (sync every {config.sync_interval:g} s{tls})"
     )
     await _until_signalled()
     await srv.close()
@@ -114,6 +205,13 @@ async def _until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+@cli.command("hash-token")
+@click.password_option("--token", prompt="Token", help="The token to hash (prompted if omitted).")
+def hash_token_command(token: str) -> None:
+    """Print the salted hash of a token, for an --auth-file line 'ID HASH'."""
+    click.echo(hash_token(token))
 
 
 # Client
@@ -142,6 +240,24 @@ STOPPED = "client stopped"
     type=click.Path(file_okay=False, path_type=Path),
     help="Write this client's event log into this folder.",
 )
+@click.option(
+    "--reconnect",
+    is_flag=True,
+    help="When the connection drops, reconnect with backoff and resume without losing messages.",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep this client's clock and unacknowledged messages in FILE across restarts.",
+)
+@click.option("--token", envvar="VCLOCK_TOKEN", help="Authentication token (or $VCLOCK_TOKEN).")
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Use TLS, trusting this CA certificate (PEM).",
+)
+@click.option("--tls", "use_tls", is_flag=True, help="Use TLS with the system's CA certificates.")
 def client(
     client_id: str | None,
     host: str,
@@ -149,13 +265,29 @@ def client(
     interval: str,
     seed: int | None,
     log_dir: Path | None,
+    reconnect: bool,
+    state_path: Path | None,
+    token: str | None,
+    tls_ca: str | None,
+    use_tls: bool,
 ) -> None:
     """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
     bounds = _interval(interval)
-    if log_dir and not client_id:
-        raise click.UsageError("--log needs --id: the log file is named after the client")
+    if (log_dir or state_path) and not client_id:
+        raise click.UsageError("--log and --state need --id: their files belong to one client")
+    context = ssl.create_default_context(cafile=tls_ca) if (tls_ca or use_tls) else None
+    options = connect(
+        host,
+        port,
+        id=client_id,
+        token=token,
+        reconnect=reconnect,
+        state_path=state_path,
+        ssl=context,
+        log=EventLog(log_dir, client_id) if log_dir and client_id else None,
+    )
     try:
-        reason = asyncio.run(_run_client(client_id, host, port, bounds, seed, log_dir))
+        reason = asyncio.run(_run_client(options, bounds, seed))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
         raise click.ClickException(f"{exc}.{hint}") from None
@@ -165,16 +297,8 @@ def client(
         click.echo(f"Server closed the session ({reason}); exiting.")
 
 
-async def _run_client(
-    client_id: str | None,
-    host: str,
-    port: int,
-    interval: tuple[float, float],
-    seed: int | None,
-    log_dir: Path | None,
-) -> str:
-    log = EventLog(log_dir, client_id) if log_dir and client_id else None
-    node = await connect(host, port, id=client_id, log=log)
+async def _run_client(connecting: connect, interval: tuple[float, float], seed: int | None) -> str:
+    node = await connecting
     me = node.id
 
     def say(text: str, clock: VectorClock) -> None:
@@ -194,10 +318,17 @@ async def _run_client(
                 say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
             case ServerError(code=code, message=message):
                 click.echo(f"{me}: server error {code}: {message}", err=True)
-            case Goodbye():
+            case Disconnected(reason=reason):
+                click.echo(f"{me}: connection lost ({reason}); reconnecting...")
+            case Welcomed(clock=clock):
+                say(f"reconnected ({node.unacked} to resend)", clock)
+            case Goodbye() | Acked():
                 pass
 
-    click.echo(f"Connected to {host}:{port} as {me}; peers: {', '.join(node.peers) or 'none yet'}")
+    click.echo(
+        f"Connected to {node.options.host}:{node.options.port} as {me};"
+        f" peers: {', '.join(node.peers) or 'none yet'}"
+    )
     stop = asyncio.create_task(_until_signalled())
     session = asyncio.create_task(
         run(node, interval=interval, rng=random.Random(seed), on_event=on_event, on_send=on_send)
@@ -210,8 +341,8 @@ async def _run_client(
         await node.close(STOPPED)
         session.cancel()
         reason = STOPPED
-    if log is not None:
-        log.close()
+    if node.options.log is not None:
+        node.options.log.close()
     return reason
 
 

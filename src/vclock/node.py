@@ -17,12 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from .clock import VectorClock
 from .errors import ErrorCode, PeerError
 from .protocol.frames import (
     PROTOCOL_VERSION,
+    Ack,
     Bye,
     Deliver,
+    Delivered,
     Error,
     Hello,
     PeerJoined,
@@ -102,7 +106,31 @@ class Goodbye:
     reason: str
 
 
-Event = Welcomed | Message | Synced | PeerChange | ServerError | Goodbye
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """Resume sessions: our frame ``seq`` is durable on the server."""
+
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost; a reconnecting node is trying to get it back."""
+
+    reason: str
+
+
+Event = Welcomed | Message | Synced | PeerChange | ServerError | Goodbye | Acked | Disconnected
+
+
+class SavedNode(msgspec.Struct, kw_only=True):
+    """What a node keeps on disk between runs (``vclock client --state FILE``)."""
+
+    id: str
+    clock: VectorClock
+    delivered: int = 0
+    unacked: list[Send | Report] = msgspec.field(default_factory=list)
 
 
 class NodeState:
@@ -110,17 +138,48 @@ class NodeState:
 
     Args:
         id: the id to ask for in ``hello``; ``None`` lets the server pick one.
+        token: the token for servers that require authentication.
+        resume: ask for a resume session: the server keeps our messages while we
+            are away and acknowledges our frames; we deduplicate deliveries by
+            their number and resend what was not acknowledged after a reconnect.
     """
 
-    def __init__(self, id: str | None = None) -> None:
+    def __init__(self, id: str | None = None, *, token: str | None = None, resume: bool = False) -> None:
         self.id = id
+        self.token = token
+        self.resume = resume
         self.clock = VectorClock()
         self.peers: list[str] = []
         self.welcomed = False
+        self.delivered = 0  # resume: the last delivery number handled
+        self.unacked: dict[int, Send | Report] = {}  # resume: seq -> frame, oldest first
 
     def hello(self) -> Hello:
-        """The first frame to send."""
-        return Hello(v=PROTOCOL_VERSION, id=self.id)
+        """The first frame of every session (a new one after each reconnect)."""
+        self.welcomed = False
+        return Hello(v=PROTOCOL_VERSION, id=self.id, token=self.token, resume=self.resume)
+
+    def save(self) -> SavedNode:
+        """The state to persist so a restarted node carries on where it stopped."""
+        return SavedNode(
+            id=self._own_id(),
+            clock=self.clock,
+            delivered=self.delivered,
+            unacked=list(self.unacked.values()),
+        )
+
+    def restore(self, saved: SavedNode) -> None:
+        """Carry on from a saved state (before the first hello)."""
+        if self.id is not None and saved.id != self.id:
+            raise ValueError(f"the saved state is for {saved.id!r}, not {self.id!r}")
+        self.id = saved.id
+        self.clock = self.clock.merge(saved.clock)
+        self.delivered = max(self.delivered, saved.delivered)
+        self.unacked = {frame.seq: frame for frame in saved.unacked}
+
+    def to_resend(self) -> list[Send | Report]:
+        """After a reconnect's welcome: the frames to send again, in order."""
+        return list(self.unacked.values())
 
     # Our own events
 
@@ -132,17 +191,28 @@ class NodeState:
     def send(self, to: str, body: Any = None) -> Send:
         """Tick for a send and build the ``send`` frame carrying a copy of our clock."""
         clock = self.local_event()
-        return Send(to=to, seq=clock[self._own_id()], clock=clock, body=body)
+        frame = Send(to=to, seq=clock[self._own_id()], clock=clock, body=body)
+        if self.resume:
+            self.unacked[frame.seq] = frame
+        return frame
 
     def report(self) -> Report:
         """Tick for a send to the server and build the ``report`` frame."""
         clock = self.local_event()
-        return Report(seq=clock[self._own_id()], clock=clock)
+        frame = Report(seq=clock[self._own_id()], clock=clock)
+        if self.resume:
+            self.unacked[frame.seq] = frame
+        return frame
+
+    def delivered_frame(self) -> Delivered:
+        """Resume sessions: the frame acknowledging every delivery handled so far."""
+        return Delivered(upto=self.delivered)
 
     # What the server sent
 
-    def receive(self, frame: ServerFrame) -> Event:
-        """Apply one frame from the server and say what happened.
+    def receive(self, frame: ServerFrame) -> Event | None:
+        """Apply one frame from the server and say what happened (``None``: a
+        delivery we already handled, replayed after a reconnect; ignore it).
 
         Raises:
             PeerError: the server broke the protocol (a frame before ``welcome``).
@@ -160,6 +230,10 @@ class NodeState:
                 self.clock = self.clock.merge(frame.clock)
                 return Welcomed(frame.id, tuple(frame.peers), self.clock)
             case Deliver():
+                if frame.n is not None:
+                    if frame.n <= self.delivered:
+                        return None
+                    self.delivered = frame.n
                 self.clock = self.clock.receive(frame.clock, self._own_id())
                 return Message(frame.sender, frame.seq, frame.clock, frame.body, self.clock)
             case Sync():
@@ -175,6 +249,10 @@ class NodeState:
                 return PeerChange(frame.id, joined=False)
             case Error():
                 return ServerError(frame.code, frame.message, frame.peer, frame.seq)
+            case Ack():
+                for seq in [seq for seq in self.unacked if seq <= frame.seq]:
+                    del self.unacked[seq]
+                return Acked(frame.seq, frame.duplicate)
             case Bye():
                 return Goodbye(frame.reason)
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover

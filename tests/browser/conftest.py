@@ -33,7 +33,7 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: a live Playwright keeps an event loop running, which asyncio tests cannot share
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:

@@ -4,29 +4,37 @@
 
     async with vclock.asyncio.connect("127.0.0.1", 4999, id="A") as node:
         await node.send("B", body={"hello": "world"})
-        async for event in node:           # Message, Synced, PeerChange, ServerError
+        async for event in node:           # Message, Synced, PeerChange, ServerError, ...
             print(event)
 
 The node keeps its clock by the rules of docs/protocol.md (via the sans-I/O
-:class:`~vclock.node.NodeState`); this module only moves bytes and logs events.
-Iteration ends when the server closes the session.
+:class:`~vclock.node.NodeState`); this module only moves bytes, logs events and,
+with ``reconnect=True``, gets the connection back after a loss: it resumes its
+session under the same id, resends what the server had not acknowledged, and
+drops deliveries it already handled. Iteration ends when the session ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ..clock import VectorClock
 from ..errors import ProtocolError, VClockError
 from ..node import (
+    Disconnected,
     Event,
     Goodbye,
     Message,
     NodeState,
+    SavedNode,
     ServerError,
     Synced,
     Welcomed,
@@ -34,10 +42,15 @@ from ..node import (
     sync_id,
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
+from ..protocol.codec import FrameDecoder, encode_json
 from ..protocol.frames import Bye, Frame
 from ..tools.eventlog import EventLog
 
 SERVER = "server"
+READ_CHUNK = 64 * 1024
+#: A client trusts its server more than the server trusts clients: a sync carries
+#: one entry per client ever seen, so accept much larger frames and clocks.
+CLIENT_MAX_FRAME_SIZE = max(DEFAULT_MAX_FRAME_SIZE, 64 << 20)
 
 
 class ConnectError(VClockError, ConnectionError):
@@ -48,32 +61,65 @@ class ConnectError(VClockError, ConnectionError):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    host: str = "127.0.0.1"
+    port: int = 4999
+    id: str | None = None
+    token: str | None = None
+    reconnect: bool = False  # also asks for a resume session
+    state_path: Path | None = None  # persist clock, deliveries and unacked frames
+    ssl: ssl.SSLContext | None = None
+    log: EventLog | None = None
+    max_frame_size: int = CLIENT_MAX_FRAME_SIZE
+    backoff: tuple[float, float] = (0.1, 5.0)  # first and longest wait between attempts
+
+
+_saved_decoder: FrameDecoder[SavedNode] = FrameDecoder(SavedNode)
+
+
+def load_state(path: Path) -> SavedNode | None:
+    """A node's saved state, or None when the file does not exist yet."""
+    try:
+        return _saved_decoder.decode(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def save_state(path: Path, saved: SavedNode) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as file:
+        file.write(encode_json(saved))
+        file.flush()
+        os.fsync(file.fileno())
+    tmp.replace(path)
+
+
 class Node:
     """A connected vclock client. Create it with :func:`connect`."""
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        state: NodeState,
-        *,
-        log: EventLog | None = None,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._state = state
-        self._log = log
-        self._conn = Connection(server_frame_decoder(), max_frame_size=max_frame_size)
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self._state = NodeState(options.id, token=options.token, resume=options.reconnect)
+        if options.state_path is not None:
+            saved = load_state(options.state_path)
+            if saved is not None:
+                self._state.restore(saved)
+        self._log = options.log
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._conn = self._new_connection()
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._reader_task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.closed_reason: str | None = None
 
     # What the node knows
 
     @property
     def id(self) -> str:
-        assert self._state.id is not None
+        assert self._state.id is not None, "not welcomed yet"
         return self._state.id
 
     @property
@@ -85,18 +131,29 @@ class Node:
         """The other connected clients, in the order they joined."""
         return list(self._state.peers)
 
+    @property
+    def unacked(self) -> int:
+        """Reconnecting nodes: frames sent that the server has not acknowledged yet."""
+        return len(self._state.unacked)
+
     # Our own events
 
     def local_event(self, description: str | None = None) -> VectorClock:
         """Record a local event; returns the new clock."""
         clock = self._state.local_event()
         self._record("local", clock, desc=description)
+        self._save()
         return clock
 
     async def send(self, to: str, body: Any = None) -> VectorClock:
-        """Send our clock (and ``body``) to peer ``to``; returns the clock sent."""
+        """Send our clock (and ``body``) to peer ``to``; returns the clock sent.
+
+        A reconnecting node keeps the frame until the server acknowledges it, so a
+        send while disconnected is not lost: it goes out after the reconnect.
+        """
         frame = self._state.send(to, body)
         self._record("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq))
+        self._save()
         await self._write(frame)
         return frame.clock
 
@@ -104,6 +161,7 @@ class Node:
         """Send our clock to the server alone; returns the clock sent."""
         frame = self._state.report()
         self._record("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
+        self._save()
         await self._write(frame)
         return frame.clock
 
@@ -120,15 +178,19 @@ class Node:
         return event
 
     async def close(self, reason: str = "client closing") -> None:
-        """Say bye and close the connection."""
-        if not self._writer.is_closing():
+        """Say bye (leaving for good) and close the connection."""
+        self._closing = True
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
             try:
                 await self._write(Bye(reason=reason))
             except (ConnectionError, OSError):
                 pass
-            self._writer.close()
-        if self._reader_task is not None:
-            await asyncio.gather(self._reader_task, return_exceptions=True)
+            writer.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._finish(self.closed_reason or reason)
 
     async def __aenter__(self) -> Node:
         return self
@@ -141,7 +203,36 @@ class Node:
     ) -> None:
         await self.close()
 
-    # Private methods
+    # Connecting
+
+    async def _open(self) -> None:
+        """Connect, hello, wait for welcome, then resend what was not acknowledged.
+
+        Raises:
+            ConnectError: unreachable, refused, or not a vclock server.
+        """
+        host, port = self.options.host, self.options.port
+        try:
+            self._reader, self._writer = await asyncio.open_connection(
+                host, port, limit=READ_CHUNK, ssl=self.options.ssl
+            )
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConnectError(f"cannot reach a vclock server at {host}:{port}: {reason}") from None
+        self._conn = self._new_connection()
+        try:
+            await self._handshake()
+        except ConnectError:
+            self._writer.close()
+            raise
+        except ProtocolError as exc:
+            self._writer.close()
+            raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
+        except (ConnectionError, OSError) as exc:
+            self._writer.close()
+            raise ConnectError(f"{host}:{port} closed the connection before welcome: {exc}") from None
+        for frame in self._state.to_resend():
+            await self._write(frame)
 
     async def _handshake(self) -> None:
         await self._write(self._state.hello())
@@ -151,46 +242,93 @@ class Node:
                 if isinstance(event, Welcomed):
                     for later in batch[index + 1 :]:
                         self._events.put_nowait(later)
-                    self._reader_task = asyncio.create_task(self._read_loop())
                     return
                 if isinstance(event, ServerError):
                     raise ConnectError(f"server refused hello: {event.message}", event.code)
                 if isinstance(event, Goodbye):
                     raise ConnectError(f"server closed the session: {event.reason}")
 
-    async def _read_events(self) -> list[Event]:
-        data = await self._reader.read(64 * 1024)
-        if data:
-            self._conn.receive_data(data)
-        else:
-            self._conn.receive_eof()
-        events: list[Event] = []
-        for item in self._conn.events_received():
-            if isinstance(item, ProtocolError):
-                raise item
-            events.append(self._apply(self._state.receive(item)))
-        if not data and not events:
-            raise ConnectionResetError("server closed the connection")
-        return events
+    async def _run(self) -> None:
+        """Read until the session ends; with ``reconnect``, get it back after losses."""
+        while True:
+            reason = await self._read_until_lost()
+            if not self.options.reconnect or self._closing:
+                self._finish(reason)
+                return
+            self._record("leave", self._state.clock, peer=SERVER, desc=reason)
+            self._events.put_nowait(Disconnected(reason))
+            try:
+                await self._reconnect()
+            except ConnectError as exc:
+                self._finish(str(exc))
+                return
+            self._events.put_nowait(Welcomed(self.id, tuple(self.peers), self.clock))
 
-    async def _read_loop(self) -> None:
+    async def _read_until_lost(self) -> str:
         try:
             while True:
                 for event in await self._read_events():
                     self._events.put_nowait(event)
                     if isinstance(event, Goodbye):
-                        self.closed_reason = event.reason
-                        return
+                        return event.reason or "server said bye"
         except (ConnectionError, OSError) as exc:
-            self.closed_reason = str(exc) or "connection lost"
+            return str(exc) or "connection lost"
         except ProtocolError as exc:
-            self.closed_reason = f"server broke the protocol: {exc}"
+            return f"server broke the protocol: {exc}"
         finally:
-            self._record("leave", self._state.clock, peer=SERVER, desc=self.closed_reason)
-            self._events.put_nowait(None)
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
 
-    def _apply(self, event: Event) -> Event:
+    async def _reconnect(self) -> None:
+        first, longest = self.options.backoff
+        wait = first
+        while True:
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            try:
+                await self._open()
+                return
+            except ConnectError as exc:
+                if exc.code is not None:  # refused, e.g. auth: retrying will not help
+                    raise
+                wait = min(longest, wait * 2)
+
+    def _finish(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self._record("leave", self._state.clock, peer=SERVER, desc=reason)
+            self._events.put_nowait(None)
+
+    # Private methods
+
+    def _new_connection(self) -> Connection[Any]:
+        return Connection(server_frame_decoder(), max_frame_size=self.options.max_frame_size)
+
+    async def _read_events(self) -> list[Event]:
+        assert self._reader is not None
+        data = await self._reader.read(READ_CHUNK)
+        if data:
+            self._conn.receive_data(data)
+        else:
+            self._conn.receive_eof()
+        events: list[Event] = []
+        delivered_before = self._state.delivered
+        for item in self._conn.events_received():
+            if isinstance(item, ProtocolError):
+                raise item
+            event = self._state.receive(item)
+            if event is not None:
+                self._apply(event)
+                events.append(event)
+        if self._state.delivered != delivered_before:
+            self._save()  # persist what was handled before telling the server
+            await self._write(self._state.delivered_frame())
+        elif events:
+            self._save()
+        if not data and not events:
+            raise ConnectionResetError("server closed the connection")
+        return events
+
+    def _apply(self, event: Event) -> None:
         match event:
             case Welcomed(clock=clock):
                 self._record("join", clock, peer=SERVER)
@@ -198,12 +336,24 @@ class Node:
                 self._record("receive", clock, peer=sender, msg=message_id(sender, seq))
             case Synced(cycle=cycle, clock=clock):
                 self._record("sync-receive", clock, peer=SERVER, msg=sync_id(cycle))
-        return event
 
     async def _write(self, frame: Frame) -> None:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            if self.options.reconnect and not self._closing:
+                return  # kept in unacked; resent after the reconnect
+            raise ConnectionResetError("not connected to the server")
         self._conn.send(frame)
-        self._writer.write(self._conn.data_to_send())
-        await self._writer.drain()
+        writer.write(self._conn.data_to_send())
+        try:
+            await writer.drain()
+        except (ConnectionError, OSError):
+            if not self.options.reconnect:
+                raise
+
+    def _save(self) -> None:
+        if self.options.state_path is not None and self._state.id is not None:
+            save_state(self.options.state_path, self._state.save())
 
     def _record(self, kind: str, clock: VectorClock, **fields: Any) -> None:
         if self._log is not None:
@@ -216,6 +366,17 @@ class connect:
     Use it with ``async with connect(...) as node:`` (the node says bye on exit),
     or ``node = await connect(...)`` and later ``await node.close()``.
 
+    Args:
+        host, port: the server.
+        id: the id to ask for (``None``: the server assigns one).
+        token: for servers that require authentication.
+        reconnect: resume the session after a lost connection (with backoff),
+            without losing or duplicating acknowledged messages.
+        state_path: a file to keep the node's clock, deliveries and unacknowledged
+            frames in, so a restarted process carries on (needs an ``id``).
+        ssl: a client SSL context for TLS servers.
+        log: an event log for the node's events.
+
     Raises:
         ConnectError: the server is unreachable or refused the hello (see ``code``).
     """
@@ -226,10 +387,24 @@ class connect:
         port: int = 4999,
         *,
         id: str | None = None,
+        token: str | None = None,
+        reconnect: bool = False,
+        state_path: str | Path | None = None,
+        ssl: ssl.SSLContext | None = None,
         log: EventLog | None = None,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_frame_size: int = CLIENT_MAX_FRAME_SIZE,
     ) -> None:
-        self._args = (host, port, id, log, max_frame_size)
+        self._options = ClientOptions(
+            host=host,
+            port=port,
+            id=id,
+            token=token,
+            reconnect=reconnect,
+            state_path=Path(state_path) if state_path is not None else None,
+            ssl=ssl,
+            log=log,
+            max_frame_size=max_frame_size,
+        )
         self._node: Node | None = None
 
     def __await__(self) -> Generator[Any, None, Node]:
@@ -249,28 +424,9 @@ class connect:
         await self._node.close()
 
     async def _connect(self) -> Node:
-        host, port, id, log, max_frame_size = self._args
-        try:
-            reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024)
-        except OSError as exc:
-            raise ConnectError(
-                f"cannot reach a vclock server at {host}:{port}: {exc.strerror or exc}"
-            ) from None
-        node = Node(reader, writer, NodeState(id), log=log, max_frame_size=max_frame_size)
-        try:
-            await node._handshake()
-        except ConnectError:
-            writer.close()
-            raise
-        except ProtocolError as exc:
-            writer.close()
-            raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
-        except (ConnectionError, OSError) as exc:
-            writer.close()
-            raise ConnectError(f"{host}:{port} closed the connection before welcome: {exc}") from None
-        except BaseException:
-            writer.close()
-            raise
+        node = Node(self._options)
+        await node._open()
+        node._task = asyncio.create_task(node._run())
         return node
 
 
@@ -282,7 +438,7 @@ async def run(
     on_event: Callable[[Event], None] | None = None,
     on_send: Callable[[str, VectorClock], None] | None = None,
 ) -> str:
-    """The seed's client behaviour, until the server ends the session.
+    """The seed's client behaviour, until the session ends.
 
     Every ``interval`` seconds (uniformly random in the range) send our clock to a
     random other connected client, or, when alone, report it to the server.
@@ -315,4 +471,4 @@ async def run(
     return node.closed_reason or "session ended"
 
 
-__all__ = ["ConnectError", "Node", "connect", "run"]
+__all__ = ["ClientOptions", "ConnectError", "Node", "connect", "load_state", "run", "save_state"]

@@ -21,10 +21,11 @@ frame it already has is acknowledged as a duplicate and not delivered twice.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+
+import msgspec
 
 from ..auth import Authenticator
 from ..clock import VectorClock, merge_all
@@ -304,7 +305,7 @@ class Hub:
                     seq=frame.seq,
                 )
                 return actions + self._refuse(peer, session, full)
-            deliver = dataclasses.replace(deliver, n=inbox.next_n)
+            deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
             inbox.messages.append(deliver)
             actions.append(SaveMessage(frame.to, deliver))
         elif target is None:

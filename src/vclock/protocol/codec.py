@@ -33,6 +33,11 @@ def encode_frame(frame: Frame) -> bytes:
     return _encoder.encode(frame) + b"\n"
 
 
+def encode_json(obj: Any) -> bytes:
+    """Any msgspec-encodable object (frames, clocks inside) as compact JSON."""
+    return _encoder.encode(obj)
+
+
 class FrameDecoder(Generic[T]):
     """Decodes one line into a frame of type ``frame_type``, validating clocks with ``limits``."""
 
