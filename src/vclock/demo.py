@@ -236,6 +236,8 @@ def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[
     verdict = "[green]causally consistent[/]" if report.ok else "[red]NOT causally consistent[/]"
     console.print(f"Run folder:    [bold]{run_dir}[/]")
     console.print(f"Diagram:       [bold]{diagram}[/]  (open it in a browser)")
-    console.print(f"ShiViz log:    [bold]{shiviz}[/]  (load it at https://bestchai.bitbucket.io/shiviz/)")
+    console.print(
+        f"ShiViz log:    [bold]{shiviz}[/]  (load it at https://bestchai.bitbucket.io/shiviz/)"
+    )
     console.print(f"Check:         `vclock check {run_dir}` says the run is {verdict}")
     return exits_ok and report.ok

@@ -142,6 +142,14 @@ class Server:
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._observers: list[Callable[[Action], None]] = []
+
+    def observe(self, callback: Callable[[Action], None]) -> Callable[[], None]:
+        """Call ``callback`` with every action the hub returns (notices, frames sent,
+        closes), after the server has carried it out. For dashboards and metrics;
+        the callback must not block. Returns a function that stops the calls."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback)
 
     @property
     def port(self) -> int:
@@ -256,6 +264,9 @@ class Server:
                     self._record(action)
         for peer in dict.fromkeys(slow):
             self._drop_slow_consumer(peer)
+        for observer in list(self._observers):
+            for action in actions:
+                observer(action)
 
     def _drop_slow_consumer(self, peer: PeerId) -> None:
         """Policy: a client whose unread frames pass ``max_pending`` bytes is

@@ -145,6 +145,11 @@ class Hub:
         """The ids of the connected clients, in the order they joined."""
         return list(self._by_id)
 
+    def client_id(self, peer: PeerId) -> str | None:
+        """The id of the client on connection ``peer`` (None before its hello)."""
+        session = self._sessions.get(peer)
+        return session.client_id if session is not None else None
+
     @property
     def state(self) -> HubState:
         """The durable part of the hub (shared, not copied)."""
