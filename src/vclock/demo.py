@@ -110,8 +110,8 @@ async def _demo(
     server = await _spawn(
         "server",
         "bold white",
-        vclock
-        + ["server", "--port", "0", "--sync-interval", str(sync_interval), "--log", str(run_dir)],
+        [*vclock, "server", "--port", "0", "--sync-interval", str(sync_interval)]
+        + ["--log", str(run_dir), "--data", str(run_dir / "server-data")],
     )
     port = await _listening_port(server)
     procs = [server]
