@@ -12,7 +12,9 @@ import random
 import signal
 import ssl
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -40,7 +42,17 @@ from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
 from .tracing import export_shiviz
 
+T = TypeVar("T")
 DEFAULTS = ServerConfig()
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed (``pip install vclock[fast]``), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -175,7 +187,7 @@ def server(
         ssl=context,
     )
     try:
-        asyncio.run(_run_server(config, Store(data), quiet, log_dir))
+        _run(_run_server(config, Store(data), quiet, log_dir))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}."
@@ -287,7 +299,7 @@ def client(
         log=EventLog(log_dir, client_id) if log_dir and client_id else None,
     )
     try:
-        reason = asyncio.run(_run_client(options, bounds, seed))
+        reason = _run(_run_client(options, bounds, seed))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
         raise click.ClickException(f"{exc}.{hint}") from None

@@ -226,7 +226,9 @@ def merge_all(clocks: Iterable[VectorClock]) -> VectorClock:
     return VectorClock._trusted(entries)
 
 
-def _validated(entries: Mapping[str, int], limits: ClockLimits) -> dict[str, int]:
+def _validated(
+    entries: Mapping[str, int], limits: ClockLimits, *, keep_zeros: bool = False
+) -> dict[str, int]:
     if not isinstance(entries, Mapping):
         raise InvalidClock(f"a clock is a mapping of id to counter, got {type(entries).__name__}")
     if len(entries) > limits.max_entries:
@@ -248,7 +250,7 @@ def _validated(entries: Mapping[str, int], limits: ClockLimits) -> dict[str, int
             raise InvalidClock(
                 f"counter of {pid!r} must be between 0 and {limits.max_counter}, got {count}"
             )
-        if count:
+        if count or keep_zeros:
             clean[pid] = count
     return clean
 

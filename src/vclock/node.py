@@ -142,12 +142,21 @@ class NodeState:
         resume: ask for a resume session: the server keeps our messages while we
             are away and acknowledges our frames; we deduplicate deliveries by
             their number and resend what was not acknowledged after a reconnect.
+        delta: ask for delta-encoded clocks (fewer bytes with many processes).
     """
 
-    def __init__(self, id: str | None = None, *, token: str | None = None, resume: bool = False) -> None:
+    def __init__(
+        self,
+        id: str | None = None,
+        *,
+        token: str | None = None,
+        resume: bool = False,
+        delta: bool = True,
+    ) -> None:
         self.id = id
         self.token = token
         self.resume = resume
+        self.delta = delta
         self.clock = VectorClock()
         self.peers: list[str] = []
         self.welcomed = False
@@ -157,7 +166,9 @@ class NodeState:
     def hello(self) -> Hello:
         """The first frame of every session (a new one after each reconnect)."""
         self.welcomed = False
-        return Hello(v=PROTOCOL_VERSION, id=self.id, token=self.token, resume=self.resume)
+        return Hello(
+            v=PROTOCOL_VERSION, id=self.id, token=self.token, resume=self.resume, delta=self.delta
+        )
 
     def save(self) -> SavedNode:
         """The state to persist so a restarted node carries on where it stopped."""

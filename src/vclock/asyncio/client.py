@@ -68,6 +68,7 @@ class ClientOptions:
     id: str | None = None
     token: str | None = None
     reconnect: bool = False  # also asks for a resume session
+    delta: bool = True  # delta-encoded clocks, if the server agrees
     state_path: Path | None = None  # persist clock, deliveries and unacked frames
     ssl: ssl.SSLContext | None = None
     log: EventLog | None = None
@@ -101,7 +102,9 @@ class Node:
 
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
-        self._state = NodeState(options.id, token=options.token, resume=options.reconnect)
+        self._state = NodeState(
+            options.id, token=options.token, resume=options.reconnect, delta=options.delta
+        )
         if options.state_path is not None:
             saved = load_state(options.state_path)
             if saved is not None:
@@ -230,7 +233,9 @@ class Node:
             raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
         except (ConnectionError, OSError) as exc:
             self._writer.close()
-            raise ConnectError(f"{host}:{port} closed the connection before welcome: {exc}") from None
+            raise ConnectError(
+                f"{host}:{port} closed the connection before welcome: {exc}"
+            ) from None
         for frame in self._state.to_resend():
             await self._write(frame)
 
@@ -376,6 +381,7 @@ class connect:
             frames in, so a restarted process carries on (needs an ``id``).
         ssl: a client SSL context for TLS servers.
         log: an event log for the node's events.
+        delta: ask for delta-encoded clocks (on by default; the server decides).
 
     Raises:
         ConnectError: the server is unreachable or refused the hello (see ``code``).
@@ -393,6 +399,7 @@ class connect:
         ssl: ssl.SSLContext | None = None,
         log: EventLog | None = None,
         max_frame_size: int = CLIENT_MAX_FRAME_SIZE,
+        delta: bool = True,
     ) -> None:
         self._options = ClientOptions(
             host=host,
@@ -404,6 +411,7 @@ class connect:
             ssl=ssl,
             log=log,
             max_frame_size=max_frame_size,
+            delta=delta,
         )
         self._node: Node | None = None
 

@@ -14,7 +14,7 @@ import itertools
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..auth import Authenticator
@@ -42,7 +42,7 @@ from ..hub import (
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
-from ..protocol.frames import Send
+from ..protocol.frames import ClientFrame, Send, Welcome
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
 
@@ -110,6 +110,16 @@ class Console:
                     self.line(f"Synchronized: {who}")
 
 
+@dataclass(slots=True)
+class _Peer:
+    """One client connection as the I/O layer sees it."""
+
+    writer: asyncio.StreamWriter
+    conn: Connection[ClientFrame]
+    out: list[bytes] = field(default_factory=list)  # written at the end of the loop tick
+    closing: bool = False
+
+
 class Server:
     """A vclock server. Use :func:`serve` to start one.
 
@@ -117,6 +127,10 @@ class Server:
         config: where to listen and the protocol limits.
         console: where console lines go (``Console(None)`` for quiet).
         log: an event log for the server's events, or None.
+        store: where durable state goes (default: in memory).
+
+    Writes are coalesced: frames for a client are queued while the loop runs
+    and written with one call per client at the end of the loop iteration.
     """
 
     def __init__(
@@ -137,7 +151,9 @@ class Server:
         )
         self.console = console
         self.log = log
-        self._writers: dict[PeerId, asyncio.StreamWriter] = {}
+        self._peers: dict[PeerId, _Peer] = {}
+        self._dirty: set[PeerId] = set()
+        self._flush_handle: asyncio.Handle | None = None
         self._peer_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -171,10 +187,11 @@ class Server:
         if self._sync_task is not None:
             self._sync_task.cancel()
         self._apply(self.hub.shutdown(reason))
+        self._flush()
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers.values()):
-            writer.close()
+        for peer in list(self._peers.values()):
+            peer.writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
         self.store.close()
@@ -189,17 +206,17 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        peer = PeerId(next(self._peer_ids))
+        peer_id = PeerId(next(self._peer_ids))
         address = _address(writer)
         conn = Connection(
             client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size
         )
         rate = self.config.max_rate
         bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
-        clock = asyncio.get_running_loop().time
-        self._writers[peer] = writer
+        now = asyncio.get_running_loop().time
+        self._peers[peer_id] = _Peer(writer, conn)
         self.console.connected(address)
-        self._apply(self.hub.connect(peer, address))
+        self._apply(self.hub.connect(peer_id, address))
         try:
             while not writer.is_closing():
                 data = await reader.read(READ_CHUNK)
@@ -208,23 +225,23 @@ class Server:
                 else:
                     conn.receive_eof()
                 actions: list[Action] = []  # one batch: one commit, then the writes
-                for event in conn.events_received():
-                    if bucket is not None and not bucket.take(clock()):
+                while (event := conn.next_event()) is not None:
+                    if bucket is not None and not bucket.take(now()):
                         limited = PeerError(
                             f"more than {rate:g} frames per second; frame dropped",
                             code=ErrorCode.RATE_LIMITED,
                         )
-                        actions += self.hub.receive(peer, limited)
+                        actions += self.hub.receive(peer_id, limited)
                     else:
-                        actions += self.hub.receive(peer, event)
+                        actions += self.hub.receive(peer_id, event)
                 self._apply(actions)
                 if not data:
                     break
         except (ConnectionError, OSError):
             pass  # the client vanished; handled as a disconnect below
         finally:
-            self._writers.pop(peer, None)
-            self._apply(self.hub.disconnect(peer))
+            self._peers.pop(peer_id, None)
+            self._apply(self.hub.disconnect(peer_id))
             writer.close()
             self._handlers.discard(task)
 
@@ -239,49 +256,67 @@ class Server:
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         if stores:
             self.store.apply(stores)  # durable before any ack goes out
-        encoded: dict[int, bytes] = {}  # a frame sent to many peers is encoded once
-        slow: list[PeerId] = []
+        shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         for action in actions:
             match action:
-                case Outgoing(peer=peer, frame=frame):
-                    writer = self._writers.get(peer)
-                    if writer is None or writer.is_closing():
+                case Outgoing(peer=peer_id, frame=frame):
+                    peer = self._peers.get(peer_id)
+                    if peer is None or peer.closing:
                         continue
-                    data = encoded.get(id(frame))
-                    if data is None:
-                        data = encoded[id(frame)] = encode_frame(frame)
-                    writer.write(data)
-                    if writer.transport.get_write_buffer_size() > self.config.max_pending:
-                        slow.append(peer)
-                case Close(peer=peer):
-                    writer = self._writers.get(peer)
-                    if writer is not None:
-                        writer.close()  # buffered frames are flushed first
+                    if peer.conn.delta or isinstance(frame, Welcome):
+                        data = peer.conn.encode(frame)  # per connection state
+                    else:
+                        data = shared.get(id(frame)) or shared.setdefault(
+                            id(frame), encode_frame(frame)
+                        )
+                    peer.out.append(data)
+                    self._dirty.add(peer_id)
+                case Close(peer=peer_id):
+                    peer = self._peers.get(peer_id)
+                    if peer is not None:
+                        peer.closing = True
+                        self._dirty.add(peer_id)
                 case SaveClock() | SaveCycle() | SaveMessage() | SaveInbox() | DropInbox():
                     pass
                 case _:
                     self.console.show(action)
                     self._record(action)
-        for peer in dict.fromkeys(slow):
-            self._drop_slow_consumer(peer)
+        if self._dirty and self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
             for action in actions:
                 observer(action)
 
-    def _drop_slow_consumer(self, peer: PeerId) -> None:
+    def _flush(self) -> None:
+        """Write what each client got this loop iteration, in one call per client."""
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for peer_id in dirty:
+            peer = self._peers.get(peer_id)
+            if peer is None:
+                continue
+            if peer.out:
+                peer.writer.write(b"".join(peer.out))
+                peer.out.clear()
+            if peer.closing:
+                peer.writer.close()  # buffered frames are flushed first
+            elif peer.writer.transport.get_write_buffer_size() > self.config.max_pending:
+                self._drop_slow_consumer(peer_id)
+
+    def _drop_slow_consumer(self, peer_id: PeerId) -> None:
         """Policy: a client whose unread frames pass ``max_pending`` bytes is
         disconnected at once; what was queued for it is discarded, so the server's
         memory stays bounded. A resume client gets its messages again on return."""
-        writer = self._writers.pop(peer, None)
-        if writer is None:
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
             return
         error = PeerError(
             f"more than {self.config.max_pending} bytes waiting for you to read; disconnected",
             code=ErrorCode.SLOW_CONSUMER,
         )
-        actions = self.hub.receive(peer, error)
+        actions = self.hub.receive(peer_id, error)
         self._apply([a for a in actions if not isinstance(a, Outgoing | Close)])
-        writer.transport.abort()
+        peer.writer.transport.abort()
 
     def _record(self, action: Action) -> None:
         if self.log is None:

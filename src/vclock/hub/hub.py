@@ -274,6 +274,7 @@ class Hub:
             peers=peers,
             sync_interval=self.sync_interval,
             clock=session.known,
+            delta=hello.delta,
         )
         actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
         joined = PeerJoined(id=client_id)
@@ -292,6 +293,17 @@ class Hub:
         return actions
 
     def _send(self, peer: PeerId, session: _Session, frame: Send) -> list[Action]:
+        inbox = self.inboxes.get(frame.to)
+        full = inbox is not None and len(inbox.messages) >= self.max_inbox
+        if full and self._is_new(session, frame):
+            # Refused before its clock is taken in, so that the same frame, sent
+            # again later, is new to the server (not acked as a duplicate and lost).
+            raise PeerError(
+                f"{frame.to!r} already has {self.max_inbox} messages waiting; try later",
+                code=ErrorCode.INBOX_FULL,
+                peer=frame.to,
+                seq=frame.seq,
+            )
         actions = self._update(peer, session, frame)
         if not actions:  # a resent frame the server already has
             return [Outgoing(peer, Ack(seq=frame.seq, duplicate=True))]
@@ -300,16 +312,7 @@ class Hub:
             sender=session.client_id, seq=frame.seq, clock=frame.clock, body=frame.body
         )
         target = self._by_id.get(frame.to)
-        inbox = self.inboxes.get(frame.to)
         if inbox is not None:
-            if len(inbox.messages) >= self.max_inbox:
-                full = PeerError(
-                    f"{frame.to!r} already has {self.max_inbox} messages waiting; try later",
-                    code=ErrorCode.INBOX_FULL,
-                    peer=frame.to,
-                    seq=frame.seq,
-                )
-                return actions + self._refuse(peer, session, full)
             deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
             inbox.messages.append(deliver)
             actions.append(SaveMessage(frame.to, deliver))
@@ -333,6 +336,23 @@ class Hub:
     def _update(self, peer: PeerId, session: _Session, frame: Send | Report) -> list[Action]:
         """Take in the clock of a send or report. Returns no actions for a resent
         frame of a resume session (already taken in)."""
+        if not self._is_new(session, frame):
+            return []
+        client_id = session.client_id
+        assert client_id is not None
+        latest = self.latest.get(client_id)
+        clock = frame.clock if latest is None else latest.merge(frame.clock)
+        self.latest[client_id] = clock
+        self.frontier = self.frontier.merge(frame.clock)
+        session.known = session.known.merge(frame.clock)
+        return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
+
+    def _is_new(self, session: _Session, frame: Send | Report) -> bool:
+        """Check a send or report's seq; False for a resent frame of a resume session.
+
+        Raises:
+            PeerError: ``bad-frame`` (seq is not the own entry) or ``stale-clock``.
+        """
         client_id = session.client_id
         assert client_id is not None
         if frame.seq != frame.clock[client_id]:
@@ -345,18 +365,14 @@ class Hub:
         latest = self.latest.get(client_id)
         if latest is not None and frame.seq <= latest[client_id]:
             if session.resume:
-                return []
+                return False
             raise PeerError(
                 f"clock {frame.clock} does not advance {client_id!r} past"
                 f" {latest[client_id]}, the latest the server has; tick before each send",
                 code=ErrorCode.STALE_CLOCK,
                 seq=frame.seq,
             )
-        clock = frame.clock if latest is None else latest.merge(frame.clock)
-        self.latest[client_id] = clock
-        self.frontier = self.frontier.merge(frame.clock)
-        session.known = session.known.merge(frame.clock)
-        return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
+        return True
 
     def _delivered(self, session: _Session, frame: Delivered) -> list[Action]:
         client_id = session.client_id

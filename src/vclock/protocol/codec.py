@@ -14,13 +14,14 @@ import msgspec
 
 from ..clock import DEFAULT_LIMITS, ClockLimits, VectorClock
 from ..errors import FrameError
+from .delta import ClockDelta
 from .frames import ClientFrame, Frame, ServerFrame
 
 T = TypeVar("T")
 
 
 def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, VectorClock):
+    if isinstance(obj, VectorClock):  # a ClockDelta too: its zeros are meant
         return obj._entries
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
@@ -39,12 +40,24 @@ def encode_json(obj: Any) -> bytes:
 
 
 class FrameDecoder(Generic[T]):
-    """Decodes one line into a frame of type ``frame_type``, validating clocks with ``limits``."""
+    """Decodes one line into a frame of type ``frame_type``, validating clocks with ``limits``.
 
-    def __init__(self, frame_type: Any, *, limits: ClockLimits = DEFAULT_LIMITS) -> None:
+    With ``delta=True`` every clock field is decoded as a
+    :class:`~vclock.protocol.delta.ClockDelta` (zeros allowed) for the connection
+    to turn back into a full clock.
+    """
+
+    def __init__(
+        self, frame_type: Any, *, limits: ClockLimits = DEFAULT_LIMITS, delta: bool = False
+    ) -> None:
+        self.frame_type = frame_type
+        self.limits = limits
+
         def dec_hook(type_: type, obj: Any) -> Any:
             if type_ is VectorClock:
                 # InvalidClock is a ValueError: msgspec reports it with the field's path.
+                if delta:
+                    return ClockDelta.parse(obj, limits)
                 return VectorClock(obj, limits=limits)
             raise NotImplementedError(type_)
 

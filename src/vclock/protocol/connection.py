@@ -4,7 +4,7 @@ Use it like websockets' sans-I/O protocols::
 
     conn = Connection(client_frame_decoder(), max_frame_size=65536)
     conn.receive_data(chunk)            # bytes read from the socket
-    for event in conn.events_received():
+    while (event := conn.next_event()) is not None:
         ...                             # a frame, or a FrameError for a bad line
     conn.send(frame)
     transport.write(conn.data_to_send())
@@ -12,11 +12,16 @@ Use it like websockets' sans-I/O protocols::
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Generic, TypeVar
 
-from ..errors import FrameError
+import msgspec
+
+from ..clock import VectorClock
+from ..errors import FrameError, InvalidClock
 from .codec import FrameDecoder, encode_frame
-from .frames import Frame
+from .delta import ClockDelta, DeltaDecoder, DeltaEncoder
+from .frames import Frame, Welcome
 from .framing import LineReader
 
 T = TypeVar("T")
@@ -31,6 +36,11 @@ class Connection(Generic[T]):
         decoder: decodes the frames this end receives (client or server frames).
         max_frame_size: the longest accepted line in bytes; longer ones are
             reported as :class:`~vclock.errors.FrameTooLarge` and skipped.
+
+    Lines are decoded one at a time as you ask for them, so the switch to delta
+    encoding takes effect exactly after the ``welcome`` that negotiated it,
+    however the bytes were split: a server's connection switches when it encodes
+    a ``welcome`` with ``delta`` set, a client's when it decodes one.
     """
 
     def __init__(
@@ -38,38 +48,83 @@ class Connection(Generic[T]):
     ) -> None:
         self._decoder = decoder
         self._reader = LineReader(max_frame_size)
-        self._events: list[T | FrameError] = []
+        self._lines: deque[bytes | FrameError] = deque()
         self._outgoing: list[bytes] = []
+        self._tx: DeltaEncoder | None = None
+        self._rx: DeltaDecoder | None = None
         self.eof_received = False
+
+    @property
+    def delta(self) -> bool:
+        """True once delta-encoded clocks are on for this connection."""
+        return self._tx is not None
+
+    def enable_delta(self) -> None:
+        """Delta-encode clocks from now on, both ways (after hello/welcome)."""
+        if self._tx is None:
+            self._tx = DeltaEncoder()
+            self._rx = DeltaDecoder(self._decoder.limits)
+            self._decoder = FrameDecoder(
+                self._decoder.frame_type, limits=self._decoder.limits, delta=True
+            )
 
     # Receiving
 
     def receive_data(self, data: bytes) -> None:
-        """Take bytes from the peer. Then call :meth:`events_received`."""
-        for item in self._reader.feed_data(data):
-            if isinstance(item, FrameError):
-                self._events.append(item)
-            else:
-                try:
-                    self._events.append(self._decoder.decode(item))
-                except FrameError as exc:
-                    self._events.append(exc)
+        """Take bytes from the peer. Then call :meth:`next_event` until it returns None."""
+        self._lines.extend(self._reader.feed_data(data))
 
     def receive_eof(self) -> None:
-        """The peer closed its side. Then call :meth:`events_received` one last time."""
+        """The peer closed its side. Then call :meth:`next_event` until it returns None."""
         self.eof_received = True
-        self._events.extend(self._reader.feed_eof())
+        self._lines.extend(self._reader.feed_eof())
+
+    def next_event(self) -> T | FrameError | None:
+        """The next frame, a FrameError in place of a bad line, or None for now."""
+        if not self._lines:
+            return None
+        line = self._lines.popleft()
+        if isinstance(line, FrameError):
+            return line
+        try:
+            frame = self._decoder.decode(line)
+            clock = getattr(frame, "clock", None)
+            if isinstance(clock, ClockDelta):
+                assert self._rx is not None
+                frame = msgspec.structs.replace(frame, clock=self._rx.decode(clock))  # type: ignore[type-var]
+            elif isinstance(frame, Welcome) and frame.delta:
+                self.enable_delta()  # the server agreed: deltas from the next frame on
+            return frame
+        except FrameError as exc:
+            return exc
+        except InvalidClock as exc:
+            return FrameError(f"{exc} - at `$.clock`", path="$.clock")
 
     def events_received(self) -> list[T | FrameError]:
-        """The frames decoded since the last call, with a FrameError in place of each bad line."""
-        events, self._events = self._events, []
+        """Every event :meth:`next_event` would return now."""
+        events: list[T | FrameError] = []
+        while (event := self.next_event()) is not None:
+            events.append(event)
         return events
 
     # Sending
 
     def send(self, frame: Frame) -> None:
         """Queue a frame. Then call :meth:`data_to_send` and write the result."""
-        self._outgoing.append(encode_frame(frame))
+        self._outgoing.append(self.encode(frame))
+
+    def encode(self, frame: Frame) -> bytes:
+        """The bytes of ``frame`` on this connection (delta-encoded if enabled).
+
+        Every frame encoded must then be sent, in order: the delta state moves on.
+        """
+        clock = getattr(frame, "clock", None)
+        if self._tx is not None and isinstance(clock, VectorClock):
+            frame = msgspec.structs.replace(frame, clock=self._tx.encode(clock))
+        data = encode_frame(frame)
+        if isinstance(frame, Welcome) and frame.delta:
+            self.enable_delta()  # we agreed: deltas from the next frame on
+        return data
 
     def data_to_send(self) -> bytes:
         """All bytes queued since the last call (b"" when none)."""

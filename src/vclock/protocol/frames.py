@@ -38,12 +38,14 @@ class Hello(_Frame, tag="hello", frozen=True):
     ``token`` authenticates the id when the server requires it. ``resume`` asks the
     server to keep this id's messages while it is away and to acknowledge its
     frames once they are durable; the client then sends ``delivered`` frames.
+    ``delta`` asks for delta-encoded clocks (see :mod:`vclock.protocol.delta`).
     """
 
     v: int
     id: ClientId | None = None
     token: str | None = None
     resume: bool = False
+    delta: bool = False  # ask for delta-encoded clocks after welcome
 
 
 class Send(_Frame, tag="send", frozen=True):
@@ -87,6 +89,7 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     peers: list[str]
     sync_interval: float
     clock: VectorClock = msgspec.field(default_factory=VectorClock)
+    delta: bool = False  # clocks after this frame are delta-encoded, both ways
 
 
 class Deliver(_Frame, tag="deliver", frozen=True):
