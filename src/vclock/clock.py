@@ -67,23 +67,26 @@ class VectorClock:
         InvalidClock: an id or counter of the wrong type or value, or a limit exceeded.
     """
 
-    __slots__ = ("_entries", "_hash")
+    __slots__ = ("_entries", "_hash", "_total")
 
     _entries: dict[str, int]
     _hash: int | None
+    _total: int | None
 
     def __init__(
         self, entries: Mapping[str, int] | None = None, *, limits: ClockLimits = DEFAULT_LIMITS
     ) -> None:
         self._entries = _validated({} if entries is None else entries, limits)
         self._hash = None
+        self._total = None
 
     @classmethod
-    def _trusted(cls, entries: dict[str, int]) -> VectorClock:
+    def _trusted(cls, entries: dict[str, int], total: int | None = None) -> VectorClock:
         """Wrap a dict already known to be valid and zero-free; takes ownership of it."""
         clock = object.__new__(cls)
         clock._entries = entries
         clock._hash = None
+        clock._total = total
         return clock
 
     # Reading
@@ -104,6 +107,17 @@ class VectorClock:
         """The non-zero ``(id, counter)`` pairs, sorted by id."""
         return sorted(self._entries.items())
 
+    @property
+    def total(self) -> int:
+        """The sum of the entries: how many events this clock knows of.
+
+        If ``a <= b`` then ``a == b`` exactly when ``a.total == b.total``, an O(1)
+        test once computed (the hub uses it to find clients lacking the frontier).
+        """
+        if self._total is None:
+            self._total = sum(self._entries.values())
+        return self._total
+
     def to_dict(self) -> dict[str, int]:
         """A fresh ``dict`` of the non-zero entries, sorted by id; yours to change."""
         return dict(self.items())
@@ -116,18 +130,22 @@ class VectorClock:
             raise InvalidClock(f"process id must be a non-empty string, got {pid!r}")
         entries = dict(self._entries)
         entries[pid] = entries.get(pid, 0) + 1
-        return VectorClock._trusted(entries)
+        return VectorClock._trusted(entries, None if self._total is None else self._total + 1)
 
     def merge(self, other: VectorClock) -> VectorClock:
         """The pointwise maximum of the two clocks (their least upper bound)."""
         if len(other._entries) > len(self._entries):
-            small, entries = self._entries, dict(other._entries)
+            small, big = self, other
         else:
-            small, entries = other._entries, dict(self._entries)
-        for pid, count in small.items():
-            if count > entries.get(pid, 0):
+            small, big = other, self
+        entries = dict(big._entries)
+        gained = 0
+        for pid, count in small._entries.items():
+            mine = entries.get(pid, 0)
+            if count > mine:
                 entries[pid] = count
-        return VectorClock._trusted(entries)
+                gained += count - mine
+        return VectorClock._trusted(entries, big.total + gained)
 
     def receive(self, other: VectorClock, pid: str) -> VectorClock:
         """The clock of process ``pid`` after receiving a message stamped ``other``."""

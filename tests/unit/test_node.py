@@ -48,8 +48,8 @@ def welcomed(
 
 
 def test_hello_asks_for_the_configured_id():
-    assert NodeState("A").hello() == Hello(v=PROTOCOL_VERSION, id="A")
-    assert NodeState().hello() == Hello(v=PROTOCOL_VERSION)
+    assert NodeState("A").hello() == Hello(v=PROTOCOL_VERSION, id="A", delta=True)
+    assert NodeState(delta=False).hello() == Hello(v=PROTOCOL_VERSION)
 
 
 def test_a_new_node_starts_with_the_empty_clock():

@@ -207,7 +207,9 @@ class Hub:
         sync = Sync(cycle=self.cycle, clock=frontier)
         for client_id, peer in self._by_id.items():
             session = self._sessions[peer]
-            if not frontier <= session.known:
+            # known <= frontier always holds (every clock it merges went into the
+            # frontier too), so it lacks something exactly when the totals differ.
+            if session.known.total != frontier.total:
                 session.known = frontier
                 synced.append(client_id)
                 actions.append(Outgoing(peer, sync))

@@ -33,6 +33,7 @@ class ClockDelta(VectorClock):
         delta = object.__new__(cls)
         delta._entries = entries
         delta._hash = None
+        delta._total = None
         return delta
 
     @classmethod
