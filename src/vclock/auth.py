@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 SHARED = "*"
 _DUMMY = "scrypt$" + "00" * 16 + "$" + "00" * 32
+_HASH = re.compile(r"scrypt\$(?:[0-9a-fA-F]{2})+\$(?:[0-9a-fA-F]{2})+")
 
 
 def hash_token(token: str, *, salt: bytes | None = None) -> str:
@@ -46,8 +48,11 @@ class Authenticator:
         if not secrets_by_id:
             raise ValueError("an authenticator needs at least one id or a shared secret")
         for client_id, secret in secrets_by_id.items():
-            if secret.startswith("scrypt$") and secret.count("$") != 2:
-                raise ValueError(f"malformed hash for {client_id!r}: expected scrypt$SALT$HASH")
+            # Checked here, not at the first hello (where a ValueError would escape the hub).
+            if secret.startswith("scrypt$") and not _HASH.fullmatch(secret):
+                raise ValueError(
+                    f"malformed hash for {client_id!r}: expected scrypt$SALT$HASH in hex"
+                )
         self._secrets = dict(secrets_by_id)
         hashed = any(secret.startswith("scrypt$") for secret in self._secrets.values())
         # An unknown id is compared against a dummy of the same kind as the real ones.
@@ -77,6 +82,8 @@ class Authenticator:
         secret = self._secrets.get(client_id or "", self._dummy)
         ok = client_id is not None and _matches(secret, token) and client_id in self._secrets
         shared = self._secrets.get(SHARED)
-        if shared is not None:
-            ok = _matches(shared, token) or ok
+        if shared is not None and client_id not in self._secrets:
+            # The shared secret admits any id that has no token of its own (and a
+            # hello must still name one); it never lets anyone take a listed id.
+            ok = _matches(shared, token) and client_id is not None
         return ok

@@ -230,6 +230,7 @@ class Server:
                         limited = PeerError(
                             f"more than {rate:g} frames per second; frame dropped",
                             code=ErrorCode.RATE_LIMITED,
+                            seq=getattr(event, "seq", None),
                         )
                         actions += self.hub.receive(peer_id, limited)
                     else:

@@ -78,6 +78,7 @@ class Inbox:
 
     acked: int = 0
     messages: deque[Deliver] = field(default_factory=deque)  # n > acked, in order
+    sent: int = field(default=0, compare=False)  # last n sent this session (not stored)
 
     @property
     def next_n(self) -> int:
@@ -115,6 +116,9 @@ class Hub:
             (``unknown-peer`` and ``inbox-full`` are not held against it).
         max_inbox: messages kept for one held client; past that, senders get
             ``inbox-full``.
+        window: deliveries a resume client may have unacknowledged; more wait in
+            its inbox until ``delivered`` frames make room (flow control, so a
+            long replay never swamps a client).
         state: what a previous run left (see :mod:`vclock.store`); default empty.
     """
 
@@ -125,12 +129,14 @@ class Hub:
         auth: Authenticator | None = None,
         max_errors: int = 20,
         max_inbox: int = 10_000,
+        window: int = 256,
         state: HubState | None = None,
     ) -> None:
         self.sync_interval = sync_interval
         self.auth = auth
         self.max_errors = max_errors
         self.max_inbox = max_inbox
+        self.window = window
         state = state or HubState()
         self.cycle = state.cycle
         self.latest = state.latest
@@ -173,6 +179,8 @@ class Hub:
         and never affects another client.
         """
         session = self._sessions[peer]
+        if session.state is SessionState.CLOSED:
+            return []  # closing: the rest of what it sent is ignored
         try:
             if isinstance(event, ProtocolError):
                 raise event
@@ -238,7 +246,7 @@ class Hub:
                     actions.append(Outgoing(peer, Ack(seq=frame.seq, duplicate=not actions)))
                 return actions
             case Delivered():
-                return self._delivered(session, frame)
+                return self._delivered(peer, session, frame)
             case Bye():
                 close = Close(peer, frame.reason or "client said bye")
                 client_id = session.client_id
@@ -282,13 +290,15 @@ class Hub:
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
         inbox = self.inboxes.get(client_id)
-        if inbox is not None:  # what arrived while it was away, in order
+        if inbox is not None and hello.resume:  # what arrived while it was away
+            inbox.sent = inbox.acked
+            actions += self._release(peer, session, inbox)
+        elif inbox is not None:  # it no longer wants holding: these are the last
             for deliver in inbox.messages:
                 session.known = session.known.merge(deliver.clock)
                 actions.append(Outgoing(peer, deliver))
-            if not hello.resume:  # it no longer wants holding: these were the last
-                del self.inboxes[client_id]
-                actions.append(DropInbox(client_id))
+            del self.inboxes[client_id]
+            actions.append(DropInbox(client_id))
         elif hello.resume:
             self.inboxes[client_id] = Inbox()
             actions.append(SaveInbox(client_id, 0))
@@ -318,6 +328,9 @@ class Hub:
             deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
             inbox.messages.append(deliver)
             actions.append(SaveMessage(frame.to, deliver))
+            if target is not None:
+                actions += self._release(target, self._sessions[target], inbox)
+                target = None  # sent (or waiting for room) above
         elif target is None:
             # The clock still counts as received; only the delivery fails.
             unknown = PeerError(
@@ -376,7 +389,22 @@ class Hub:
             )
         return True
 
-    def _delivered(self, session: _Session, frame: Delivered) -> list[Action]:
+    def _release(self, peer: PeerId, session: _Session, inbox: Inbox) -> list[Action]:
+        """Send the inbox's next messages, as far as the window allows."""
+        actions: list[Action] = []
+        limit = inbox.acked + self.window
+        for deliver in inbox.messages:
+            n = deliver.n or 0
+            if n <= inbox.sent:
+                continue
+            if n > limit:
+                break
+            session.known = session.known.merge(deliver.clock)
+            actions.append(Outgoing(peer, deliver))
+            inbox.sent = n
+        return actions
+
+    def _delivered(self, peer: PeerId, session: _Session, frame: Delivered) -> list[Action]:
         client_id = session.client_id
         assert client_id is not None
         inbox = self.inboxes.get(client_id)
@@ -393,7 +421,9 @@ class Hub:
         while inbox.messages and (inbox.messages[0].n or 0) <= frame.upto:
             inbox.messages.popleft()
         inbox.acked = max(inbox.acked, frame.upto)
-        return [SaveInbox(client_id, inbox.acked)]
+        inbox.sent = max(inbox.sent, inbox.acked)
+        actions: list[Action] = [SaveInbox(client_id, inbox.acked)]
+        return actions + self._release(peer, session, inbox)
 
     # Private helpers
 
@@ -403,6 +433,7 @@ class Hub:
             Refused(peer, session.address, exc),
         ]
         if exc.fatal:
+            session.state = SessionState.CLOSED
             return actions + [Close(peer, str(exc))]
         if exc.code not in _FORGIVEN:
             session.errors += 1
@@ -416,12 +447,14 @@ class Hub:
                     Refused(peer, session.address, last),
                 ]
                 actions.append(Close(peer, str(last)))
+                session.state = SessionState.CLOSED
         return actions
 
     def _free_id(self) -> str:
         while True:
             candidate = f"client-{next(self._auto_ids)}"
-            if candidate not in self._by_id and candidate not in self.latest:
+            taken = self._by_id.keys() | self.latest.keys() | self.inboxes.keys()
+            if candidate not in taken:
                 return candidate
 
 
