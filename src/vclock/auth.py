@@ -82,8 +82,11 @@ class Authenticator:
         secret = self._secrets.get(client_id or "", self._dummy)
         ok = client_id is not None and _matches(secret, token) and client_id in self._secrets
         shared = self._secrets.get(SHARED)
-        if shared is not None and client_id not in self._secrets:
+        if shared is not None:
             # The shared secret admits any id that has no token of its own (and a
             # hello must still name one); it never lets anyone take a listed id.
-            ok = _matches(shared, token) and client_id is not None
+            # It is checked for every id, so listed and unlisted ids cost the same.
+            shared_ok = _matches(shared, token)
+            if client_id not in self._secrets:
+                ok = shared_ok and client_id is not None
         return ok

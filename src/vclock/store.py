@@ -40,10 +40,11 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 
-# Stored frames were checked on the way in; read them back whatever the limits are now.
-_deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(
-    Deliver, limits=ClockLimits(max_entries=2**31, max_id_length=2**31)
-)
+# Stored clocks and frames were checked on the way in; read them back whatever the
+# limits are now. (A latest clock, the merge of many received ones, may also have
+# more entries than one frame may carry.)
+_STORED_LIMITS = ClockLimits(max_entries=2**31, max_id_length=2**31)
+_deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_STORED_LIMITS)
 
 
 class Store:
@@ -83,7 +84,7 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key='cycle'").fetchone()
         state.cycle = row[0] if row else 0
         for client_id, clock in self._db.execute("SELECT client_id, clock FROM clocks"):
-            state.latest[client_id] = VectorClock.from_json(clock)
+            state.latest[client_id] = VectorClock.from_json(clock, limits=_STORED_LIMITS)
         for client_id, acked in self._db.execute("SELECT client_id, acked FROM inboxes"):
             state.inboxes[client_id] = Inbox(acked=acked)
         query = "SELECT receiver, frame FROM messages ORDER BY receiver, n"

@@ -7,11 +7,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vclock import ErrorCode, FrameError, Goodbye, PeerChange, PeerError, VectorClock
+from vclock.auth import Authenticator
 from vclock.clock import merge_all
 from vclock.errors import FATAL_CODES
 from vclock.hub import (
     SERVER_ID,
+    STORE_TYPES,
     TRANSITIONS,
+    Action,
     Close,
     Hub,
     Joined,
@@ -20,6 +23,7 @@ from vclock.hub import (
     PeerId,
     Received,
     Refused,
+    SaveCycle,
     SessionState,
     SyncCycle,
     next_state,
@@ -38,7 +42,7 @@ from vclock.protocol import (
     Welcome,
 )
 
-from ..helpers import HarnessClient, HubHarness
+from ..helpers import HarnessClient, HubHarness, frame_error
 
 
 @pytest.fixture
@@ -50,17 +54,39 @@ def codes(client: HarnessClient) -> list[str]:
     return [error.code for error in client.errors]
 
 
+def without_store(actions: list[Action]) -> list[Action]:
+    """The frames, closes and notices of a batch (its store actions left out)."""
+    return [action for action in actions if not isinstance(action, STORE_TYPES)]
+
+
 # hello and welcome
 
 
 def test_hello_is_answered_with_welcome(harness):
     a = harness.connect("A")
     assert a.received == [
-        Welcome(v=PROTOCOL_VERSION, id="A", peers=[], sync_interval=2.5, clock=VectorClock())
+        Welcome(
+            v=PROTOCOL_VERSION,
+            id="A",
+            peers=[],
+            sync_interval=2.5,
+            clock=VectorClock(),
+            delta=a.node.delta,
+        )
     ]
     assert a.node.welcomed
     assert harness.hub.clients == ["A"]
     assert harness.notices_of(Joined) == [Joined(a.peer, "A", a.address)]
+
+
+@pytest.mark.parametrize("delta", [True, False])
+def test_welcome_agrees_to_delta_clocks_when_hello_asks(harness, delta):
+    a = harness.connect("A", delta=delta)
+    b = harness.connect("B", delta=delta)
+    assert a.received[0].delta is delta
+    assert a.conn.delta is delta and a.client_conn.delta is delta
+    send = harness.send(a, "B", body="x")
+    assert b.delivers[-1].clock == send.clock  # the full clock, however encoded
 
 
 def test_welcome_lists_the_peers_already_connected(harness):
@@ -341,8 +367,9 @@ def test_an_oversized_frame_is_refused_and_the_next_frame_still_works():
     assert harness.hub.latest["A"] == VectorClock({"A": 1})
 
 
-def every_error_code_scenario() -> dict[ErrorCode, HarnessClient]:
-    """One client per error code, each of which has been sent that code."""
+def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str]]]:
+    """One client per error code, which has been sent that code (last), and the
+    codes it should have been sent in all."""
     h = HubHarness(max_frame_size=200)
     a = h.connect("A")
     seen: dict[ErrorCode, HarnessClient] = {}
@@ -360,15 +387,134 @@ def every_error_code_scenario() -> dict[ErrorCode, HarnessClient]:
     h.send(c, "nobody")
     seen[ErrorCode.STALE_CLOCK] = c = h.connect("stale")
     h.send_frame(c, h.report(c))
+    # What the I/O layer finds itself, it hands to the hub as a PeerError.
+    seen[ErrorCode.RATE_LIMITED] = c = h.connect("fast")
+    h.receive(c, PeerError("more than 10 frames per second", code=ErrorCode.RATE_LIMITED))
+    seen[ErrorCode.SLOW_CONSUMER] = c = h.connect("slow")
+    h.receive(c, PeerError("more than 1000 bytes unread", code=ErrorCode.SLOW_CONSUMER))
     assert a.errors == []
-    return seen
+    # Hub options
+    guarded = HubHarness(Hub(auth=Authenticator({"A": "right"})))
+    seen[ErrorCode.AUTH_FAILED] = guarded.connect("A", token="wrong")
+    small = HubHarness(Hub(max_inbox=2, max_errors=3))
+    small.disconnect(small.connect("R", resume=True))
+    seen[ErrorCode.INBOX_FULL] = c = small.connect("S")
+    for _ in range(3):
+        small.send(c, "R")
+    seen[ErrorCode.TOO_MANY_ERRORS] = c = small.connect("messy")
+    for _ in range(3):
+        small.send_bytes(c, b"{not json\n")
+    expected = {code: [code] for code in seen}
+    expected[ErrorCode.TOO_MANY_ERRORS] = [ErrorCode.BAD_FRAME] * 3 + [ErrorCode.TOO_MANY_ERRORS]
+    return {code: (client, expected[code]) for code, client in seen.items()}
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))
 def test_every_error_code_is_sent_in_some_scenario(code):
-    client = every_error_code_scenario()[code]
-    assert codes(client) == [code]
+    client, expected = every_error_code_scenario()[code]
+    assert codes(client) == expected
     assert (client.closed is not None) == (code in FATAL_CODES)
+
+
+# Hardening: authentication, I/O-layer errors, error budget
+
+
+@pytest.fixture
+def guarded() -> HubHarness:
+    return HubHarness(Hub(auth=Authenticator({"A": "right", "B": "other"})))
+
+
+def test_a_hello_with_the_right_token_is_welcomed(guarded):
+    a = guarded.connect("A", token="right")
+    assert isinstance(a.received[0], Welcome)
+    assert a.errors == [] and a.closed is None
+    assert guarded.hub.clients == ["A"]
+
+
+@pytest.mark.parametrize(
+    ("id", "token"),
+    [("A", "wrong"), ("A", None), ("Z", "right"), ("A", "other"), (None, "right")],
+    ids=["wrong-token", "no-token", "unknown-id", "someone-elses-token", "no-id"],
+)
+def test_an_auth_failure_says_nothing_about_which_part_was_wrong(guarded, id, token):
+    client = guarded.connect(id, token=token)
+    (error,) = client.received  # no welcome
+    assert error == Error(code=ErrorCode.AUTH_FAILED, message="authentication failed")
+    assert client.closed is not None
+    assert guarded.hub.clients == []
+    assert "A" not in guarded.hub.latest
+
+
+def test_a_shared_secret_lets_any_id_in():
+    h = HubHarness(Hub(auth=Authenticator({"*": "team"})))
+    a = h.connect("anyone", token="team")
+    b = h.connect("else", token="nope")
+    nameless = h.connect(None, token="team")  # with auth, a hello must name its id
+    assert isinstance(a.received[0], Welcome) and a.closed is None
+    assert codes(b) == [ErrorCode.AUTH_FAILED] and b.closed is not None
+    assert codes(nameless) == [ErrorCode.AUTH_FAILED] and nameless.closed is not None
+    assert h.hub.clients == ["anyone"]
+
+
+def test_rate_limited_frames_are_refused_but_the_session_goes_on(harness):
+    a = harness.connect("A")
+    actions = harness.receive(a, PeerError("too fast", code=ErrorCode.RATE_LIMITED))
+    assert actions[0] == Outgoing(a.peer, Error(code="rate-limited", message="too fast"))
+    assert not any(isinstance(x, Close) for x in actions)
+    harness.report(a)
+    assert harness.hub.latest["A"] == VectorClock({"A": 1})
+    assert a.closed is None
+
+
+def test_a_slow_consumer_is_closed_and_the_others_are_told(harness):
+    a = harness.connect("A")
+    b = harness.connect("B")
+    actions = harness.receive(a, PeerError("not reading", code=ErrorCode.SLOW_CONSUMER))
+    assert Close(a.peer, "not reading") in actions
+    assert a.closed == "not reading"
+    assert harness.hub.clients == ["B"]
+    assert b.received[-1] == PeerLeft(id="A")
+
+
+def test_too_many_refused_frames_close_the_session():
+    h = HubHarness(Hub(max_errors=3))
+    a = h.connect("A")
+    h.send_bytes(a, b"{not json\n")
+    h.send_frame(a, Hello(v=PROTOCOL_VERSION, id="A"))  # unexpected-frame
+    assert a.closed is None
+    actions = h.send_bytes(a, b"{not json\n")
+    assert codes(a) == ["bad-frame", "unexpected-frame", "bad-frame", "too-many-errors"]
+    assert "3 refused frames" in a.errors[-1].message
+    assert isinstance(actions[-1], Close) and actions[-1].peer == a.peer
+    assert a.closed is not None
+    assert h.hub.clients == []
+
+
+def test_unknown_peer_and_inbox_full_are_not_held_against_the_sender():
+    h = HubHarness(Hub(max_errors=2, max_inbox=1))
+    h.disconnect(h.connect("R", resume=True))
+    a = h.connect("A")
+    for _ in range(4):
+        h.send(a, "nobody")
+    h.send(a, "R")  # kept
+    for _ in range(3):
+        h.send(a, "R")  # inbox full
+    assert codes(a) == ["unknown-peer"] * 4 + ["inbox-full"] * 3
+    assert a.closed is None
+    h.send_bytes(a, b"{not json\n")
+    assert a.closed is None  # one counted error of two allowed
+
+
+def test_the_error_budget_is_per_session():
+    h = HubHarness(Hub(max_errors=2))
+    a = h.connect("A")
+    h.send_bytes(a, b"{not json\n")
+    h.disconnect(a)
+    again = h.connect("A")
+    h.send_bytes(again, b"{not json\n")
+    assert again.closed is None
+    h.send_bytes(again, b"{not json\n")
+    assert again.closed is not None
 
 
 # Synchronization cycles
@@ -390,7 +536,7 @@ def test_sync_goes_only_to_connected_clients_lacking_something(harness):
     c = harness.connect("C")
     harness.report(a)
     harness.report(b)
-    actions = harness.sync_cycle()
+    actions = without_store(harness.sync_cycle())
     frontier = VectorClock({"A": 1, "B": 1})
     sync = Sync(cycle=1, clock=frontier)
     assert actions[0] == SyncCycle(1, 3, frontier, ("A", "B", "C"))
@@ -422,13 +568,24 @@ def test_a_second_cycle_without_news_sends_nothing(harness):
     harness.report(a)
     harness.sync_cycle()
     actions = harness.sync_cycle()
-    assert actions == [SyncCycle(2, 2, VectorClock({"A": 1}), ())]
+    assert without_store(actions) == [SyncCycle(2, 2, VectorClock({"A": 1}), ())]
+
+
+def test_every_cycle_stores_its_number_and_nothing_else(harness):
+    a = harness.connect("A")
+    harness.connect("B")
+    harness.report(a)
+    first = harness.sync_cycle()
+    second = harness.sync_cycle()
+    assert [x for x in first if isinstance(x, STORE_TYPES)] == [SaveCycle(1)]
+    assert [x for x in second if isinstance(x, STORE_TYPES)] == [SaveCycle(2)]
+    assert harness.batches[-2:] == [[SaveCycle(1)], [SaveCycle(2)]]
 
 
 def test_sync_cycle_notice_counts_cycles_and_clients(harness):
     harness.connect("A")
-    (first,) = harness.sync_cycle()
-    (second,) = harness.sync_cycle()
+    (first,) = without_store(harness.sync_cycle())
+    (second,) = without_store(harness.sync_cycle())
     assert first == SyncCycle(cycle=1, clients=1, frontier=VectorClock(), synced=())
     assert second.cycle == 2
     assert harness.hub.cycle == 2
@@ -441,7 +598,7 @@ def test_the_frontier_keeps_a_client_after_it_disconnects(harness):
     harness.report(a)
     harness.disconnect(a)
     assert harness.hub.frontier == VectorClock({"A": 1})
-    actions = harness.sync_cycle()
+    actions = without_store(harness.sync_cycle())
     assert actions[0] == SyncCycle(1, 1, VectorClock({"A": 1}), ("B",))
     assert actions[1:] == [Outgoing(b.peer, Sync(cycle=1, clock=VectorClock({"A": 1})))]
 
@@ -485,15 +642,46 @@ def test_next_state_names_state_and_frame_when_refusing():
     assert "nothing" in str(info.value)
 
 
-def test_frames_after_bye_are_unexpected():
+def test_frames_after_bye_are_ignored():
     hub = Hub()
     peer = PeerId(1)
     hub.connect(peer, "x")
     hub.receive(peer, Hello(v=1, id="A"))
     hub.receive(peer, Bye())
-    actions = hub.receive(peer, Report(seq=1, clock=VectorClock({"A": 1})))
-    assert actions[0].frame.code == ErrorCode.UNEXPECTED_FRAME
+    assert hub.receive(peer, Report(seq=1, clock=VectorClock({"A": 1}))) == []
+    assert hub.receive(peer, frame_error()) == []
     assert "A" not in hub.latest
+
+
+@pytest.mark.parametrize(
+    "fatal",
+    [
+        PeerError("slow", code=ErrorCode.SLOW_CONSUMER),
+        Hello(v=PROTOCOL_VERSION + 1, id="A"),
+    ],
+    ids=["slow-consumer", "unsupported-version"],
+)
+def test_frames_after_a_fatal_error_are_ignored(fatal):
+    hub = Hub()
+    hub.connect(PeerId(1), "x")
+    if not isinstance(fatal, Hello):
+        hub.receive(PeerId(1), Hello(v=1, id="A"))
+    actions = hub.receive(PeerId(1), fatal)
+    assert isinstance(actions[-1], Close)
+    # What was already read from that connection is dropped, not answered.
+    assert hub.receive(PeerId(1), Report(seq=1, clock=VectorClock({"A": 1}))) == []
+    assert hub.receive(PeerId(1), frame_error()) == []
+    assert "A" not in hub.latest
+
+
+def test_frames_after_too_many_errors_are_ignored():
+    hub = Hub(max_errors=1)
+    hub.connect(PeerId(1), "x")
+    actions = hub.receive(PeerId(1), frame_error())
+    codes = [a.frame.code for a in actions if isinstance(a, Outgoing)]
+    assert codes == ["bad-frame", "too-many-errors"] and isinstance(actions[-1], Close)
+    assert hub.receive(PeerId(1), Hello(v=1, id="A")) == []
+    assert hub.clients == []
 
 
 # Randomized: invariants over random traffic
@@ -516,10 +704,10 @@ def scenarios(draw):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios())
-def test_random_traffic_keeps_the_clock_invariants(scenario):
+@given(scenarios(), st.booleans())
+def test_random_traffic_keeps_the_clock_invariants(scenario, delta):
     n, steps = scenario
-    harness = HubHarness()
+    harness = HubHarness(delta=delta)
     clients = [harness.connect(f"P{i}") for i in range(n)]
     for op, i, j in steps:
         sender, target = clients[i], clients[j]

@@ -12,7 +12,7 @@ class TokenBucket:
     """
 
     def __init__(self, rate: float, burst: float) -> None:
-        if rate <= 0 or burst < 1:
+        if not (rate > 0 and burst >= 1):  # written so that NaN fails too
             raise ValueError("rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = burst
