@@ -46,7 +46,7 @@ class ClockLimits:
     legitimately holds one entry per process ever seen.
     """
 
-    max_entries: int = 1024
+    max_entries: int = 65_536
     max_id_length: int = 64
     max_counter: int = 2**63 - 1  # fits a signed 64-bit integer in any language
 

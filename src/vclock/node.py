@@ -39,6 +39,10 @@ from .protocol.frames import (
 )
 
 
+#: Refusals after which a frame is kept and resent on the next reconnect.
+_RETRY_LATER = frozenset({ErrorCode.INBOX_FULL.value, ErrorCode.RATE_LIMITED.value})
+
+
 def message_id(sender: str, seq: int) -> str:
     """The id of a message across logs and tools: ``"A#7"``."""
     return f"{sender}#{seq}"
@@ -259,6 +263,8 @@ class NodeState:
                     self.peers.remove(frame.id)
                 return PeerChange(frame.id, joined=False)
             case Error():
+                if frame.seq is not None and frame.code not in _RETRY_LATER:
+                    self.unacked.pop(frame.seq, None)  # refused for good: never resend
                 return ServerError(frame.code, frame.message, frame.peer, frame.seq)
             case Ack():
                 for seq in [seq for seq in self.unacked if seq <= frame.seq]:

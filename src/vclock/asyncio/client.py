@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..clock import VectorClock
+from ..clock import ClockLimits, VectorClock
 from ..errors import ProtocolError, VClockError
 from ..node import (
     Disconnected,
@@ -51,6 +51,7 @@ READ_CHUNK = 64 * 1024
 #: A client trusts its server more than the server trusts clients: a sync carries
 #: one entry per client ever seen, so accept much larger frames and clocks.
 CLIENT_MAX_FRAME_SIZE = max(DEFAULT_MAX_FRAME_SIZE, 64 << 20)
+CLIENT_LIMITS = ClockLimits(max_entries=10_000_000, max_id_length=1024)
 
 
 class ConnectError(VClockError, ConnectionError):
@@ -306,7 +307,9 @@ class Node:
     # Private methods
 
     def _new_connection(self) -> Connection[Any]:
-        return Connection(server_frame_decoder(), max_frame_size=self.options.max_frame_size)
+        return Connection(
+            server_frame_decoder(CLIENT_LIMITS), max_frame_size=self.options.max_frame_size
+        )
 
     async def _read_events(self) -> list[Event]:
         assert self._reader is not None

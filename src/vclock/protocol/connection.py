@@ -26,7 +26,7 @@ from .framing import LineReader
 
 T = TypeVar("T")
 
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024
+DEFAULT_MAX_FRAME_SIZE = 1024 * 1024  # a full clock of ~50,000 entries
 
 
 class Connection(Generic[T]):
