@@ -20,5 +20,9 @@ test: $(VENV)/.installed
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
+# Benchmarks side by side with NATS and the vectorclock package; writes benchmarks/results/.
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks
+
 clean:
 	rm -rf $(VENV) runs test-artifacts .pytest_cache .hypothesis
