@@ -397,3 +397,105 @@ def raw_client() -> Iterator[Callable[[int], RawClient]]:
     finally:
         for client in opened:
             client.close()
+
+
+# Helpers for the hardening tests (limits, persistence, crash, auth/TLS, fuzz, scale)
+
+
+def rss_kib(pid: int) -> int | None:
+    """The resident memory of process ``pid`` in KiB (VmRSS), or None if unreadable."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) if match else None
+
+
+def frames_until_closed(raw: RawClient, timeout: float = WAIT) -> list[ServerFrame]:
+    """Read every frame until the server closes the connection (bounded); return them."""
+    deadline = time.monotonic() + timeout
+    frames: list[ServerFrame] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(
+                f"the server did not close the connection within {timeout:g} s; got {frames}"
+            )
+        frame = raw.read_frame(remaining)
+        if frame is None:
+            return frames
+        frames.append(frame)
+
+
+def wait_closed_by_server(sock: socket.socket, timeout: float = WAIT) -> int:
+    """Drain ``sock`` until the server closes it (EOF or reset); return the bytes read."""
+    deadline = time.monotonic() + timeout
+    total = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"the server did not close the socket within {timeout:g} s")
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return total
+        if not data:
+            return total
+        total += len(data)
+
+
+def start_server_on_port(
+    processes: Processes, port: int, *args: str, attempts: int = 20
+) -> ServerProcess:
+    """Start a server on a given port (a restart), retrying while the port is busy."""
+    last: AssertionError | None = None
+    for _ in range(attempts):
+        try:
+            return processes.server(*args, "--port", str(port))  # the last --port wins
+        except AssertionError as exc:
+            if "cannot listen" not in str(exc):
+                raise
+            last = exc
+            time.sleep(0.25)
+    raise AssertionError(f"port {port} stayed busy\n{last}")
+
+
+class Bystanders:
+    """Two well-behaved clients (B and C) exchanging through ``server`` while a test
+    misbehaves elsewhere; :meth:`assert_unharmed` checks they carry on."""
+
+    IDS = ("B", "C")
+
+    def __init__(self, processes: Processes, server: ServerProcess, logs: Path) -> None:
+        self.server = server
+        self.logs = logs
+        self.clients = {i: processes.client(i, server.port, "--log", str(logs)) for i in self.IDS}
+        self._wait(None, 2)
+
+    def _wait(self, before: dict[str, tuple[int, int]] | None, n: int) -> None:
+        try:
+            wait_for_exchanges(self.logs, list(self.IDS), more_than=before, n=n)
+        except AssertionError as exc:
+            tails = [p.describe(15) for p in (self.server, *self.clients.values())]
+            raise AssertionError("\n".join([str(exc), *tails])) from None
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {
+            i: (count_kinds(self.logs, i, "send"), count_kinds(self.logs, i, "receive"))
+            for i in self.IDS
+        }
+
+    def assert_unharmed(self, before: dict[str, tuple[int, int]]) -> None:
+        """B and C go on sending and receiving after ``before``; nobody went down."""
+        self._wait(before, 3)
+        assert self.server.alive(), self.server.describe()
+        for client in self.clients.values():
+            assert client.alive(), client.describe()
+            assert all("unknown-peer" in line for line in client.err_lines()), client.describe()
+        assert self.server.count(r"^[BC] \(") == 0, (
+            "B or C was disconnected\n" + self.server.describe()
+        )
