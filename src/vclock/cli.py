@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import random
 import signal
@@ -14,12 +15,12 @@ import ssl
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
-from .asyncio.client import SERVER, ConnectError, connect, run
+from .asyncio.client import EVERYONE, SERVER, ConnectError, connect, run
 from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
 from .clock import ClockLimits, VectorClock
@@ -36,11 +37,14 @@ from .node import (
     Synced,
     Welcomed,
 )
-from .store import Store
+from .store import MEMORY, Store
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
 from .tracing import export_shiviz
+
+if TYPE_CHECKING:
+    from .cluster.backplane import ClusterConfig
 
 T = TypeVar("T")
 DEFAULTS = ServerConfig()
@@ -53,6 +57,13 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--server")
+    return host, int(port)
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -136,6 +147,22 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     help="Messages kept for one away client.",
 )
 @click.option("--quiet", is_flag=True, help="Print nothing but the listening line and errors.")
+@click.option(
+    "--cluster",
+    "cluster_url",
+    metavar="nats://HOST:PORT",
+    help="Join a cluster of server nodes over this NATS server (docs/cluster.md).",
+)
+@click.option(
+    "--cluster-name", default="vclock", show_default=True, help="Which cluster on that NATS."
+)
+@click.option("--node-id", help="This node's name in the cluster (default: random).")
+@click.option(
+    "--claim-ttl",
+    default=10.0,
+    show_default=True,
+    help="Cluster: seconds before a dead node's client ids are free again.",
+)
 def server(
     host: str,
     port: int,
@@ -153,8 +180,26 @@ def server(
     max_errors: int,
     max_inbox: int,
     quiet: bool,
+    cluster_url: str | None,
+    cluster_name: str,
+    node_id: str | None,
+    claim_ttl: float,
 ) -> None:
     """Run the message service: relays clocks and runs synchronization cycles."""
+    cluster = None
+    if cluster_url:
+        try:
+            from .cluster.backplane import ClusterConfig
+        except ImportError:
+            raise click.ClickException(
+                "--cluster needs nats-py: pip install 'vclock[cluster]'"
+            ) from None
+        try:
+            cluster = ClusterConfig(cluster_url, name=cluster_name, claim_ttl=claim_ttl)
+            if node_id:
+                cluster = dataclasses.replace(cluster, node_id=node_id)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
     if sync_interval <= 0:
         raise click.BadParameter("must be > 0", param_hint="--sync-interval")
     if bool(tls_cert) != bool(tls_key):
@@ -187,7 +232,9 @@ def server(
         ssl=context,
     )
     try:
-        _run(_run_server(config, Store(data), quiet, log_dir))
+        # A cluster keeps what must survive in NATS, not in a node's SQLite file.
+        store = Store(MEMORY if cluster is not None else data)
+        _run(_run_server(config, store, quiet, log_dir, cluster))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}."
@@ -196,14 +243,19 @@ def server(
 
 
 async def _run_server(
-    config: ServerConfig, store: Store, quiet: bool, log_dir: Path | None
+    config: ServerConfig,
+    store: Store,
+    quiet: bool,
+    log_dir: Path | None,
+    cluster: ClusterConfig | None = None,
 ) -> None:
     log = EventLog(log_dir, SERVER_ID) if log_dir else None
-    srv = await serve(config, Console(None if quiet else sys.stdout), log, store)
+    srv = await serve(config, Console(None if quiet else sys.stdout), log, store, cluster)
     tls = ", TLS" if config.ssl else ""
+    node = f", cluster {cluster.name} as node {cluster.node_id}" if cluster else ""
     click.echo(
         f"vclock server listening on {config.host}:{srv.port}"
-        f" (sync every {config.sync_interval:g} s{tls})"
+        f" (sync every {config.sync_interval:g} s{tls}{node})"
     )
     await _until_signalled()
     await srv.close()
@@ -240,6 +292,14 @@ STOPPED = "client stopped"
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4999, show_default=True)
 @click.option(
+    "--server",
+    "servers",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A server to use (repeat for cluster nodes: tried in turn, and failed over to"
+    " with --reconnect). Replaces --host/--port.",
+)
+@click.option(
     "--interval",
     default="2-10",
     show_default=True,
@@ -270,6 +330,13 @@ STOPPED = "client stopped"
     help="Use TLS, trusting this CA certificate (PEM).",
 )
 @click.option("--tls", "use_tls", is_flag=True, help="Use TLS with the system's CA certificates.")
+@click.option(
+    "--broadcast-every",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Make every Nth send a causal broadcast to all other clients (1: only broadcasts).",
+)
 def client(
     client_id: str | None,
     host: str,
@@ -282,9 +349,14 @@ def client(
     token: str | None,
     tls_ca: str | None,
     use_tls: bool,
+    broadcast_every: int,
+    servers: tuple[str, ...],
 ) -> None:
     """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
     bounds = _interval(interval)
+    addresses = [_address(text) for text in servers]
+    if addresses:
+        host, port = addresses[0]
     if (log_dir or state_path) and not client_id:
         raise click.UsageError("--log and --state need --id: their files belong to one client")
     context = ssl.create_default_context(cafile=tls_ca) if (tls_ca or use_tls) else None
@@ -297,9 +369,10 @@ def client(
         state_path=state_path,
         ssl=context,
         log=EventLog(log_dir, client_id) if log_dir and client_id else None,
+        fallbacks=addresses[1:],
     )
     try:
-        reason = _run(_run_client(options, bounds, seed))
+        reason = _run(_run_client(options, bounds, seed, broadcast_every))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
         raise click.ClickException(f"{exc}.{hint}") from None
@@ -309,7 +382,9 @@ def client(
         click.echo(f"Server closed the session ({reason}); exiting.")
 
 
-async def _run_client(connecting: connect, interval: tuple[float, float], seed: int | None) -> str:
+async def _run_client(
+    connecting: connect, interval: tuple[float, float], seed: int | None, broadcast_every: int = 0
+) -> str:
     node = await connecting
     me = node.id
 
@@ -318,10 +393,17 @@ async def _run_client(connecting: connect, interval: tuple[float, float], seed: 
         click.echo(f"{stamp} {me:<8} {text:<28} {clock}")
 
     def on_send(target: str, clock: VectorClock) -> None:
-        say(f"report -> {SERVER}" if target == SERVER else f"send -> {target}", clock)
+        if target == SERVER:
+            say(f"report -> {SERVER}", clock)
+        elif target == EVERYONE:
+            say("broadcast -> all", clock)
+        else:
+            say(f"send -> {target}", clock)
 
     def on_event(event: Event) -> None:
         match event:
+            case Message(sender=sender, clock=clock, broadcast=True):
+                say(f"broadcast <- {sender} ({event.id})", clock)
             case Message(sender=sender, clock=clock):
                 say(f"receive <- {sender} ({event.id})", clock)
             case Synced(cycle=cycle, clock=clock):
@@ -338,12 +420,19 @@ async def _run_client(connecting: connect, interval: tuple[float, float], seed: 
                 pass
 
     click.echo(
-        f"Connected to {node.options.host}:{node.options.port} as {me};"
+        f"Connected to {node.server[0]}:{node.server[1]} as {me};"
         f" peers: {', '.join(node.peers) or 'none yet'}"
     )
     stop = asyncio.create_task(_until_signalled())
     session = asyncio.create_task(
-        run(node, interval=interval, rng=random.Random(seed), on_event=on_event, on_send=on_send)
+        run(
+            node,
+            interval=interval,
+            rng=random.Random(seed),
+            on_event=on_event,
+            on_send=on_send,
+            broadcast_every=broadcast_every,
+        )
     )
     done, _ = await asyncio.wait({stop, session}, return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()

@@ -10,6 +10,25 @@ A frame's ``seq`` is the sender's own entry after the send's tick, so ``"A#7"`` 
 one message of A for good (clocks never go back: a node resumes from the clock the
 server had for its id). The asyncio client (:mod:`vclock.asyncio.client`) drives this
 class; another transport could too.
+
+Causal broadcast (Birman, Schiper and Stephenson, 1991). Besides its clock, a
+node keeps ``bdelivered``: for each process, how many of its *broadcasts* it has
+delivered (its own count as delivered as soon as they are sent). A broadcast
+carries the sender's ``bclock``: its ``bdelivered`` with its own entry already
+counting this broadcast. A vector of broadcasts, not of all events, because the
+condition below must be able to tell "the next broadcast of j" from "some later
+event of j": the main clock ticks for sends, reports and receives too. A
+broadcast ``m`` from ``j`` is delivered once
+
+    m.bclock[j] == bdelivered[j] + 1   and   m.bclock[k] <= bdelivered[k] for k != j
+
+(it is j's next broadcast, and every broadcast it depends on is delivered); until
+then it waits in the hold-back queue ``held``, which is checked again after each
+delivery. Delivering is a receive (merge, tick, a :class:`Message` with
+``broadcast=True``). Unicast ``deliver`` frames are delivered at once, as before
+(the server keeps them FIFO per sender). ``welcome.bclock`` says which
+broadcasts the node will never be sent (those before it joined): they count as
+delivered, or the node would wait for them forever.
 """
 
 from __future__ import annotations
@@ -24,6 +43,7 @@ from .errors import ErrorCode, PeerError
 from .protocol.frames import (
     PROTOCOL_VERSION,
     Ack,
+    Broadcast,
     Bye,
     Deliver,
     Delivered,
@@ -37,7 +57,6 @@ from .protocol.frames import (
     Sync,
     Welcome,
 )
-
 
 #: Refusals after which a frame is kept and resent on the next reconnect.
 _RETRY_LATER = frozenset({ErrorCode.INBOX_FULL.value, ErrorCode.RATE_LIMITED.value})
@@ -72,6 +91,7 @@ class Message:
     sent_clock: VectorClock
     body: Any
     clock: VectorClock
+    broadcast: bool = False  # a causal broadcast (delivered in causal order)
 
     @property
     def id(self) -> str:
@@ -134,7 +154,9 @@ class SavedNode(msgspec.Struct, kw_only=True):
     id: str
     clock: VectorClock
     delivered: int = 0
-    unacked: list[Send | Report] = msgspec.field(default_factory=list)
+    unacked: list[Send | Report | Broadcast] = msgspec.field(default_factory=list)
+    bdelivered: VectorClock = msgspec.field(default_factory=VectorClock)
+    held: list[Deliver] = msgspec.field(default_factory=list)  # broadcasts held back
 
 
 class NodeState:
@@ -165,7 +187,9 @@ class NodeState:
         self.peers: list[str] = []
         self.welcomed = False
         self.delivered = 0  # resume: the last delivery number handled
-        self.unacked: dict[int, Send | Report] = {}  # resume: seq -> frame, oldest first
+        self.unacked: dict[int, Send | Report | Broadcast] = {}  # resume: seq -> frame
+        self.bdelivered = VectorClock()  # broadcasts delivered, per sender (own included)
+        self.held: list[Deliver] = []  # broadcasts received but not yet causally next
 
     def hello(self) -> Hello:
         """The first frame of every session (a new one after each reconnect)."""
@@ -181,6 +205,8 @@ class NodeState:
             clock=self.clock,
             delivered=self.delivered,
             unacked=list(self.unacked.values()),
+            bdelivered=self.bdelivered,
+            held=list(self.held),
         )
 
     def restore(self, saved: SavedNode) -> None:
@@ -191,8 +217,10 @@ class NodeState:
         self.clock = self.clock.merge(saved.clock)
         self.delivered = max(self.delivered, saved.delivered)
         self.unacked = {frame.seq: frame for frame in saved.unacked}
+        self.bdelivered = self.bdelivered.merge(saved.bdelivered)
+        self.held = list(saved.held)
 
-    def to_resend(self) -> list[Send | Report]:
+    def to_resend(self) -> list[Send | Report | Broadcast]:
         """After a reconnect's welcome: the frames to send again, in order."""
         return list(self.unacked.values())
 
@@ -219,6 +247,19 @@ class NodeState:
             self.unacked[frame.seq] = frame
         return frame
 
+    def broadcast(self, body: Any = None) -> Broadcast:
+        """Tick for a broadcast to every other client and build the ``broadcast`` frame.
+
+        Our own broadcast counts as delivered to us at once (it is in our past).
+        """
+        clock = self.local_event()
+        own = self._own_id()
+        self.bdelivered = self.bdelivered.tick(own)
+        frame = Broadcast(seq=clock[own], clock=clock, bclock=self.bdelivered, body=body)
+        if self.resume:
+            self.unacked[frame.seq] = frame
+        return frame
+
     def delivered_frame(self) -> Delivered:
         """Resume sessions: the frame acknowledging every delivery handled so far."""
         return Delivered(upto=self.delivered)
@@ -229,9 +270,36 @@ class NodeState:
         """Apply one frame from the server and say what happened (``None``: a
         delivery we already handled, replayed after a reconnect; ignore it).
 
+        A broadcast can release several held-back broadcasts at once, or none:
+        use :meth:`receive_all`, which returns every event. This method returns
+        the last of them (None when there are none), for frames that are not
+        broadcasts it is the same as ``receive_all`` with one event.
+
         Raises:
             PeerError: the server broke the protocol (a frame before ``welcome``).
         """
+        events = self.receive_all(frame)
+        return events[-1] if events else None
+
+    def receive_all(self, frame: ServerFrame) -> list[Event]:
+        """Apply one frame from the server; every event it causes, in order.
+
+        Empty for a replayed delivery already handled, and for a broadcast that is
+        held back (or was delivered before). A broadcast, or a ``welcome``, may
+        release held-back broadcasts: each is a :class:`Message` in the list.
+
+        Raises:
+            PeerError: the server broke the protocol (a frame before ``welcome``).
+        """
+        if isinstance(frame, Deliver) and frame.bclock is not None:
+            return self._receive_broadcast(frame)
+        event = self._receive_one(frame)
+        events: list[Event] = [] if event is None else [event]
+        if isinstance(frame, Welcome):
+            events += self._welcome_broadcasts(frame.bclock)
+        return events
+
+    def _receive_one(self, frame: ServerFrame) -> Event | None:
         if not self.welcomed and not isinstance(frame, Welcome | Error | Bye):
             raise PeerError(
                 f"server sent {type(frame).__name__} before welcome",
@@ -273,6 +341,70 @@ class NodeState:
             case Bye():
                 return Goodbye(frame.reason)
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
+
+    # Causal broadcast (Birman-Schiper-Stephenson)
+
+    def _receive_broadcast(self, frame: Deliver) -> list[Event]:
+        if not self.welcomed:
+            raise PeerError("server sent Deliver before welcome", code=ErrorCode.UNEXPECTED_FRAME)
+        if frame.n is not None:
+            if frame.n <= self.delivered:
+                return []
+            self.delivered = frame.n
+        assert frame.bclock is not None
+        if frame.bclock[frame.sender] <= self.bdelivered[frame.sender]:
+            return []  # delivered before (or counted as such by welcome.bclock)
+        self.held.append(frame)
+        return self._release_held()
+
+    def deliverable(self, frame: Deliver) -> bool:
+        """The BSS condition: ``frame`` is its sender's next broadcast, and every
+        broadcast it depends on has been delivered."""
+        assert frame.bclock is not None
+        sender, delivered = frame.sender, self.bdelivered
+        if frame.bclock[sender] != delivered[sender] + 1:
+            return False
+        return all(count <= delivered[pid] for pid, count in frame.bclock.items() if pid != sender)
+
+    def _release_held(self) -> list[Event]:
+        """Deliver every held broadcast that has become deliverable, in causal order."""
+        events: list[Event] = []
+        progress = True
+        while progress:
+            progress = False
+            for index, frame in enumerate(self.held):
+                assert frame.bclock is not None
+                if frame.bclock[frame.sender] <= self.bdelivered[frame.sender]:
+                    del self.held[index]  # a duplicate, already covered
+                    progress = True
+                    break
+                if self.deliverable(frame):
+                    del self.held[index]
+                    events.append(self._deliver_broadcast(frame))
+                    progress = True
+                    break
+        return events
+
+    def _deliver_broadcast(self, frame: Deliver) -> Message:
+        assert frame.bclock is not None
+        self.bdelivered = self.bdelivered.merge(
+            VectorClock._trusted({frame.sender: frame.bclock[frame.sender]})
+        )
+        self.clock = self.clock.receive(frame.clock, self._own_id())
+        return Message(frame.sender, frame.seq, frame.clock, frame.body, self.clock, broadcast=True)
+
+    def _welcome_broadcasts(self, baseline: VectorClock | None) -> list[Event]:
+        """Count the broadcasts we will never be sent as delivered.
+
+        A resume node that still holds broadcasts back keeps its counts: the
+        server's inbox replays whatever they wait for. Otherwise (a new node, or a
+        plain session, which misses what was sent while it was away) we start
+        from the server's counts, and held broadcasts they cover are dropped.
+        """
+        if not baseline or (self.resume and self.held):
+            return []
+        self.bdelivered = self.bdelivered.merge(baseline)
+        return self._release_held()
 
     def _own_id(self) -> str:
         if self.id is None:

@@ -1,4 +1,5 @@
-"""Durable server state in SQLite: latest clocks, the cycle counter, held inboxes.
+"""Durable server state in SQLite: latest clocks, the cycle counter, held inboxes,
+and how many broadcasts each sender had relayed.
 
 The hub says what to store (:mod:`vclock.hub.actions`); :meth:`Store.apply` writes
 one batch in one transaction and returns only once it is committed, with
@@ -18,6 +19,7 @@ from .hub import (
     DropInbox,
     HubState,
     Inbox,
+    SaveBroadcasts,
     SaveClock,
     SaveCycle,
     SaveInbox,
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receiver TEXT NOT NULL, n INTEGER NOT NULL, frame BLOB NOT NULL,
     PRIMARY KEY (receiver, n)
 );
+CREATE TABLE IF NOT EXISTS broadcasts (sender TEXT PRIMARY KEY, count INTEGER NOT NULL);
 """
 
 # Stored clocks and frames were checked on the way in; read them back whatever the
@@ -87,6 +90,8 @@ class Store:
             state.latest[client_id] = VectorClock.from_json(clock, limits=_STORED_LIMITS)
         for client_id, acked in self._db.execute("SELECT client_id, acked FROM inboxes"):
             state.inboxes[client_id] = Inbox(acked=acked)
+        counts = dict(self._db.execute("SELECT sender, count FROM broadcasts"))
+        state.broadcasts = VectorClock(counts, limits=_STORED_LIMITS)
         query = "SELECT receiver, frame FROM messages ORDER BY receiver, n"
         for receiver, frame in self._db.execute(query):
             state.inboxes[receiver].messages.append(_deliver_decoder.decode(frame))
@@ -117,6 +122,10 @@ class Store:
                         )
                         db.execute(
                             "DELETE FROM messages WHERE receiver = ? AND n <= ?", (receiver, acked)
+                        )
+                    case SaveBroadcasts(sender=sender, count=count):
+                        db.execute(
+                            "INSERT OR REPLACE INTO broadcasts VALUES (?, ?)", (sender, count)
                         )
                     case DropInbox(receiver=receiver):
                         db.execute("DELETE FROM inboxes WHERE client_id = ?", (receiver,))

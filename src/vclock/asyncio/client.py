@@ -17,6 +17,7 @@ drops deliveries it already handled. Iteration ends when the session ends.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import ssl
@@ -43,10 +44,12 @@ from ..node import (
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.codec import FrameDecoder, encode_json
-from ..protocol.frames import Bye, Frame
+from ..protocol.frames import Broadcast, Bye, Frame, Report, Send
 from ..tools.eventlog import EventLog
 
 SERVER = "server"
+#: The ``peer`` of a broadcast in event logs (the checker's convention): every other client.
+EVERYONE = "*"
 READ_CHUNK = 64 * 1024
 #: A client trusts its server more than the server trusts clients: a sync carries
 #: one entry per client ever seen, so accept much larger frames and clocks.
@@ -75,6 +78,14 @@ class ClientOptions:
     log: EventLog | None = None
     max_frame_size: int = CLIENT_MAX_FRAME_SIZE
     backoff: tuple[float, float] = (0.1, 5.0)  # first and longest wait between attempts
+    # More servers to fail over to (cluster nodes), tried in turn after host:port.
+    fallbacks: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def servers(self) -> list[tuple[str, int]]:
+        """Every server address, the first one first."""
+        first = (self.host, self.port)
+        return [first, *(address for address in self.fallbacks if address != first)]
 
 
 _saved_decoder: FrameDecoder[SavedNode] = FrameDecoder(SavedNode)
@@ -117,6 +128,8 @@ class Node:
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._server = 0  # index into options.servers of the server we use
+        self._resending = False  # reconnecting: new frames wait behind the resends
         self.closed_reason: str | None = None
 
     # What the node knows
@@ -129,6 +142,11 @@ class Node:
     @property
     def clock(self) -> VectorClock:
         return self._state.clock
+
+    @property
+    def server(self) -> tuple[str, int]:
+        """The address of the server this node is (or was last) connected to."""
+        return self.options.servers[self._server]
 
     @property
     def peers(self) -> list[str]:
@@ -157,6 +175,18 @@ class Node:
         """
         frame = self._state.send(to, body)
         self._record("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq))
+        self._save()
+        await self._write(frame)
+        return frame.clock
+
+    async def broadcast(self, body: Any = None) -> VectorClock:
+        """Send our clock (and ``body``) to every other client; returns the clock sent.
+
+        Receivers deliver broadcasts in causal order (docs/protocol.md, section 13).
+        Like :meth:`send`, a reconnecting node keeps it until it is acknowledged.
+        """
+        frame = self._state.broadcast(body)
+        self._record("send", frame.clock, peer=EVERYONE, msg=message_id(self.id, frame.seq))
         self._save()
         await self._write(frame)
         return frame.clock
@@ -215,7 +245,8 @@ class Node:
         Raises:
             ConnectError: unreachable, refused, or not a vclock server.
         """
-        host, port = self.options.host, self.options.port
+        host, port = self.server
+        self._resending = True
         try:
             self._reader, self._writer = await asyncio.open_connection(
                 host, port, limit=READ_CHUNK, ssl=self.options.ssl
@@ -237,8 +268,16 @@ class Node:
             raise ConnectError(
                 f"{host}:{port} closed the connection before welcome: {exc}"
             ) from None
-        for frame in self._state.to_resend():
-            await self._write(frame)
+        # Resend what was not acknowledged, oldest first, before any new frame:
+        # sends made meanwhile wait in unacked and go out in this loop too, so
+        # the server never sees a higher seq before a lower one (it would take
+        # the lower one for a duplicate).
+        sent = 0
+        while pending := [f for f in self._state.to_resend() if f.seq > sent]:
+            for frame in pending:
+                await self._write(frame, resend=True)
+                sent = frame.seq
+        self._resending = False
 
     async def _handshake(self) -> None:
         await self._write(self._state.hello())
@@ -294,9 +333,24 @@ class Node:
                 await self._open()
                 return
             except ConnectError as exc:
-                if exc.code is not None:  # refused, e.g. auth: retrying will not help
-                    raise
+                # duplicate-id is retried: the server (in a cluster, the node that
+                # held our id and died) may not have noticed yet that we are gone.
+                if exc.code is not None and exc.code != "duplicate-id":
+                    raise  # refused, e.g. auth: retrying will not help
+                # the same server first, then each other one in turn
+                self._server = (self._server + 1) % len(self.options.servers)
                 wait = min(longest, wait * 2)
+
+    async def _open_any(self) -> None:
+        """The first connection: try each server once, in order."""
+        for index in range(len(self.options.servers)):
+            self._server = index
+            try:
+                await self._open()
+                return
+            except ConnectError as exc:
+                if exc.code is not None or index == len(self.options.servers) - 1:
+                    raise
 
     def _finish(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -323,8 +377,7 @@ class Node:
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
                 raise item
-            event = self._state.receive(item)
-            if event is not None:
+            for event in self._state.receive_all(item):  # a broadcast may release several
                 self._apply(event)
                 events.append(event)
         if self._state.delivered != delivered_before:
@@ -345,8 +398,10 @@ class Node:
             case Synced(cycle=cycle, clock=clock):
                 self._record("sync-receive", clock, peer=SERVER, msg=sync_id(cycle))
 
-    async def _write(self, frame: Frame) -> None:
+    async def _write(self, frame: Frame, *, resend: bool = False) -> None:
         writer = self._writer
+        if self._resending and not resend and isinstance(frame, Send | Report | Broadcast):
+            return  # kept in unacked: _open sends it after the older ones
         if writer is None or writer.is_closing():
             if self.options.reconnect and not self._closing:
                 return  # kept in unacked; resent after the reconnect
@@ -385,6 +440,9 @@ class connect:
         ssl: a client SSL context for TLS servers.
         log: an event log for the node's events.
         delta: ask for delta-encoded clocks (on by default; the server decides).
+        fallbacks: more ``(host, port)`` servers, e.g. the other nodes of a
+            cluster: the first connection tries them in turn if ``host:port``
+            cannot be reached, and a reconnecting node fails over to them.
 
     Raises:
         ConnectError: the server is unreachable or refused the hello (see ``code``).
@@ -403,8 +461,10 @@ class connect:
         log: EventLog | None = None,
         max_frame_size: int = CLIENT_MAX_FRAME_SIZE,
         delta: bool = True,
+        fallbacks: list[tuple[str, int]] | None = None,
     ) -> None:
         self._options = ClientOptions(
+            fallbacks=tuple(fallbacks or ()),
             host=host,
             port=port,
             id=id,
@@ -436,7 +496,7 @@ class connect:
 
     async def _connect(self) -> Node:
         node = Node(self._options)
-        await node._open()
+        await node._open_any()
         node._task = asyncio.create_task(node._run())
         return node
 
@@ -448,22 +508,27 @@ async def run(
     rng: random.Random | None = None,
     on_event: Callable[[Event], None] | None = None,
     on_send: Callable[[str, VectorClock], None] | None = None,
+    broadcast_every: int = 0,
 ) -> str:
     """The seed's client behaviour, until the session ends.
 
     Every ``interval`` seconds (uniformly random in the range) send our clock to a
-    random other connected client, or, when alone, report it to the server.
-    ``on_send(target, clock)`` is told of each send (target ``"server"`` for a
-    report) and ``on_event`` of everything received. Returns the reason the
-    session ended.
+    random other connected client, or, when alone, report it to the server. With
+    ``broadcast_every=N`` every Nth of these is a broadcast to all other clients
+    instead (N=1: broadcasts only). ``on_send(target, clock)`` is told of each
+    send (target ``"server"`` for a report, ``"*"`` for a broadcast) and
+    ``on_event`` of everything received. Returns the reason the session ended.
     """
     rng = rng or random.Random()
+    turns = itertools.count(1)
 
     async def sender() -> None:
         while True:
             await asyncio.sleep(rng.uniform(*interval))
             peers = node.peers
-            if peers:
+            if peers and broadcast_every > 0 and next(turns) % broadcast_every == 0:
+                target, clock = EVERYONE, await node.broadcast()
+            elif peers:
                 target = rng.choice(peers)
                 clock = await node.send(target)
             else:
@@ -482,4 +547,13 @@ async def run(
     return node.closed_reason or "session ended"
 
 
-__all__ = ["ClientOptions", "ConnectError", "Node", "connect", "load_state", "run", "save_state"]
+__all__ = [
+    "EVERYONE",
+    "ClientOptions",
+    "ConnectError",
+    "Node",
+    "connect",
+    "load_state",
+    "run",
+    "save_state",
+]

@@ -4,6 +4,12 @@ This layer makes no protocol decisions. It feeds each connection's bytes to a
 sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
 :class:`~vclock.hub.Hub`, and carries out the actions the hub returns: writing
 frames, closing connections, printing the console lines and logging events.
+
+In cluster mode (a :class:`~vclock.cluster.backplane.ClusterConfig`), it also connects the
+hub to the other nodes over NATS (:mod:`vclock.cluster.backplane`): it claims a
+client's id cluster-wide before handing its ``hello`` to the hub, publishes the
+hub's :class:`~vclock.hub.Forward` actions, its status and its frontier, and
+turns the other nodes' messages into the hub's ``remote_*`` calls.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+import msgspec
 
 from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
@@ -25,7 +33,7 @@ from ..hub import (
     STORE_TYPES,
     Action,
     Close,
-    DropInbox,
+    Forward,
     Hub,
     Joined,
     Left,
@@ -34,17 +42,18 @@ from ..hub import (
     Received,
     Refused,
     SaveClock,
-    SaveCycle,
-    SaveInbox,
-    SaveMessage,
     SyncCycle,
     TokenBucket,
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
-from ..protocol.frames import ClientFrame, Send, Welcome
+from ..protocol.frames import Broadcast, ClientFrame, Hello, Send, Welcome
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
+
+if TYPE_CHECKING:
+    from ..cluster.backplane import Backplane, ClusterConfig
+    from ..cluster.messages import NodeMessage
 
 READ_CHUNK = 64 * 1024
 
@@ -92,7 +101,13 @@ class Console:
             case Received(address=address, client_id=client_id, frame=frame):
                 self.line(f"At {self._now()}, data was received from client")
                 self.line(f"Client Data updated by Server with: {address}")
-                target = f" for {frame.to}" if isinstance(frame, Send) else ""
+                target = (
+                    f" for {frame.to}"
+                    if isinstance(frame, Send)
+                    else " for everyone"
+                    if isinstance(frame, Broadcast)
+                    else ""
+                )
                 self.line(f"  {client_id}{target}: {frame.clock}")
             case Refused(address=address, error=error):
                 self.line(f"{address} refused: {error.code.value}: {error}")
@@ -139,14 +154,21 @@ class Server:
         console: Console,
         log: EventLog | None = None,
         store: Store | None = None,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         self.config = config
         self.store = store or Store(MEMORY)
+        self.cluster = cluster
+        self._backplane: Backplane | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.hub = Hub(
+            cluster=cluster is not None,
+            id_prefix=f"{cluster.node_id}-" if cluster is not None else "",
             sync_interval=config.sync_interval,
             auth=config.auth,
             max_errors=config.max_errors,
             max_inbox=config.max_inbox,
+            max_id_length=config.limits.max_id_length,
             state=self.store.load(),
         )
         self.console = console
@@ -173,6 +195,12 @@ class Server:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        if self.cluster is not None:
+            from ..cluster.backplane import Backplane
+
+            self._backplane = await Backplane.connect(self.cluster)
+            self._backplane.on_message = self._from_cluster
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         self._server = await asyncio.start_server(
             self._handle_connection,
             self.config.host,
@@ -186,6 +214,9 @@ class Server:
         """Say bye to every client, stop listening, and wait for connections to end."""
         if self._sync_task is not None:
             self._sync_task.cancel()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        claims = self.hub.clients
         self._apply(self.hub.shutdown(reason))
         self._flush()
         if self._server is not None:
@@ -194,6 +225,8 @@ class Server:
             peer.writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
+        if self._backplane is not None:
+            await self._backplane.close(claims)
         self.store.close()
         if self.log is not None:
             self.log.close()
@@ -226,6 +259,12 @@ class Server:
                     conn.receive_eof()
                 actions: list[Action] = []  # one batch: one commit, then the writes
                 while (event := conn.next_event()) is not None:
+                    if isinstance(event, Hello) and self._backplane is not None:
+                        self._apply(actions)  # what came before, then the claim
+                        actions = []
+                        if bucket is None or bucket.take(now()):
+                            actions += self.hub.receive(peer_id, await self._claim(event))
+                            continue
                     if bucket is not None and not bucket.take(now()):
                         limited = PeerError(
                             f"more than {rate:g} frames per second; frame dropped",
@@ -249,7 +288,105 @@ class Server:
     async def _sync_loop(self) -> None:
         while True:
             self._apply(self.hub.begin_sync_cycle())
+            if self._backplane is not None:
+                from ..cluster.messages import Frontier
+
+                frontier = Frontier(node=self._backplane.node, clock=self.hub.frontier)
+                self._backplane.publish(frontier)
             await asyncio.sleep(self.config.sync_interval)
+
+    # Cluster mode
+
+    async def _claim(self, hello: Hello) -> Hello | PeerError:
+        """Claim the hello's id cluster-wide (assigning one if it has none), and
+        take in the clock the cluster has for it. A taken id is refused here."""
+        backplane = self._backplane
+        assert backplane is not None
+        if hello.id is None and self.config.auth is None:
+            hello = msgspec.structs.replace(hello, id=self.hub.free_id())
+        if hello.id is None or hello.id == SERVER_ID or hello.id in self.hub.clients:
+            return hello  # the hub refuses it (auth, reserved id, local duplicate)
+        if self.config.auth is not None and not self.config.auth.check(hello.id, hello.token):
+            return hello  # the hub refuses it, saying nothing about the id
+        try:
+            owner = await backplane.claim(hello.id)
+            latest = await backplane.fetch_latest(hello.id)
+        except Exception as exc:  # NATS unreachable: refuse; the client retries later
+            return PeerError(
+                f"the cluster cannot claim {hello.id!r} now ({exc}); try again",
+                code=ErrorCode.DUPLICATE_ID,
+                peer=hello.id,
+            )
+        if owner is not None:
+            return PeerError(
+                f"a client named {hello.id!r} is already connected (to node {owner});"
+                " pick another id",
+                code=ErrorCode.DUPLICATE_ID,
+                peer=hello.id,
+            )
+        if latest is not None:
+            self._apply(self.hub.merge_latest(hello.id, latest))
+        return hello
+
+    def _from_cluster(self, message: NodeMessage) -> None:
+        from ..cluster.messages import Frontier, Relay, Status
+
+        backplane = self._backplane
+        assert backplane is not None
+        match message:
+            case Status():
+                now = asyncio.get_running_loop().time()
+                self._membership(*backplane.directory.update(message, now))
+            case Relay(deliver=deliver, to=to):
+                self._apply(self.hub.deliver_remote(deliver, to))
+            case Frontier(clock=clock):
+                self.hub.merge_frontier(clock)
+
+    def _membership(self, joined: list[str], left: list[str]) -> None:
+        actions: list[Action] = []
+        for client_id in joined:
+            actions += self.hub.remote_joined(client_id)
+        for client_id in left:
+            actions += self.hub.remote_left(client_id)
+        self._apply(actions)
+
+    def _publish_status(self) -> None:
+        from ..cluster.messages import Status
+
+        assert self._backplane is not None
+        self._backplane.publish(Status(node=self._backplane.node, clients=self.hub.clients))
+
+    async def _heartbeat_loop(self) -> None:
+        backplane = self._backplane
+        assert backplane is not None and self.cluster is not None
+        while True:
+            self._publish_status()
+            now = asyncio.get_running_loop().time()
+            self._membership(*backplane.directory.expire(now))
+            await backplane.refresh(self.hub.clients)
+            await asyncio.sleep(self.cluster.heartbeat)
+
+    def _to_cluster(self, action: Forward | Joined | Left | SaveClock) -> None:
+        from ..cluster.messages import Relay
+
+        backplane = self._backplane
+        assert backplane is not None
+        match action:
+            case Forward(to=None, frame=frame):
+                backplane.publish(Relay(node=backplane.node, deliver=frame))
+            case Forward(to=to, frame=frame):
+                node = backplane.directory.remote_clients().get(to or "")
+                backplane.publish(Relay(node=backplane.node, deliver=frame, to=to), node=node)
+            case SaveClock(client_id=client_id, clock=clock):
+                backplane.save_latest(client_id, clock)
+            case Joined():
+                self._publish_status()
+            case Left(client_id=client_id):
+                self._publish_status()
+                if client_id not in self.hub.clients:
+                    task = asyncio.get_running_loop().create_task(backplane.release(client_id))
+                    self._handlers.add(task)
+                    task.add_done_callback(self._handlers.discard)
 
     # Carrying out the hub's actions
 
@@ -259,6 +396,10 @@ class Server:
             self.store.apply(stores)  # durable before any ack goes out
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         for action in actions:
+            if self._backplane is not None and isinstance(
+                action, Forward | Joined | Left | SaveClock
+            ):
+                self._to_cluster(action)
             match action:
                 case Outgoing(peer=peer_id, frame=frame):
                     peer = self._peers.get(peer_id)
@@ -277,7 +418,9 @@ class Server:
                     if peer is not None:
                         peer.closing = True
                         self._dirty.add(peer_id)
-                case SaveClock() | SaveCycle() | SaveMessage() | SaveInbox() | DropInbox():
+                case Forward():
+                    pass
+                case _ if isinstance(action, STORE_TYPES):
                     pass
                 case _:
                     self.console.show(action)
@@ -296,13 +439,20 @@ class Server:
             peer = self._peers.get(peer_id)
             if peer is None:
                 continue
-            if peer.out:
-                peer.writer.write(b"".join(peer.out))
-                peer.out.clear()
-            if peer.closing:
-                peer.writer.close()  # buffered frames are flushed first
-            elif peer.writer.transport.get_write_buffer_size() > self.config.max_pending:
-                self._drop_slow_consumer(peer_id)
+            data, peer.out = b"".join(peer.out), []
+            if peer.writer.is_closing():
+                continue  # the client is gone; its handler cleans up
+            try:
+                if data:
+                    peer.writer.write(data)
+                if peer.closing:
+                    peer.writer.close()  # buffered frames are flushed first
+                elif peer.writer.transport.get_write_buffer_size() > self.config.max_pending:
+                    self._drop_slow_consumer(peer_id)
+            except (ConnectionError, RuntimeError):
+                # The transport died under us (uvloop raises RuntimeError): drop
+                # this client only; the others in this flush still get theirs.
+                peer.writer.transport.abort()
 
     def _drop_slow_consumer(self, peer_id: PeerId) -> None:
         """Policy: a client whose unread frames pass ``max_pending`` bytes is
@@ -350,9 +500,13 @@ async def serve(
     console: Console,
     log: EventLog | None = None,
     store: Store | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> Server:
-    """Start a server; it runs until :meth:`Server.close`. ``store`` defaults to memory."""
-    server = Server(config, console, log, store)
+    """Start a server; it runs until :meth:`Server.close`. ``store`` defaults to memory.
+
+    With ``cluster``, the server is one node of a cluster on NATS (:mod:`vclock.cluster`).
+    """
+    server = Server(config, console, log, store, cluster)
     await server.start()
     return server
 

@@ -12,7 +12,7 @@ from typing import NewType
 
 from ..clock import VectorClock
 from ..errors import ProtocolError
-from ..protocol.frames import Deliver, Report, Send, ServerFrame
+from ..protocol.frames import Broadcast, Deliver, Report, Send, ServerFrame
 
 PeerId = NewType("PeerId", int)
 
@@ -34,6 +34,16 @@ class Close:
 
     peer: PeerId
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Cluster mode: publish ``frame`` to the node of client ``to`` (a unicast to a
+    client on another node), or to every other node when ``to`` is None (a
+    broadcast). See :mod:`vclock.cluster`."""
+
+    to: str | None
+    frame: Deliver
 
 
 # Store: what must survive a restart
@@ -69,6 +79,14 @@ class SaveInbox:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveBroadcasts:
+    """``sender`` has had ``count`` broadcasts relayed (the hub's broadcast frontier)."""
+
+    sender: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class DropInbox:
     """``receiver`` left for good: forget its inbox and messages."""
 
@@ -99,7 +117,7 @@ class Received:
     peer: PeerId
     client_id: str
     address: str
-    frame: Send | Report
+    frame: Send | Report | Broadcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +137,7 @@ class SyncCycle:
     synced: tuple[str, ...]  # ids sent a sync this cycle
 
 
-StoreAction = SaveClock | SaveCycle | SaveMessage | SaveInbox | DropInbox
+StoreAction = SaveClock | SaveCycle | SaveMessage | SaveInbox | SaveBroadcasts | DropInbox
 Notice = Joined | Left | Received | Refused | SyncCycle
-Action = Outgoing | Close | StoreAction | Notice
-STORE_TYPES = (SaveClock, SaveCycle, SaveMessage, SaveInbox, DropInbox)
+Action = Outgoing | Close | Forward | StoreAction | Notice
+STORE_TYPES = (SaveClock, SaveCycle, SaveMessage, SaveInbox, SaveBroadcasts, DropInbox)

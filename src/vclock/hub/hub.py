@@ -17,6 +17,13 @@ each message to a held client (``deliver.n``), keeps it in the client's inbox
 until a ``delivered`` frame covers it, replays the inbox when the client comes
 back, and acknowledges the client's own frames (``ack``) once stored; a resent
 frame it already has is acknowledged as a duplicate and not delivered twice.
+
+Causal broadcast (``broadcast``): the hub fans a broadcast out to every other
+connected or held client as a ``deliver`` carrying the sender's broadcast
+vector ``bclock``; the *clients* hold broadcasts back until they are causally
+next (Birman-Schiper-Stephenson, :class:`vclock.node.NodeState`). The hub only
+keeps, per sender, how many broadcasts it relayed (``broadcasts``), so that a
+newcomer's ``welcome.bclock`` says which broadcasts it will never be sent.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..errors import ErrorCode, PeerError, ProtocolError
 from ..protocol.frames import (
     PROTOCOL_VERSION,
     Ack,
+    Broadcast,
     Bye,
     ClientFrame,
     Deliver,
@@ -51,12 +59,14 @@ from .actions import (
     Action,
     Close,
     DropInbox,
+    Forward,
     Joined,
     Left,
     Outgoing,
     PeerId,
     Received,
     Refused,
+    SaveBroadcasts,
     SaveClock,
     SaveCycle,
     SaveInbox,
@@ -93,6 +103,7 @@ class HubState:
     cycle: int = 0
     latest: dict[str, VectorClock] = field(default_factory=dict)
     inboxes: dict[str, Inbox] = field(default_factory=dict)
+    broadcasts: VectorClock = field(default_factory=VectorClock)  # relayed, per sender
 
 
 @dataclass(slots=True)
@@ -119,7 +130,15 @@ class Hub:
         window: deliveries a resume client may have unacknowledged; more wait in
             its inbox until ``delivered`` frames make room (flow control, so a
             long replay never swamps a client).
+        max_id_length: the longest id a hello may ask for (the server's clock
+            limit, so that a welcomed client's clocks are accepted).
         state: what a previous run left (see :mod:`vclock.store`); default empty.
+        cluster: this hub is one node of a cluster (:mod:`vclock.cluster`): it
+            returns :class:`Forward` actions for messages to clients of other
+            nodes, and the I/O layer tells it about them with the ``remote_*``
+            methods.
+        id_prefix: put after ``client-`` in assigned ids (cluster nodes use
+            their node id, so that assigned ids differ across nodes).
     """
 
     def __init__(
@@ -130,26 +149,39 @@ class Hub:
         max_errors: int = 20,
         max_inbox: int = 10_000,
         window: int = 256,
+        max_id_length: int = 64,
         state: HubState | None = None,
+        cluster: bool = False,
+        id_prefix: str = "",
     ) -> None:
         self.sync_interval = sync_interval
         self.auth = auth
         self.max_errors = max_errors
         self.max_inbox = max_inbox
         self.window = window
+        self.max_id_length = max_id_length
         state = state or HubState()
         self.cycle = state.cycle
         self.latest = state.latest
         self.inboxes = state.inboxes
+        self.broadcasts = state.broadcasts
         self.frontier = merge_all(self.latest.values())
         self._sessions: dict[PeerId, _Session] = {}
         self._by_id: dict[str, PeerId] = {}
         self._auto_ids = itertools.count(1)
+        self.cluster = cluster
+        self.id_prefix = id_prefix
+        self._remote: dict[str, None] = {}  # clients of other nodes, in join order
 
     @property
     def clients(self) -> list[str]:
         """The ids of the connected clients, in the order they joined."""
         return list(self._by_id)
+
+    @property
+    def remote_clients(self) -> list[str]:
+        """Cluster mode: the clients connected to other nodes."""
+        return list(self._remote)
 
     def client_id(self, peer: PeerId) -> str | None:
         """The id of the client on connection ``peer`` (None before its hello)."""
@@ -159,7 +191,7 @@ class Hub:
     @property
     def state(self) -> HubState:
         """The durable part of the hub (shared, not copied)."""
-        return HubState(self.cycle, self.latest, self.inboxes)
+        return HubState(self.cycle, self.latest, self.inboxes, self.broadcasts)
 
     # Events from the I/O layer
 
@@ -232,6 +264,71 @@ class Hub:
             actions += [Outgoing(peer, bye), Close(peer, reason)]
         return actions
 
+    # Events from the cluster (vclock.cluster): other nodes and their clients
+
+    def free_id(self) -> str:
+        """An id to assign to a client whose hello has none (``client-N``)."""
+        return self._free_id()
+
+    def remote_joined(self, client_id: str) -> list[Action]:
+        """A client connected to another node: tell the local clients."""
+        if client_id in self._remote or client_id in self._by_id:
+            return []
+        self._remote[client_id] = None
+        joined = PeerJoined(id=client_id)
+        return [Outgoing(peer, joined) for peer in self._by_id.values()]
+
+    def remote_left(self, client_id: str) -> list[Action]:
+        """A client of another node left (or its node died)."""
+        if client_id not in self._remote:
+            return []
+        del self._remote[client_id]
+        if client_id in self._by_id:
+            return []
+        left = PeerLeft(id=client_id)
+        return [Outgoing(peer, left) for peer in self._by_id.values()]
+
+    def deliver_remote(self, deliver: Deliver, to: str | None = None) -> list[Action]:
+        """Another node relays a message: a broadcast (``to`` None, ``deliver.bclock``
+        set) for every local client but its sender, or a unicast for client ``to``.
+
+        The sender's clock is taken in (``latest`` and the frontier), so that a
+        client that moves here resumes from it. A unicast for a client that is
+        neither here nor held here is dropped: it left while the message travelled.
+        """
+        actions = self.merge_latest(deliver.sender, deliver.clock)
+        if to is None:
+            if deliver.bclock is None:
+                return actions
+            return actions + self._fan_out(deliver)
+        inbox = self.inboxes.get(to)
+        target = self._by_id.get(to)
+        if inbox is not None:
+            deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
+            inbox.messages.append(deliver)
+            actions.append(SaveMessage(to, deliver))
+            if target is not None:
+                actions += self._release(target, self._sessions[target], inbox)
+        elif target is not None:
+            actions.append(Outgoing(target, msgspec.structs.replace(deliver, n=None)))
+            receiver = self._sessions[target]
+            receiver.known = receiver.known.merge(deliver.clock)
+        return actions
+
+    def merge_latest(self, client_id: str, clock: VectorClock) -> list[Action]:
+        """Take in a clock another node accepted from ``client_id``."""
+        latest = self.latest.get(client_id)
+        if latest is not None and clock <= latest:
+            return []
+        merged = clock if latest is None else latest.merge(clock)
+        self.latest[client_id] = merged
+        self.frontier = self.frontier.merge(clock)
+        return [SaveClock(client_id, merged)]
+
+    def merge_frontier(self, clock: VectorClock) -> None:
+        """Take in another node's frontier: the next cycle syncs to the cluster's."""
+        self.frontier = self.frontier.merge(clock)
+
     # Frame handlers
 
     def _handle(self, peer: PeerId, session: _Session, frame: ClientFrame) -> list[Action]:
@@ -240,6 +337,8 @@ class Hub:
                 return self._hello(peer, session, frame)
             case Send():
                 return self._send(peer, session, frame)
+            case Broadcast():
+                return self._broadcast(peer, session, frame)
             case Report():
                 actions = self._update(peer, session, frame)
                 if session.resume:
@@ -267,6 +366,11 @@ class Hub:
         client_id = hello.id if hello.id is not None else self._free_id()
         if client_id == SERVER_ID:
             raise PeerError(f"the id {SERVER_ID!r} is reserved", code=ErrorCode.INVALID_ID)
+        if len(client_id) > self.max_id_length:
+            raise PeerError(
+                f"ids on this server are at most {self.max_id_length} characters",
+                code=ErrorCode.INVALID_ID,
+            )
         if client_id in self._by_id:
             raise PeerError(
                 f"a client named {client_id!r} is already connected; pick another id",
@@ -274,6 +378,8 @@ class Hub:
                 peer=client_id,
             )
         peers = list(self._by_id)
+        self._remote.pop(client_id, None)  # it moved here from another node
+        everyone = peers + [r for r in self._remote if r not in self._by_id]
         session.client_id = client_id
         session.resume = hello.resume
         session.known = self.latest.get(client_id, VectorClock())
@@ -281,7 +387,7 @@ class Hub:
         welcome = Welcome(
             v=PROTOCOL_VERSION,
             id=client_id,
-            peers=peers,
+            peers=everyone,
             sync_interval=self.sync_interval,
             clock=session.known,
             delta=hello.delta,
@@ -290,6 +396,10 @@ class Hub:
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
         inbox = self.inboxes.get(client_id)
+        baseline = self._broadcast_baseline(inbox)
+        if baseline:
+            welcome = msgspec.structs.replace(welcome, bclock=baseline)
+            actions[0] = Outgoing(peer, welcome)
         if inbox is not None and hello.resume:  # what arrived while it was away
             inbox.sent = inbox.acked
             actions += self._release(peer, session, inbox)
@@ -331,6 +441,8 @@ class Hub:
             if target is not None:
                 actions += self._release(target, self._sessions[target], inbox)
                 target = None  # sent (or waiting for room) above
+        elif target is None and frame.to in self._remote:
+            actions.append(Forward(frame.to, deliver))  # its node delivers it
         elif target is None:
             # The clock still counts as received; only the delivery fails.
             unknown = PeerError(
@@ -348,7 +460,79 @@ class Hub:
             actions.append(Outgoing(peer, Ack(seq=frame.seq)))
         return actions
 
-    def _update(self, peer: PeerId, session: _Session, frame: Send | Report) -> list[Action]:
+    def _broadcast(self, peer: PeerId, session: _Session, frame: Broadcast) -> list[Action]:
+        client_id = session.client_id
+        assert client_id is not None
+        if not self._is_new(session, frame):  # a resent frame the server already has
+            return [Outgoing(peer, Ack(seq=frame.seq, duplicate=True))]
+        relayed = self.broadcasts[client_id]
+        if frame.bclock[client_id] <= relayed:
+            raise PeerError(
+                f"bclock {frame.bclock} does not count this broadcast: {client_id!r} has had"
+                f" {relayed} broadcasts relayed, so its own entry must be above that",
+                code=ErrorCode.BAD_FRAME,
+                seq=frame.seq,
+            )
+        for receiver, inbox in self.inboxes.items():
+            if receiver != client_id and len(inbox.messages) >= self.max_inbox:
+                raise PeerError(  # refused whole, as a send to a full inbox
+                    f"{receiver!r} already has {self.max_inbox} messages waiting; try later",
+                    code=ErrorCode.INBOX_FULL,
+                    peer=receiver,
+                    seq=frame.seq,
+                )
+        actions = self._update(peer, session, frame)
+        deliver = Deliver(
+            sender=client_id, seq=frame.seq, clock=frame.clock, body=frame.body, bclock=frame.bclock
+        )
+        actions += self._fan_out(deliver)
+        if self.cluster:
+            actions.append(Forward(None, deliver))
+        if session.resume:
+            actions.append(Outgoing(peer, Ack(seq=frame.seq)))
+        return actions
+
+    def _fan_out(self, deliver: Deliver) -> list[Action]:
+        """Relay a broadcast to every connected or held client but its sender."""
+        sender = deliver.sender
+        assert deliver.bclock is not None
+        count = deliver.bclock[sender]
+        actions: list[Action] = []
+        if count > self.broadcasts[sender]:
+            self.broadcasts = self.broadcasts.merge(VectorClock._trusted({sender: count}))
+            actions.append(SaveBroadcasts(sender, count))
+        for client_id, inbox in self.inboxes.items():
+            if client_id == sender:
+                continue
+            held = msgspec.structs.replace(deliver, n=inbox.next_n)
+            inbox.messages.append(held)
+            actions.append(SaveMessage(client_id, held))
+            target = self._by_id.get(client_id)
+            if target is not None:
+                actions += self._release(target, self._sessions[target], inbox)
+        for client_id, target in self._by_id.items():
+            if client_id == sender or client_id in self.inboxes:
+                continue
+            actions.append(Outgoing(target, deliver))
+            receiver = self._sessions[target]
+            receiver.known = receiver.known.merge(deliver.clock)
+        return actions
+
+    def _broadcast_baseline(self, inbox: Inbox | None) -> VectorClock | None:
+        """What goes in ``welcome.bclock``: per sender, the broadcasts this client
+        will not be sent. Everything relayed so far, except what waits in its inbox
+        (those come next, in order)."""
+        base = self.broadcasts.to_dict()
+        if inbox is not None:
+            for deliver in inbox.messages:
+                if deliver.bclock is not None and (deliver.n or 0) > inbox.acked:
+                    sender = deliver.sender
+                    base[sender] = min(base.get(sender, 0), deliver.bclock[sender] - 1)
+        return VectorClock(base) if any(base.values()) else None
+
+    def _update(
+        self, peer: PeerId, session: _Session, frame: Send | Report | Broadcast
+    ) -> list[Action]:
         """Take in the clock of a send or report. Returns no actions for a resent
         frame of a resume session (already taken in)."""
         if not self._is_new(session, frame):
@@ -362,7 +546,7 @@ class Hub:
         session.known = session.known.merge(frame.clock)
         return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
 
-    def _is_new(self, session: _Session, frame: Send | Report) -> bool:
+    def _is_new(self, session: _Session, frame: Send | Report | Broadcast) -> bool:
         """Check a send or report's seq; False for a resent frame of a resume session.
 
         Raises:
@@ -452,7 +636,7 @@ class Hub:
 
     def _free_id(self) -> str:
         while True:
-            candidate = f"client-{next(self._auto_ids)}"
+            candidate = f"client-{self.id_prefix}{next(self._auto_ids)}"
             taken = self._by_id.keys() | self.latest.keys() | self.inboxes.keys()
             if candidate not in taken:
                 return candidate

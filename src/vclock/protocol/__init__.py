@@ -5,6 +5,7 @@ from .connection import DEFAULT_MAX_FRAME_SIZE, Connection
 from .frames import (
     PROTOCOL_VERSION,
     Ack,
+    Broadcast,
     Bye,
     ClientFrame,
     Deliver,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "PROTOCOL_VERSION",
     "Ack",
+    "Broadcast",
     "Bye",
     "ClientFrame",
     "Connection",

@@ -94,6 +94,12 @@ class Connection(Generic[T]):
                 frame = msgspec.structs.replace(frame, clock=self._rx.decode(clock))  # type: ignore[type-var]
             elif isinstance(frame, Welcome) and frame.delta:
                 self.enable_delta()  # the server agreed: deltas from the next frame on
+            bclock = getattr(frame, "bclock", None)
+            if isinstance(bclock, ClockDelta):
+                # Only ``clock`` is delta-encoded; a broadcast's ``bclock`` is always
+                # sent in full, but the delta decoder reads every clock as a delta.
+                full = VectorClock._trusted({k: n for k, n in bclock.entries.items() if n})
+                frame = msgspec.structs.replace(frame, bclock=full)  # type: ignore[type-var]
             return frame
         except FrameError as exc:
             return exc

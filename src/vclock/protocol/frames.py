@@ -64,6 +64,21 @@ class Report(_Frame, tag="report", frozen=True):
     clock: VectorClock
 
 
+class Broadcast(_Frame, tag="broadcast", frozen=True):
+    """Send ``clock`` (and an optional ``body``) to every other client, in causal order.
+
+    ``bclock`` counts *broadcasts* only: for each process, how many of its
+    broadcasts the sender had delivered, its own entry counting this one. The
+    receivers hold a broadcast back until it is causally next
+    (Birman-Schiper-Stephenson; see :class:`vclock.node.NodeState`).
+    """
+
+    seq: Seq
+    clock: VectorClock
+    bclock: VectorClock
+    body: Any = None
+
+
 class Delivered(_Frame, tag="delivered", frozen=True):
     """Resume sessions: every ``deliver`` up to number ``upto`` has been handled."""
 
@@ -90,16 +105,20 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     sync_interval: float
     clock: VectorClock = msgspec.field(default_factory=VectorClock)
     delta: bool = False  # clocks after this frame are delta-encoded, both ways
+    # broadcasts this client will never be sent (sent before it joined, or
+    # acknowledged): where its causal-broadcast counts start; None means {}
+    bclock: VectorClock | None = None
 
 
 class Deliver(_Frame, tag="deliver", frozen=True):
-    """A peer's ``send``, relayed with the sender's clock unchanged."""
+    """A peer's ``send`` or ``broadcast``, relayed with the sender's clocks unchanged."""
 
     sender: ClientId = msgspec.field(name="from")
     seq: Seq
     clock: VectorClock
     body: Any = None
     n: int | None = None  # resume sessions: this receiver's delivery number, 1, 2, ...
+    bclock: VectorClock | None = None  # set: a broadcast (see Broadcast); None: a send
 
 
 class Ack(_Frame, tag="ack", frozen=True):
@@ -142,6 +161,6 @@ def frame_type(frame: msgspec.Struct) -> str:
     return str(type(frame).__struct_config__.tag)
 
 
-ClientFrame = Hello | Send | Report | Delivered | Bye
+ClientFrame = Hello | Send | Report | Broadcast | Delivered | Bye
 ServerFrame = Welcome | Deliver | Ack | Sync | PeerJoined | PeerLeft | Error | Bye
 Frame = ClientFrame | ServerFrame

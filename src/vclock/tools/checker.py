@@ -13,8 +13,9 @@ unchanged. A first record that is a ``join`` carries the clock the process resum
 from, so its first causal event may start above 1.
 
 A client ``send`` with peer P and msg M is received by P's ``receive`` with msg M;
-a send with peer ``"server"`` is a report, received only by the server. A send
-never received is fine (in flight, or refused).
+a send with peer ``"server"`` is a report, received only by the server; a send
+with peer ``"*"`` is a causal broadcast, received (at most once) by any client
+but its sender. A send never received is fine (in flight, or refused).
 
 The *server* log is optional and the server has no clock entry of its own. Its
 ``receive`` records are the client frames it got (msg, peer = sender, the clock
@@ -53,9 +54,12 @@ Rules (``Violation.rule``), see :data:`RULES`
 ``cycle``          the happened-before graph has a cycle (a receive before its send)
 ``causality``      the core check: e happened before f iff V(e) < V(f)
 ``fifo``           two messages from one sender to one receiver delivered out of
-                   send order
+                   send order (unicasts and broadcasts are separate streams: a
+                   broadcast held back for causal order may follow a later unicast)
 ``causal-delivery`` (warning unless ``require_causal_delivery``) a receiver got m1
-                   after m2 although send(m1) happened before send(m2)
+                   after m2 although send(m1) happened before send(m2); with
+                   ``causal_scope="broadcast"`` only pairs of broadcasts count, the
+                   order vclock guarantees in every topology (docs/cluster.md)
 
 How the core check works
 ------------------------
@@ -101,6 +105,7 @@ __all__ = [
 ]
 
 SERVER = "server"  # vclock.hub.SERVER_ID; not imported, to keep tools off the hub
+BROADCAST = "*"  # the peer of a broadcast send: every other client
 ANNOTATIONS = frozenset({"join", "leave"})
 SERVER_KINDS = frozenset({"receive", "sync"}) | ANNOTATIONS
 
@@ -185,7 +190,10 @@ class CheckReport:
 
 
 def check(
-    source: str | Path | Iterable[Event], *, require_causal_delivery: bool = False
+    source: str | Path | Iterable[Event],
+    *,
+    require_causal_delivery: bool = False,
+    causal_scope: str = "all",
 ) -> CheckReport:
     """Check the event logs of one run.
 
@@ -194,12 +202,19 @@ def check(
             (each process's events in its file order).
         require_causal_delivery: fail on causal-delivery violations instead of
             reporting them as warnings (per-sender FIFO violations always fail).
+        causal_scope: ``"all"`` checks causal delivery over every message;
+            ``"broadcast"`` only between broadcasts (peer ``"*"``), which clients
+            deliver in causal order whatever the topology.
 
     Raises:
         FileNotFoundError: no such file, or a folder without ``.jsonl`` files.
         ValueError: a line that is not an event (naming the file and line).
     """
-    return _Checker(_load(source)).run(require_causal_delivery)
+    if causal_scope not in ("all", "broadcast"):
+        raise ValueError(f"causal_scope must be 'all' or 'broadcast', not {causal_scope!r}")
+    return _Checker(_load(source), broadcasts_only=causal_scope == "broadcast").run(
+        require_causal_delivery
+    )
 
 
 def format_report(report: CheckReport) -> str:
@@ -301,7 +316,8 @@ def _ref(file: str, line: int, event: Event) -> EventRef:
 
 
 class _Checker:
-    def __init__(self, records: list[_Rec]) -> None:
+    def __init__(self, records: list[_Rec], *, broadcasts_only: bool = False) -> None:
+        self.broadcasts_only = broadcasts_only
         self.violations: list[Violation] = []
         self.delivery: list[Violation] = []
         self.server: list[_Rec] = []
@@ -492,7 +508,9 @@ class _Checker:
             self.fail(
                 "malformed", f"{rec}: peer {rec.event.peer} is not the sender of {send}", rec, send
             )
-        if send.event.peer != rec.pid:
+        if send.event.peer == BROADCAST and send.pid == rec.pid:
+            self.fail("unmatched-receive", f"{rec}: {send} was its own broadcast", rec, send)
+        elif send.event.peer not in (rec.pid, BROADCAST):
             to = "a report to the server" if send.event.peer == SERVER else f"to {send.event.peer}"
             self.fail("unmatched-receive", f"{rec}: {send} was {to}, not to {rec.pid}", rec, send)
         elif rec.msg in received:
@@ -730,7 +748,8 @@ class _Checker:
     def _check_delivery(self) -> None:
         width = len(self.pids)
         for deliveries in self.deliveries:
-            latest: dict[int, tuple[_Rec, _Rec]] = {}  # sender -> its latest delivery
+            # (sender, broadcast?) -> its latest delivery: FIFO per stream
+            latest: dict[tuple[int, bool], tuple[_Rec, _Rec]] = {}
             known = [0] * width  # furthest event of each process in a delivered send's past
             known_by: list[tuple[_Rec, _Rec] | None] = [None] * width
             for receive, send in deliveries:
@@ -738,7 +757,9 @@ class _Checker:
                 if vector is None or self.counts[receive.node] is None:
                     continue
                 sender = send.proc
-                last = latest.get(sender)
+                stream = (sender, send.event.peer == BROADCAST)
+                last = latest.get(stream)
+                scoped = stream[1] or not self.broadcasts_only
                 if last is not None and send.pos < last[1].pos:
                     self.fail(
                         "fifo",
@@ -747,7 +768,7 @@ class _Checker:
                         send,
                         *last,
                     )
-                elif known[sender] >= send.pos:
+                elif scoped and known[sender] >= send.pos:
                     earlier = known_by[sender]
                     assert earlier is not None
                     self.delivery.append(
@@ -759,7 +780,9 @@ class _Checker:
                         )
                     )
                 if last is None or send.pos > last[1].pos:
-                    latest[sender] = (receive, send)
+                    latest[stream] = (receive, send)
+                if not scoped:
+                    continue
                 for proc in range(width):
                     if vector[proc] > known[proc]:
                         known[proc] = vector[proc]

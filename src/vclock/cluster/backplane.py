@@ -1,0 +1,255 @@
+"""The NATS backplane of a vclock cluster: subjects, id claims and shared clocks.
+
+A node connects to NATS (``nats-py``) and uses:
+
+- subject ``vclock.<name>.all``: every node's :class:`~vclock.cluster.messages.Status`,
+  broadcasts and frontiers (every node subscribes);
+- subject ``vclock.<name>.node.<node>``: unicast relays for that node's clients;
+- JetStream key-value bucket ``<name>-ids``: one key per connected client id,
+  whose value is the node serving it. A node *claims* an id with an atomic
+  create-if-absent before it lets the hub welcome a client, refreshes its claims
+  every heartbeat, and deletes them when the client leaves. The bucket's
+  ``max_age`` (``claim_ttl``) makes the claims of a dead node expire; a node
+  may also take over the claim of a node it has not heard from for
+  ``dead_after`` seconds, with a compare-and-set on the key's revision;
+- JetStream key-value bucket ``<name>-latest``: ``latest[i]`` for every client,
+  written as the hub stores it, read when a client says hello, so a client that
+  moves to another node resumes from its clock (and its resent frames are
+  recognized as duplicates).
+
+Everything a node publishes goes through one ordered queue, so the others get
+its messages in the order it produced them. ``delay`` (a test hook, from the
+environment variable ``VCLOCK_TEST_CLUSTER_DELAY``) makes this node's traffic
+late: every message waits that many seconds before it is published, in order,
+except relayed *broadcasts*, which each wait a random time up to ``delay`` and
+so also overtake one another. Clients must still deliver broadcasts in causal
+order (they hold back what comes early); unicast order is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from ..clock import ClockLimits, VectorClock
+from ..errors import FrameError
+from ..protocol.codec import FrameDecoder, encode_json
+from .messages import Directory, NodeMessage, Relay, Status
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+DELAY_ENV = "VCLOCK_TEST_CLUSTER_DELAY"
+# Clocks between nodes were checked when a client sent them; merged ones may be larger.
+_TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """How a server node joins a cluster.
+
+    Args:
+        url: the NATS server, ``nats://HOST:PORT`` (several, comma-separated).
+        name: the cluster; nodes with the same name on the same NATS share clients.
+        node_id: this node's name (letters, digits, ``_``, ``-``); default random.
+        heartbeat: seconds between status messages and claim refreshes.
+        dead_after: a node not heard from for this long is taken for dead.
+        claim_ttl: seconds a claim lives without refresh (the bucket's max_age).
+        delay: test hook: hold this node's messages back this many seconds.
+    """
+
+    url: str
+    name: str = "vclock"
+    node_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    heartbeat: float = 0.5
+    dead_after: float = 2.0
+    claim_ttl: float = 10.0
+    delay: float = field(default_factory=lambda: float(os.environ.get(DELAY_ENV) or 0))
+
+    def __post_init__(self) -> None:
+        for what, value in (("cluster name", self.name), ("node id", self.node_id)):
+            if not NAME_PATTERN.match(value):
+                raise ValueError(f"{what} {value!r}: use 1-32 letters, digits, _ or -")
+
+
+class Backplane:
+    """One node's connection to the cluster. Create it with :meth:`connect`.
+
+    ``on_message(message)`` is called for every message from another node.
+    """
+
+    def __init__(self, config: ClusterConfig, nc: NATS, ids: KeyValue, latest: KeyValue) -> None:
+        self.config = config
+        self.node = config.node_id
+        self.directory = Directory(config.node_id, config.dead_after)
+        self._nc = nc
+        self._ids = ids
+        self._latest = latest
+        self._prefix = f"vclock.{config.name}"
+        self._decoder: FrameDecoder[NodeMessage] = FrameDecoder(NodeMessage, limits=_TRUSTED)
+        self._out: asyncio.Queue[tuple[float, str, bytes] | None] = asyncio.Queue()
+        self._puts: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+        self.on_message: Callable[[NodeMessage], None] = lambda message: None
+
+    @classmethod
+    async def connect(cls, config: ClusterConfig) -> Backplane:
+        """Connect to NATS, open (or create) the buckets and subscribe.
+
+        Raises:
+            OSError: NATS cannot be reached.
+        """
+        try:
+            nc = await nats.connect(
+                config.url.split(","), connect_timeout=5, max_reconnect_attempts=-1
+            )
+        except Exception as exc:  # nats-py raises its own types for an unreachable server
+            raise OSError(f"cannot reach NATS at {config.url}: {exc}") from None
+        js = nc.jetstream()
+        ids = await js.create_key_value(
+            KeyValueConfig(bucket=f"{config.name}-ids", ttl=config.claim_ttl)
+        )
+        latest = await js.create_key_value(KeyValueConfig(bucket=f"{config.name}-latest"))
+        backplane = cls(config, nc, ids, latest)
+        await nc.subscribe(f"{backplane._prefix}.all", cb=backplane._receive)
+        await nc.subscribe(f"{backplane._prefix}.node.{config.node_id}", cb=backplane._receive)
+        backplane._tasks = [
+            asyncio.create_task(backplane._publisher()),
+            asyncio.create_task(backplane._putter()),
+        ]
+        return backplane
+
+    async def close(self, claims: list[str]) -> None:
+        """Release ``claims``, publish what is queued and disconnect."""
+        for client_id in claims:
+            await self.release(client_id)
+        self.publish(Status(node=self.node, clients=[]))
+        self._out.put_nowait(None)
+        self._puts.put_nowait(None)
+        await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
+        await self._nc.drain()
+
+    # Publishing (ordered)
+
+    def publish(self, message: NodeMessage, node: str | None = None) -> None:
+        """Queue ``message`` for every node, or for ``node`` only."""
+        subject = f"{self._prefix}.node.{node}" if node else f"{self._prefix}.all"
+        data = encode_json(message)
+        delay = self.config.delay
+        if delay and isinstance(message, Relay) and message.to is None:
+            # test hook: broadcasts late *and* out of order (see the module doc)
+            wait = random.uniform(0, delay)
+            self._loop.call_later(wait, self._out.put_nowait, (0.0, subject, data))
+            return
+        self._out.put_nowait((self._loop.time() + delay, subject, data))
+
+    async def _publisher(self) -> None:
+        while (item := await self._out.get()) is not None:
+            due, subject, data = item
+            wait = due - self._loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._nc.publish(subject, data)
+
+    def _receive_message(self, data: bytes) -> NodeMessage | None:
+        try:
+            message = self._decoder.decode(data)
+        except FrameError:
+            return None  # not ours (or a newer node's): ignore
+        return None if message.node == self.node else message
+
+    async def _receive(self, msg: Msg) -> None:
+        message = self._receive_message(msg.data)
+        if message is not None:
+            self.on_message(message)
+
+    # Client ids
+
+    async def claim(self, client_id: str) -> str | None:
+        """Claim ``client_id`` for this node. Returns None when it is ours, else
+        the node that holds it."""
+        value = self.node.encode()
+        for _ in range(5):
+            try:
+                await self._ids.create(client_id, value)
+                return None
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await self._ids.get(client_id)
+            except KeyNotFoundError:
+                continue  # expired or released meanwhile: try again
+            owner = (entry.value or b"").decode()
+            if owner != self.node and not self._may_take_over(owner):
+                return owner
+            try:
+                await self._ids.update(client_id, value, last=entry.revision)
+                return None
+            except KeyWrongLastSequenceError:
+                continue
+        return "?"
+
+    def _may_take_over(self, owner: str) -> bool:
+        """A claim of a node that stopped talking can be taken over (once we have
+        listened long enough to know)."""
+        now = self._loop.time()
+        if now - self._started <= self.config.dead_after:
+            return False
+        return not self.directory.alive(owner, now)
+
+    async def refresh(self, claims: list[str]) -> None:
+        """Renew this node's claims (so the bucket's max_age does not expire them)."""
+        value = self.node.encode()
+        for client_id in claims:
+            try:
+                await self._ids.put(client_id, value)
+            except Exception:  # a refresh is retried next heartbeat
+                pass
+
+    async def release(self, client_id: str) -> None:
+        """Give the id up if this node still holds it."""
+        try:
+            entry = await self._ids.get(client_id)
+            if (entry.value or b"").decode() == self.node:
+                await self._ids.delete(client_id, last=entry.revision)
+        except Exception:  # gone already, or taken over: nothing to release
+            pass
+
+    # Latest clocks
+
+    def save_latest(self, client_id: str, clock: VectorClock) -> None:
+        """Queue ``latest[client_id]`` for the shared bucket (written in order)."""
+        self._puts.put_nowait((client_id, clock.to_json().encode()))
+
+    async def _putter(self) -> None:
+        while (item := await self._puts.get()) is not None:
+            client_id, data = item
+            try:
+                await self._latest.put(client_id, data)
+            except Exception:  # NATS away: the next save of this id carries it
+                pass
+
+    async def flush_latest(self) -> None:
+        """Wait until every queued clock is written."""
+        while not self._puts.empty():
+            await asyncio.sleep(0.01)
+
+    async def fetch_latest(self, client_id: str) -> VectorClock | None:
+        """``latest[client_id]`` as the cluster last stored it, or None."""
+        try:
+            entry = await self._latest.get(client_id)
+        except KeyNotFoundError:
+            return None
+        return VectorClock.from_json(entry.value or b"{}", limits=_TRUSTED)

@@ -1,0 +1,96 @@
+"""What vclock nodes say to each other over the backplane (NATS), and the
+membership directory built from it. No I/O here.
+
+Every message names the node that sent it. A node publishes:
+
+- :class:`Status` whenever its set of clients changes and every heartbeat
+  interval: the full list of its connected clients (a snapshot, so a lost or
+  late message is repaired by the next one);
+- :class:`Relay` for every message it relays to a client on another node: a
+  unicast ``deliver`` to that client's node, or a broadcast to every node;
+- :class:`Frontier` every synchronization cycle: its frontier, which the others
+  merge into theirs, so every node syncs its clients to the cluster-wide frontier.
+
+One node's messages reach the others in the order it published them (NATS
+keeps the order of one publisher's messages), which keeps unicast FIFO per
+sender across nodes; broadcasts need no order at all (clients apply BSS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ..clock import VectorClock
+from ..protocol.frames import Deliver
+
+
+class _Message(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
+    node: str
+
+
+class Status(_Message, tag="status", frozen=True):
+    clients: list[str]
+
+
+class Relay(_Message, tag="relay", frozen=True):
+    """``deliver`` for client ``to``, or for every client when ``to`` is None."""
+
+    deliver: Deliver
+    to: str | None = None
+
+
+class Frontier(_Message, tag="frontier", frozen=True):
+    clock: VectorClock
+
+
+NodeMessage = Status | Relay | Frontier
+
+
+@dataclass(slots=True)
+class Directory:
+    """Which node serves which client, from the nodes' :class:`Status` messages.
+
+    A client is *remote* while some live node other than this one lists it. A
+    node that has not been heard from for ``dead_after`` seconds is dead: its
+    clients are no longer listed (their claims expire in the id bucket, so they
+    can come back on another node).
+    """
+
+    node: str
+    dead_after: float
+    nodes: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+
+    def remote_clients(self) -> dict[str, str]:
+        """client -> the node that serves it (the most recently heard one)."""
+        owners: dict[str, tuple[float, str]] = {}
+        for node, (seen, clients) in self.nodes.items():
+            for client in clients:
+                if client not in owners or owners[client][0] < seen:
+                    owners[client] = (seen, node)
+        return {client: node for client, (_, node) in owners.items()}
+
+    def update(self, status: Status, now: float) -> tuple[list[str], list[str]]:
+        """Take in a node's status; returns (clients that joined, clients that left)."""
+        if status.node == self.node:
+            return [], []
+        before = set(self.remote_clients())
+        self.nodes[status.node] = (now, frozenset(status.clients))
+        return self._diff(before)
+
+    def expire(self, now: float) -> tuple[list[str], list[str]]:
+        """Forget nodes not heard from for ``dead_after`` seconds."""
+        before = set(self.remote_clients())
+        for node, (seen, _) in list(self.nodes.items()):
+            if now - seen > self.dead_after:
+                del self.nodes[node]
+        return self._diff(before)
+
+    def alive(self, node: str, now: float) -> bool:
+        entry = self.nodes.get(node)
+        return entry is not None and now - entry[0] <= self.dead_after
+
+    def _diff(self, before: set[str]) -> tuple[list[str], list[str]]:
+        after = set(self.remote_clients())
+        return sorted(after - before), sorted(before - after)

@@ -1,0 +1,78 @@
+"""The sans-I/O side of cluster mode: the membership directory and the hub's
+methods for other nodes' clients (no NATS here; tests/integration/test_cluster.py
+runs the real thing)."""
+
+from __future__ import annotations
+
+from vclock import VectorClock
+from vclock.cluster import Directory, Status
+from vclock.hub import Forward, Hub, Outgoing
+from vclock.protocol import Deliver, PeerJoined, PeerLeft, Welcome
+
+from ..helpers import HubHarness
+
+
+def test_the_directory_reports_joins_and_leaves_and_forgets_silent_nodes():
+    directory = Directory("n1", dead_after=2.0)
+    assert directory.update(Status(node="n2", clients=["A", "B"]), now=0.0) == (["A", "B"], [])
+    assert directory.update(Status(node="n2", clients=["B"]), now=1.0) == ([], ["A"])
+    assert directory.update(Status(node="n1", clients=["X"]), now=1.0) == ([], [])  # ourselves
+    assert directory.remote_clients() == {"B": "n2"}
+    assert directory.expire(now=2.5) == ([], [])
+    assert directory.expire(now=3.5) == ([], ["B"])
+
+
+def test_a_client_that_moved_is_not_reported_as_left_while_a_live_node_lists_it():
+    directory = Directory("n1", dead_after=2.0)
+    directory.update(Status(node="n2", clients=["A"]), now=0.0)
+    directory.update(Status(node="n3", clients=["A"]), now=1.5)
+    assert directory.expire(now=2.5) == ([], [])
+    assert directory.remote_clients() == {"A": "n3"}
+
+
+def test_remote_clients_are_peers_and_their_comings_and_goings_are_told():
+    harness = HubHarness(Hub(cluster=True))
+    a = harness.connect("A")
+    harness.run(harness.hub.remote_joined("R"))
+    b = harness.connect("B")
+    assert isinstance(b.received[0], Welcome) and b.received[0].peers == ["A", "R"]
+    assert PeerJoined(id="R") in a.received
+    harness.run(harness.hub.remote_left("R"))
+    assert PeerLeft(id="R") in a.received and PeerLeft(id="R") in b.received
+
+
+def test_a_send_to_a_remote_client_is_forwarded_and_a_broadcast_published():
+    hub = Hub(cluster=True)
+    harness = HubHarness(hub)
+    a = harness.connect("A")
+    hub.remote_joined("R")
+    harness.send(a, "R", "hi")
+    forwards = [n for n in harness.notices if isinstance(n, Forward)]
+    assert [(f.to, f.frame.seq, f.frame.body) for f in forwards] == [("R", 1, "hi")]
+    assert a.errors == []
+    harness.broadcast(a)
+    forwards = [n for n in harness.notices if isinstance(n, Forward)]
+    assert forwards[-1].to is None and forwards[-1].frame.bclock == VectorClock({"A": 1})
+
+
+def test_remote_messages_are_delivered_and_their_clocks_taken_in():
+    hub = Hub(cluster=True)
+    harness = HubHarness(hub)
+    b = harness.connect("B")
+    unicast = Deliver(sender="R", seq=2, clock=VectorClock({"R": 2}))
+    harness.run(hub.deliver_remote(unicast, "B"))
+    broadcast = Deliver(
+        sender="R", seq=3, clock=VectorClock({"R": 3}), bclock=VectorClock({"R": 1})
+    )
+    harness.run(hub.deliver_remote(broadcast))
+    assert [m.id for m in b.messages] == ["R#2", "R#3"]
+    assert hub.latest["R"] == VectorClock({"R": 3}) and hub.broadcasts == VectorClock({"R": 1})
+    assert hub.deliver_remote(unicast, "gone") == []  # left meanwhile: dropped
+    hub.merge_frontier(VectorClock({"Z": 9}))
+    assert any(isinstance(a, Outgoing) and a.frame.clock["Z"] == 9 for a in hub.begin_sync_cycle())
+
+
+def test_assigned_ids_carry_the_node_prefix():
+    harness = HubHarness(Hub(cluster=True, id_prefix="n1-"))
+    client = harness.connect(None)
+    assert client.node.id == "client-n1-1"
