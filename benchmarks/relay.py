@@ -1,0 +1,223 @@
+"""Cell ``relay``: messages relayed per second, one-way latency and round trip.
+
+Systems, each started fresh for each client count and driven by two load
+processes (:mod:`benchmarks.load`) that share the 2 cores with the server:
+
+- ``vclock``: ``python -m vclock server ...`` driven through vclock's sans-I/O
+  client pieces (NodeState + protocol.Connection) over asyncio transports;
+- ``vclock-lib``: the same server driven by the client library
+  (``vclock.asyncio.connect``), at the smaller client counts;
+- ``bare``: the bare coalescing asyncio relay (:mod:`benchmarks.bare_relay`), the
+  Python ceiling, driven like ``vclock``;
+- ``nats``: a real nats-server driven by nats-py.
+"""
+
+from __future__ import annotations
+
+import array
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import procs
+from .load import worker_entry
+from .stats import percentile
+
+LOAD_PROCS = 2
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup_s: float
+    measure_s: float
+    rtt_s: float
+    rtt_limit: int
+    setup_timeout_s: float
+
+
+FULL = Timing(warmup_s=1.0, measure_s=5.0, rtt_s=2.0, rtt_limit=20_000, setup_timeout_s=120)
+QUICK = Timing(warmup_s=0.5, measure_s=1.5, rtt_s=0.7, rtt_limit=2_000, setup_timeout_s=60)
+
+
+def window_for(n_clients: int) -> int:
+    """Messages in flight (sent, not yet received) over all load processes."""
+    return WINDOW_BASE + 2 * n_clients
+
+
+WINDOW_BASE = 1000
+
+
+def run_system(
+    system: str,
+    n_clients: int,
+    timing: Timing,
+    log_dir: Path,
+    *,
+    step: Any = None,
+    profile_to: Path | None = None,
+    rtt: bool = True,
+) -> dict[str, Any]:
+    """Start ``system``'s server, put the load on it, and stop everything."""
+    server_kind, driver = {
+        "vclock": ("vclock", "sansio"),
+        "vclock-full": ("vclock", "sansio-full"),
+        "vclock-lib": ("vclock", "lib"),
+        "bare": ("bare", "sansio"),
+        "nats": ("nats", "nats"),
+    }[system]
+    result: dict[str, Any] = {"system": system, "clients": n_clients, "driver": driver}
+    kwargs: dict[str, Any] = {"profile_to": profile_to} if profile_to is not None else {}
+    ctx = multiprocessing.get_context("spawn")
+    with procs.running(server_kind, log_dir, **kwargs) as server:
+        result["server_command"] = procs.command_line(server.argv)
+        pipes, workers = [], []
+        shared = ctx.RawArray("q", LOAD_PROCS + LOAD_PROCS * LOAD_PROCS)
+        try:
+            for index in range(LOAD_PROCS):
+                parent_end, child_end = ctx.Pipe()
+                spec = {
+                    "port": server.port,
+                    "n_clients": n_clients,
+                    "index": index,
+                    "procs": LOAD_PROCS,
+                    "driver": driver,
+                    "window": window_for(n_clients),
+                    "batch": 64,
+                    "uvloop": True,
+                    "shared": shared,
+                }
+                worker = ctx.Process(target=worker_entry, args=(child_end, spec), daemon=True)
+                worker.start()
+                child_end.close()
+                pipes.append(parent_end)
+                workers.append(worker)
+            _note(step, f"{system}: connecting {n_clients} clients")
+            ready = _gather(pipes, "ready", timing.setup_timeout_s)
+            result["setup_s"] = max(r["setup_s"] for r in ready)
+            _note(step, f"{system}: sustained load, {n_clients} clients")
+            go = time.time_ns() + 200_000_000
+            win_start = go + int(timing.warmup_s * 1e9)
+            win_end = win_start + int(timing.measure_s * 1e9)
+            for pipe in pipes:
+                pipe.send(("load", go, win_start, win_end))
+            pids = [w.pid for w in workers if w.pid is not None]
+            _sleep_until(win_start)
+            before = _cpu_sample(server.pid, pids)
+            _sleep_until(win_end)
+            after = _cpu_sample(server.pid, pids)
+            loads = _gather(pipes, "load", timing.warmup_s + 30)
+            result.update(_load_summary(loads, timing.measure_s))
+            server_cpu, load_cpu, machine = (
+                (b - a) / timing.measure_s for a, b in zip(before, after, strict=True)
+            )
+            result["server_cpu"] = server_cpu
+            result["load_cpu"] = load_cpu
+            result["other_cpu"] = max(0.0, machine - server_cpu - load_cpu)
+            if rtt:
+                _note(step, f"{system}: round trips, {n_clients} clients")
+                end = time.time_ns() + int(timing.rtt_s * 1e9)
+                pipes[0].send(("rtt", "pinger", end, timing.rtt_limit))
+                pipes[1].send(("rtt", "ponger", end, timing.rtt_limit))
+                rtts = _gather(pipes, "rtt", timing.rtt_s + 30)
+                result.update(_rtt_summary(rtts))
+            for pipe in pipes:
+                pipe.send(("stop",))
+            stopped = _gather(pipes, "stopped", 30)
+            result["errors"] = sum(s["errors"] for s in stopped)
+            result["first_error"] = next(
+                (s["first_error"] for s in stopped if s["first_error"]), ""
+            )
+            if driver == "lib":
+                result["clock_entries_mean"] = sum(s["clock_entries_mean"] for s in stopped) / len(
+                    stopped
+                )
+            result["ok"] = True
+        except Exception as exc:
+            result["ok"] = False
+            result["failure"] = f"{type(exc).__name__}: {exc}"
+            if not server.alive():
+                result["failure"] += f" (server exited: {server.log_tail(500)})"
+        finally:
+            for worker in workers:
+                worker.join(5)
+                if worker.is_alive():
+                    worker.terminate()  # by PID
+                    worker.join(5)
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join(5)
+            for pipe in pipes:
+                pipe.close()
+            if profile_to is not None:
+                server.stop(timeout=60)  # graceful: cProfile writes its file on exit
+    return result
+
+
+def _cpu_sample(server_pid: int, load_pids: list[int]) -> tuple[float, float, float]:
+    """CPU seconds so far: the server, the load processes, the whole machine."""
+    return (
+        procs.cpu_seconds(server_pid),
+        sum(procs.cpu_seconds(pid) for pid in load_pids),
+        procs.machine_busy_seconds(),
+    )
+
+
+def _note(step: Any, text: str) -> None:
+    if step is not None:
+        step(text)
+
+
+def _sleep_until(ns: int) -> None:
+    delay = (ns - time.time_ns()) / 1e9
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _gather(pipes: list[Any], expected: str, timeout: float) -> list[dict[str, Any]]:
+    """One ``expected`` message from every load process, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    results: list[dict[str, Any] | None] = [None] * len(pipes)
+    while any(r is None for r in results):
+        for index, pipe in enumerate(pipes):
+            if results[index] is not None:
+                continue
+            if pipe.poll(0.05):
+                kind, payload = pipe.recv()
+                if kind == "error":
+                    raise RuntimeError(f"load process {index}: {payload}")
+                if kind != expected:
+                    raise RuntimeError(f"load process {index}: expected {expected}, got {kind}")
+                results[index] = payload
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"load processes did not answer {expected!r} within {timeout:g} s")
+    return [r for r in results if r is not None]
+
+
+def _load_summary(loads: list[dict[str, Any]], measure_s: float) -> dict[str, Any]:
+    latencies = array.array("q")
+    for load in loads:
+        latencies.frombytes(load["latencies"])
+    ordered = sorted(latencies)
+    return {
+        "msgs_per_s": sum(load["counted"] for load in loads) / measure_s,
+        "sent": sum(load["sent"] for load in loads),
+        "received": sum(load["received"] for load in loads),
+        "latency_p50_ms": percentile(ordered, 50) / 1e6 if ordered else None,
+        "latency_p99_ms": percentile(ordered, 99) / 1e6 if ordered else None,
+        "latency_samples": len(ordered),
+        "load_cpu_s": sum(load["cpu_s"] for load in loads),
+    }
+
+
+def _rtt_summary(rtts: list[dict[str, Any]]) -> dict[str, Any]:
+    samples = array.array("q")
+    for part in rtts:
+        samples.frombytes(part["rtts"])
+    ordered = sorted(samples)
+    return {
+        "rtt_p50_ms": percentile(ordered, 50) / 1e6 if ordered else None,
+        "rtt_p99_ms": percentile(ordered, 99) / 1e6 if ordered else None,
+        "rtt_samples": len(ordered),
+    }
