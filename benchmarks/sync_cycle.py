@@ -25,6 +25,7 @@ from typing import Any
 from vclock.clock import VectorClock
 from vclock.hub import Hub, Outgoing, PeerId
 from vclock.protocol import Connection, client_frame_decoder, encode_frame
+from vclock.protocol.connection import EncodeCache
 from vclock.protocol.frames import PROTOCOL_VERSION, Hello, Report, Welcome
 
 
@@ -67,9 +68,10 @@ class Harness:
         actions = self.hub.begin_sync_cycle()
         t1 = time.perf_counter()
         delta_bytes = frames = 0
+        cache: EncodeCache = {}  # shared by the batch's connections, as the server does
         for action in actions:
             if isinstance(action, Outgoing):
-                delta_bytes += len(self.conns[action.peer].encode(action.frame))
+                delta_bytes += len(self.conns[action.peer].encode(action.frame, cache))
                 frames += 1
         t2 = time.perf_counter()
         full_bytes = 0

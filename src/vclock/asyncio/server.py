@@ -47,6 +47,7 @@ from ..hub import (
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
+from ..protocol.connection import EncodeCache
 from ..protocol.frames import Broadcast, ClientFrame, Hello, Send, Welcome
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
@@ -83,6 +84,10 @@ class Console:
     ) -> None:
         self._out = out
         self._now = now
+
+    @property
+    def enabled(self) -> bool:
+        return self._out is not None
 
     def line(self, text: str) -> None:
         """Print one line (nothing when quiet)."""
@@ -207,6 +212,7 @@ class Server:
             self.config.port,
             limit=READ_CHUNK,
             ssl=self.config.ssl,
+            backlog=4096,  # the default 100 makes mass connects crawl
         )
         self._sync_task = asyncio.create_task(self._sync_loop())
 
@@ -395,6 +401,7 @@ class Server:
         if stores:
             self.store.apply(stores)  # durable before any ack goes out
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
+        deltas: EncodeCache = {}  # and to many delta peers in the same state, once
         for action in actions:
             if self._backplane is not None and isinstance(
                 action, Forward | Joined | Left | SaveClock
@@ -406,7 +413,7 @@ class Server:
                     if peer is None or peer.closing:
                         continue
                     if peer.conn.delta or isinstance(frame, Welcome):
-                        data = peer.conn.encode(frame)  # per connection state
+                        data = peer.conn.encode(frame, deltas)  # per connection state
                     else:
                         data = shared.get(id(frame)) or shared.setdefault(
                             id(frame), encode_frame(frame)
@@ -423,8 +430,10 @@ class Server:
                 case _ if isinstance(action, STORE_TYPES):
                     pass
                 case _:
-                    self.console.show(action)
-                    self._record(action)
+                    if self.console.enabled:  # --quiet costs nothing per message
+                        self.console.show(action)
+                    if self.log is not None:
+                        self._record(action)
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):

@@ -25,6 +25,8 @@ from .frames import Frame, Welcome
 from .framing import LineReader
 
 T = TypeVar("T")
+#: (id of frame, id of previous clock) -> (frame, previous clock, bytes)
+EncodeCache = dict[tuple[int, int], tuple[object, object, bytes]]
 
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024  # a full clock of ~50,000 entries
 
@@ -119,14 +121,27 @@ class Connection(Generic[T]):
         """Queue a frame. Then call :meth:`data_to_send` and write the result."""
         self._outgoing.append(self.encode(frame))
 
-    def encode(self, frame: Frame) -> bytes:
+    def encode(self, frame: Frame, cache: EncodeCache | None = None) -> bytes:
         """The bytes of ``frame`` on this connection (delta-encoded if enabled).
 
         Every frame encoded must then be sent, in order: the delta state moves on.
+        ``cache`` (one dict per batch, shared by connections) lets connections whose
+        previous clock was the same object reuse one encoding of the same frame: a
+        sync of a large frontier to many clients costs one delta, not one each.
         """
         clock = getattr(frame, "clock", None)
-        if self._tx is not None and isinstance(clock, VectorClock):
-            frame = msgspec.structs.replace(frame, clock=self._tx.encode(clock))
+        tx = self._tx
+        if tx is not None and isinstance(clock, VectorClock):
+            key = (id(frame), id(tx.last))
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None:
+                tx.last = clock
+                return hit[2]
+            before = tx.last
+            data = encode_frame(msgspec.structs.replace(frame, clock=tx.encode(clock)))
+            if cache is not None:
+                cache[key] = (frame, before, data)  # keeps both alive: ids stay unique
+            return data
         data = encode_frame(frame)
         if isinstance(frame, Welcome) and frame.delta:
             self.enable_delta()  # we agreed: deltas from the next frame on

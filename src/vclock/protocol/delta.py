@@ -53,18 +53,21 @@ class ClockDelta(VectorClock):
         return f"ClockDelta({self._entries})"
 
 
+_EMPTY = VectorClock()
+
+
 class DeltaEncoder:
     """One direction of one connection, sending side."""
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self.last = _EMPTY  # the previous clock sent; one shared empty clock at first
 
     def encode(self, clock: VectorClock) -> ClockDelta:
-        entries = clock._entries  # never mutated: safe to keep
-        last = self._last
+        entries = clock._entries
+        last = self.last._entries
         delta = {pid: count for pid, count in entries.items() if last.get(pid) != count}
         delta.update((pid, 0) for pid in last if pid not in entries)
-        self._last = entries
+        self.last = clock
         return ClockDelta.of(delta)
 
 
