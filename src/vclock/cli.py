@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import random
+import secrets
 import signal
 import ssl
 import sys
@@ -146,6 +147,18 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     show_default=True,
     help="Messages kept for one away client.",
 )
+@click.option(
+    "--web",
+    "web_address",
+    metavar="HOST:PORT",
+    help="Serve the live dashboard at this address (e.g. 127.0.0.1:8080; port 0 picks one).",
+)
+@click.option(
+    "--web-token",
+    envvar="VCLOCK_WEB_TOKEN",
+    help="Token the dashboard requires (default: none on loopback without"
+    " --auth-file, else a random one, printed in the dashboard's URL).",
+)
 @click.option("--quiet", is_flag=True, help="Print nothing but the listening line and errors.")
 @click.option(
     "--cluster",
@@ -179,6 +192,8 @@ def server(
     max_pending: int,
     max_errors: int,
     max_inbox: int,
+    web_address: str | None,
+    web_token: str | None,
     quiet: bool,
     cluster_url: str | None,
     cluster_name: str,
@@ -218,6 +233,7 @@ def server(
             " port can join under any id",
             err=True,
         )
+    web = _web_options(web_address, web_token, private=auth is None and host in LOOPBACK)
     config = ServerConfig(
         host=host,
         port=port,
@@ -234,12 +250,31 @@ def server(
     try:
         # A cluster keeps what must survive in NATS, not in a node's SQLite file.
         store = Store(MEMORY if cluster is not None else data)
-        _run(_run_server(config, store, quiet, log_dir, cluster))
+        _run(_run_server(config, store, quiet, log_dir, cluster, web))
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}."
             " Is another server running? Pick another --port."
         ) from None
+
+
+def _web_options(
+    address: str | None, token: str | None, *, private: bool
+) -> tuple[str, int, str | None] | None:
+    """(host, port, token) for the dashboard, or None without --web."""
+    if address is None:
+        return None
+    try:
+        from .web import parse_address
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--web") from None
+    if token is None and not (private and host in LOOPBACK):
+        token = secrets.token_urlsafe(18)
+    return host, port, token
 
 
 async def _run_server(
@@ -248,6 +283,7 @@ async def _run_server(
     quiet: bool,
     log_dir: Path | None,
     cluster: ClusterConfig | None = None,
+    web: tuple[str, int, str | None] | None = None,
 ) -> None:
     log = EventLog(log_dir, SERVER_ID) if log_dir else None
     srv = await serve(config, Console(None if quiet else sys.stdout), log, store, cluster)
@@ -257,7 +293,17 @@ async def _run_server(
         f"vclock server listening on {config.host}:{srv.port}"
         f" (sync every {config.sync_interval:g} s{tls}{node})"
     )
+    dashboard = None
+    if web is not None:
+        from .web import Dashboard
+
+        web_host, web_port, token = web
+        dashboard = Dashboard(srv, token=token)
+        await dashboard.start(web_host, web_port)
+        click.echo(f"vclock dashboard at {dashboard.url}")
     await _until_signalled()
+    if dashboard is not None:
+        await dashboard.close()
     await srv.close()
     if not quiet:
         click.echo("Server stopped.")

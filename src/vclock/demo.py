@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -72,6 +73,14 @@ class _Proc:
     help="Where run folders are written.",
 )
 @click.option("--seed", type=int, default=None, help="Seed the clients' random choices.")
+@click.option(
+    "--web",
+    is_flag=False,
+    flag_value="127.0.0.1:0",
+    default=None,
+    metavar="[HOST:PORT]",
+    help="Also serve the live dashboard (default address 127.0.0.1 on a free port).",
+)
 def demo(
     clients: int,
     duration: float,
@@ -79,6 +88,7 @@ def demo(
     sync_interval: float,
     runs_dir: Path,
     seed: int | None,
+    web: str | None,
 ) -> None:
     """Start a server and N clients, show them working, then summarise and check the run."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -89,20 +99,26 @@ def demo(
         run_dir = runs_dir / f"{stamp}-{suffix}"
     run_dir.mkdir(parents=True)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    ok = asyncio.run(_demo(console, run_dir, clients, duration, interval, sync_interval, seed))
+    settings = _Settings(clients, duration, interval, sync_interval, seed, web)
+    ok = asyncio.run(_demo(console, run_dir, settings))
     if not ok:
         sys.exit(1)
 
 
-async def _demo(
-    console: Console,
-    run_dir: Path,
-    n: int,
-    duration: float,
-    interval: str,
-    sync_interval: float,
-    seed: int | None,
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    clients: int
+    duration: float
+    interval: str
+    sync_interval: float
+    seed: int | None
+    web: str | None
+
+
+async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
+    n, duration, interval = settings.clients, settings.duration, settings.interval
+    seed, sync_interval = settings.seed, settings.sync_interval
+    web = ["--web", settings.web] if settings.web else []
     console.print(
         f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s; run folder [bold]{run_dir}[/]"
     )
@@ -111,7 +127,7 @@ async def _demo(
         "server",
         "bold white",
         [*vclock, "server", "--port", "0", "--sync-interval", str(sync_interval)]
-        + ["--log", str(run_dir), "--data", str(run_dir / "server-data")],
+        + ["--log", str(run_dir), "--data", str(run_dir / "server-data"), *web],
     )
     port = await _listening_port(server)
     procs = [server]
@@ -178,9 +194,11 @@ async def _pump(proc: _Proc, console: Console, run_dir: Path) -> None:
             line = raw.decode(errors="replace").rstrip()
             proc.output.append(line)
             out.write(line + "\n")
-            console.print(
-                f"[{proc.style}]{proc.name:>{width}} │[/] {line}", markup=True, soft_wrap=True
-            )
+            if line.startswith("vclock dashboard at "):
+                line = f"[bold reverse] {escape(line)} [/]  (open it in a browser)"
+            else:
+                line = escape(line)
+            console.print(f"[{proc.style}]{proc.name:>{width}} │[/] {line}", soft_wrap=True)
 
 
 async def _wait_all(procs: list[_Proc]) -> dict[str, int]:

@@ -15,6 +15,7 @@ MODULES = [
     "vclock.hub",
     "vclock.tracing",
     "vclock.asyncio",
+    "vclock.web",
 ]
 
 

@@ -28,6 +28,13 @@ for a server ``sync``, on every lane the latest event its frontier covers. So wh
 other are concurrent. Wall time (``ts``) is never used: clocks of different machines
 disagree. Logs that contradict themselves (a causal cycle) still draw; the cycle is
 broken and named in :attr:`Diagram.notes`.
+
+**One set of drawing rules.** The pieces drawn here (:func:`place`, :func:`lane_svg`,
+:func:`event_svg`, :func:`arrow_svg`, :func:`tick_svg`, :func:`legend_html`) and the
+page's CSS and script (``diagram.css``, ``diagram.js``, see :func:`page_assets`) are
+shared with the live dashboard (:mod:`vclock.web`), which draws each dot with them as
+it arrives; its ``deliver`` and ``sync-deliver`` dots (a delivery whose receiver's
+clock the server does not know) are hollow.
 """
 
 from __future__ import annotations
@@ -51,11 +58,24 @@ __all__ = [
     "Arrow",
     "Diagram",
     "DiagramEvent",
+    "Geometry",
     "Marker",
+    "arrow_svg",
+    "clock_label",
+    "defs_svg",
+    "event_svg",
+    "json_for_script",
+    "labels_below",
+    "lane_label_svg",
+    "lane_svg",
     "layout",
+    "legend_html",
     "load_diagram",
+    "page_assets",
+    "place",
     "render_html",
     "render_svg",
+    "tick_svg",
     "write_diagram",
 ]
 
@@ -467,7 +487,13 @@ _STYLE = {  # (fill, stroke) per dot kind
     "sync-receive": ("#fdba74", "#c2410c"),
     "server-sync": ("#f97316", "#9a3412"),
     "server-receive": ("#e2e8f0", "#64748b"),
+    # The live dashboard's: the server delivered a message or a sync; the receiver's
+    # clock after it is not known to the server, so the dot is hollow and its rim dashed.
+    "deliver": ("#ffffff", "#047857"),
+    "sync-deliver": ("#ffffff", "#c2410c"),
 }
+_HOLLOW = frozenset({"deliver", "sync-deliver"})
+_INCOMING = frozenset({"receive", "sync-receive", "deliver", "sync-deliver"})
 _ARROW = {  # stroke, width, dash
     "message": ("#1d4ed8", 1.4, ""),
     "report": ("#94a3b8", 1.1, ""),
@@ -503,7 +529,7 @@ def _clock_text(clock: Mapping[str, int]) -> str:
     return "{" + inner + "}"
 
 
-def _label(clock: Mapping[str, int], clock_ids: Sequence[str]) -> str:
+def clock_label(clock: Mapping[str, int], clock_ids: Sequence[str]) -> str:
     """``[2,1,0]`` over ``clock_ids`` when there are few of them, else ``A2 B1``."""
     if len(clock_ids) <= 8:
         return "[" + ",".join(str(clock.get(k, 0)) for k in clock_ids) + "]"
@@ -511,7 +537,7 @@ def _label(clock: Mapping[str, int], clock_ids: Sequence[str]) -> str:
 
 
 def _tooltip(e: DiagramEvent) -> str:
-    arrow = {"send": " → ", "receive": " ← ", "sync-receive": " ← "}.get(e.kind, " ")
+    arrow = " → " if e.kind == "send" else " ← " if e.kind in _INCOMING else " "
     head = f"{e.id}  {'server ' if e.server else ''}{e.kind}"
     if e.peer and e.peer != e.pid:
         head += arrow + e.peer
@@ -526,37 +552,61 @@ def _tooltip(e: DiagramEvent) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Geometry:
+class Geometry:
+    """Where things go: the x of a rank, the y of each lane. See :func:`place`."""
+
     left: float  # x of rank 0
     spacing: float  # px per rank
     lane_y: Mapping[str, float]
     width: float  # right end of the lanes
     height: float
-    labels: bool
+    labels: bool  # clock labels on the dots
 
     def x(self, rank: float) -> float:
         return self.left + rank * self.spacing
 
 
-def _geometry(d: Diagram, *, left: float, top: float) -> _Geometry:
-    labels = len(d.events) <= LABEL_LIMIT
+def place(
+    processes: Sequence[str],
+    events: Sequence[DiagramEvent],
+    clock_ids: Sequence[str],
+    *,
+    left: float,
+    top: float,
+) -> Geometry:
+    """The geometry of a drawing: lanes top to bottom, one column per rank.
+
+    Up to :data:`LABEL_LIMIT` events, dots carry clock labels and the columns are as
+    wide as the widest label; past it, columns are narrow and tooltips keep the clocks.
+    """
+    labels = len(events) <= LABEL_LIMIT
     spacing = 26.0
-    if labels and d.events:
-        widest = max(len(_label(e.clock, d.clock_ids)) for e in d.events)
+    if labels and events:
+        widest = max(len(clock_label(e.clock, clock_ids)) for e in events)
         spacing = min(max(44.0, widest * 6.2 + 14), 240.0)
     gap = 64.0 if labels else 52.0
     lane_y: dict[str, float] = {}
     y = top
-    for pid in d.processes:
+    for pid in processes:
         if pid == SERVER and lane_y:
             y += 14  # set the server apart
         lane_y[pid] = y
         y += gap
-    width = left + (d.width + 1) * spacing
-    return _Geometry(left, spacing, lane_y, width, y - gap + 30, labels)
+    last = max((e.rank for e in events), default=0)
+    width = left + (last + 1) * spacing
+    return Geometry(left, spacing, lane_y, width, y - gap + 30, labels)
 
 
-def _defs() -> str:
+def _geometry(d: Diagram, *, left: float, top: float) -> Geometry:
+    return place(d.processes, d.events, d.clock_ids, left=left, top=top)
+
+
+# Drawing pieces. render_svg and render_html draw with these, and so does the live
+# dashboard (vclock.web), one element at a time, so both pictures follow one set of rules.
+
+
+def defs_svg() -> str:
+    """The arrow heads, once per SVG that draws arrows."""
     heads = "".join(
         f'<marker id="vc-head-{kind}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
@@ -566,52 +616,102 @@ def _defs() -> str:
     return f"<defs>{heads}</defs>"
 
 
-def _lanes(d: Diagram, g: _Geometry, x0: float) -> list[str]:
-    out = []
-    for pid in d.processes:
-        y = _num(g.lane_y[pid])
-        style = 'stroke="#94a3b8" stroke-dasharray="2 3"' if pid == SERVER else 'stroke="#334155"'
-        cls = "process-line server" if pid == SERVER else "process-line"
-        out.append(
-            f'<line class="{cls}" data-pid="{_esc(pid)}" x1="{_num(x0)}" y1="{y}" '
-            f'x2="{_num(g.width)}" y2="{y}" {style} stroke-width="1.5"/>'
+def lane_svg(pid: str, y: float, x0: float, x1: float) -> str:
+    """The line of one process, from ``x0`` to ``x1``; the server's is dotted."""
+    style = 'stroke="#94a3b8" stroke-dasharray="2 3"' if pid == SERVER else 'stroke="#334155"'
+    cls = "process-line server" if pid == SERVER else "process-line"
+    return (
+        f'<line class="{cls}" data-pid="{_esc(pid)}" x1="{_num(x0)}" y1="{_num(y)}" '
+        f'x2="{_num(x1)}" y2="{_num(y)}" {style} stroke-width="1.5"/>'
+    )
+
+
+def lane_label_svg(pid: str, y: float, right: float) -> str:
+    """The name of a process, right-aligned at ``right``; long names are cut, with a tooltip."""
+    text = _esc(pid) if len(pid) <= 14 else f"<title>{_esc(pid)}</title>{_esc(pid[:13])}…"
+    style = ' font-style="italic" fill="#64748b"' if pid == SERVER else ' fill="#0f172a"'
+    return (
+        f'<text class="lane-label" data-pid="{_esc(pid)}" x="{_num(right)}" '
+        f'y="{_num(y + 4)}" text-anchor="end" font-weight="600" '
+        f'font-size="13"{style}>{text}</text>'
+    )
+
+
+def arrow_svg(a: Arrow, start: tuple[float, float], end: tuple[float, float]) -> str:
+    """A message from the dot at ``start`` to the dot at ``end``, stopping at their rims."""
+    (x1, y1), (x2, y2) = start, end
+    length = math.hypot(x2 - x1, y2 - y1) or 1.0
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    x1, y1 = x1 + ux * (_DOT_R + 1), y1 + uy * (_DOT_R + 1)
+    x2, y2 = x2 - ux * (_DOT_R + 2), y2 - uy * (_DOT_R + 2)
+    stroke, width, dash = _ARROW[a.kind]
+    cls = "message" if a.kind == "message" else f"message {a.kind}"
+    return (
+        f'<line class="{cls}" data-from="{_esc(a.source)}" data-to="{_esc(a.target)}" '
+        f'data-msg="{_esc(a.msg)}" x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" '
+        f'y2="{_num(y2)}" stroke="{stroke}" stroke-width="{width}"'
+        + (f' stroke-dasharray="{dash}"' if dash else "")
+        + f' marker-end="url(#vc-head-{a.kind})"><title>{_esc(a.msg)}: '
+        f"{_esc(a.source)} → {_esc(a.target)}</title></line>"
+    )
+
+
+def event_svg(e: DiagramEvent, x: float, y: float, label: str | None, below: bool = False) -> str:
+    """One dot with its hover halo, tooltip and, when ``label`` is given, its clock label
+    (``below`` the dot when all its arrows go up)."""
+    text = ""
+    if label is not None:
+        label_y = y + 19 if below else y - 10
+        text = (
+            f'<text class="clock-label" x="{_num(x)}" y="{_num(label_y)}" '
+            f'text-anchor="middle">{_esc(label)}</text>'
         )
-    return out
+    return (
+        f'<g class="event kind-{_esc(e.kind)}{" server" if e.server else ""}" '
+        f'data-id="{_esc(e.id)}" data-pid="{_esc(e.pid)}" data-kind="{_esc(e.kind)}" '
+        f'data-rank="{e.rank}"><title>{_esc(_tooltip(e))}</title>'
+        f'<circle class="halo" cx="{_num(x)}" cy="{_num(y)}" r="9" fill="none"/>'
+        + _shape(_style_of(e), x, y, _DOT_R, ' class="dot"')
+        + text
+        + "</g>"
+    )
 
 
-def _lane_labels(d: Diagram, g: _Geometry, right: float) -> list[str]:
-    out = []
-    for pid in d.processes:
-        text = _esc(pid) if len(pid) <= 14 else f"<title>{_esc(pid)}</title>{_esc(pid[:13])}…"
-        style = ' font-style="italic" fill="#64748b"' if pid == SERVER else ' fill="#0f172a"'
-        out.append(
-            f'<text class="lane-label" data-pid="{_esc(pid)}" x="{_num(right)}" '
-            f'y="{_num(g.lane_y[pid] + 4)}" text-anchor="end" font-weight="600" '
-            f'font-size="13"{style}>{text}</text>'
-        )
-    return out
+def tick_svg(m: Marker, x: float, y: float) -> str:
+    """A join (green) or leave (red) tick across a lane."""
+    colour = "#16a34a" if m.kind == "join" else "#dc2626"
+    what = "joined" if m.kind == "join" else "left"
+    tip = f"{m.pid} {what}, clock {_clock_text(m.clock)}" + (f"\n{m.desc}" if m.desc else "")
+    return (
+        f'<line class="marker {m.kind}" data-pid="{_esc(m.pid)}" x1="{_num(x)}" '
+        f'y1="{_num(y - 7)}" x2="{_num(x)}" y2="{_num(y + 7)}" stroke="{colour}" '
+        f'stroke-width="2.5"><title>{_esc(tip + chr(10) + m.ref)}</title></line>'
+    )
 
 
-def _arrows(d: Diagram, g: _Geometry) -> list[str]:
+def labels_below(lane_of: Mapping[str, float], arrows: Iterable[Arrow]) -> set[str]:
+    """Dots whose arrows all go up: their label goes below, out of the arrows' way.
+
+    ``lane_of`` maps each dot id to the y of its lane."""
+    up: set[str] = set()
+    down: set[str] = set()
+    for a in arrows:
+        for here, there in ((a.source, a.target), (a.target, a.source)):
+            (up if lane_of[there] < lane_of[here] else down).add(here)
+    return up - down
+
+
+def _lanes(d: Diagram, g: Geometry, x0: float) -> list[str]:
+    return [lane_svg(pid, g.lane_y[pid], x0, g.width) for pid in d.processes]
+
+
+def _lane_labels(d: Diagram, g: Geometry, right: float) -> list[str]:
+    return [lane_label_svg(pid, g.lane_y[pid], right) for pid in d.processes]
+
+
+def _arrows(d: Diagram, g: Geometry) -> list[str]:
     at = {e.id: (g.x(e.rank), g.lane_y[e.pid]) for e in d.events}
-    out = []
-    for a in d.arrows:
-        (x1, y1), (x2, y2) = at[a.source], at[a.target]
-        length = math.hypot(x2 - x1, y2 - y1) or 1.0
-        ux, uy = (x2 - x1) / length, (y2 - y1) / length
-        x1, y1 = x1 + ux * (_DOT_R + 1), y1 + uy * (_DOT_R + 1)
-        x2, y2 = x2 - ux * (_DOT_R + 2), y2 - uy * (_DOT_R + 2)
-        stroke, width, dash = _ARROW[a.kind]
-        cls = "message" if a.kind == "message" else f"message {a.kind}"
-        out.append(
-            f'<line class="{cls}" data-from="{_esc(a.source)}" data-to="{_esc(a.target)}" '
-            f'data-msg="{_esc(a.msg)}" x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" '
-            f'y2="{_num(y2)}" stroke="{stroke}" stroke-width="{width}"'
-            + (f' stroke-dasharray="{dash}"' if dash else "")
-            + f' marker-end="url(#vc-head-{a.kind})"><title>{_esc(a.msg)}: '
-            f"{_esc(a.source)} → {_esc(a.target)}</title></line>"
-        )
-    return out
+    return [arrow_svg(a, at[a.source], at[a.target]) for a in d.arrows]
 
 
 def _shape(style: str, x: float, y: float, r: float, extra: str = "") -> str:
@@ -622,9 +722,10 @@ def _shape(style: str, x: float, y: float, r: float, extra: str = "") -> str:
             f'<path{extra} d="M{_num(x)},{_num(y - r)}l{_num(r)},{_num(r)}l{_num(-r)},{_num(r)}'
             f'l{_num(-r)},{_num(-r)}z" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
         )
+    dash = ' stroke-dasharray="2.2 1.6"' if style in _HOLLOW else ""
     return (
         f'<circle{extra} cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{fill}" '
-        f'stroke="{stroke}" stroke-width="1.5"/>'
+        f'stroke="{stroke}" stroke-width="1.5"{dash}/>'
     )
 
 
@@ -632,54 +733,23 @@ def _style_of(e: DiagramEvent) -> str:
     return f"server-{e.kind}" if e.server else e.kind
 
 
-def _labels_below(d: Diagram, g: _Geometry) -> set[str]:
-    """Dots whose arrows all go up: their label goes below, out of the arrows' way."""
-    lane = {e.id: g.lane_y[e.pid] for e in d.events}
-    up: set[str] = set()
-    down: set[str] = set()
-    for a in d.arrows:
-        for here, there in ((a.source, a.target), (a.target, a.source)):
-            (up if lane[there] < lane[here] else down).add(here)
-    return up - down
-
-
-def _events(d: Diagram, g: _Geometry) -> list[str]:
-    out = []
-    below = _labels_below(d, g) if g.labels else set()
-    for e in d.events:
-        x, y = g.x(e.rank), g.lane_y[e.pid]
-        label = ""
-        if g.labels:
-            label_y = y + 19 if e.id in below else y - 10
-            label = (
-                f'<text class="clock-label" x="{_num(x)}" y="{_num(label_y)}" '
-                f'text-anchor="middle">{_esc(_label(e.clock, d.clock_ids))}</text>'
-            )
-        out.append(
-            f'<g class="event kind-{_esc(e.kind)}{" server" if e.server else ""}" '
-            f'data-id="{_esc(e.id)}" data-pid="{_esc(e.pid)}" data-kind="{_esc(e.kind)}" '
-            f'data-rank="{e.rank}"><title>{_esc(_tooltip(e))}</title>'
-            f'<circle class="halo" cx="{_num(x)}" cy="{_num(y)}" r="9" fill="none"/>'
-            + _shape(_style_of(e), x, y, _DOT_R, ' class="dot"')
-            + label
-            + "</g>"
+def _events(d: Diagram, g: Geometry) -> list[str]:
+    lane_of = {e.id: g.lane_y[e.pid] for e in d.events}
+    below = labels_below(lane_of, d.arrows) if g.labels else set()
+    return [
+        event_svg(
+            e,
+            g.x(e.rank),
+            g.lane_y[e.pid],
+            clock_label(e.clock, d.clock_ids) if g.labels else None,
+            e.id in below,
         )
-    return out
+        for e in d.events
+    ]
 
 
-def _ticks(d: Diagram, g: _Geometry) -> list[str]:
-    out = []
-    for m in d.markers:
-        x, y = _num(g.x(m.position)), g.lane_y[m.pid]
-        colour = "#16a34a" if m.kind == "join" else "#dc2626"
-        what = "joined" if m.kind == "join" else "left"
-        tip = f"{m.pid} {what}, clock {_clock_text(m.clock)}" + (f"\n{m.desc}" if m.desc else "")
-        out.append(
-            f'<line class="marker {m.kind}" data-pid="{_esc(m.pid)}" x1="{x}" '
-            f'y1="{_num(y - 7)}" x2="{x}" y2="{_num(y + 7)}" stroke="{colour}" '
-            f'stroke-width="2.5"><title>{_esc(tip + chr(10) + m.ref)}</title></line>'
-        )
-    return out
+def _ticks(d: Diagram, g: Geometry) -> list[str]:
+    return [tick_svg(m, g.x(m.position), g.lane_y[m.pid]) for m in d.markers]
 
 
 def _counts(d: Diagram) -> tuple[int, int, int, int]:
@@ -737,7 +807,7 @@ def render_svg(diagram: Diagram) -> str:
         f'width="{_num(width)}" height="{_num(height)}" viewBox="0 0 {_num(width)} '
         f'{_num(height)}" font-family="{_FONT}" font-size="11">',
         f"<title>{_esc(d.name or 'run')}: space-time diagram</title>",
-        _defs(),
+        defs_svg(),
         f'<rect width="{_num(width)}" height="{_num(height)}" fill="#ffffff"/>',
         f'<text x="16" y="26" font-size="16" font-weight="700" fill="#0f172a">'
         f"{_esc(d.name or 'run')}</text>",
@@ -768,24 +838,31 @@ def _template() -> str:
     return resources.files("vclock.tools").joinpath("diagram_template.html").read_text("utf-8")
 
 
-def _json_for_script(value: object) -> str:
+def json_for_script(value: object) -> str:
     """JSON that cannot close its ``<script>`` element, whatever the strings hold."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _legend_html() -> str:
+def legend_html(
+    dots: Sequence[tuple[str, str]] = _LEGEND_DOTS,
+    arrows: Sequence[tuple[str, str]] = _LEGEND_ARROWS,
+) -> str:
+    """The legend of an HTML page: ``dots`` as (kind, text), ``arrows`` as (kind, text),
+    then the selection colours and the join/leave ticks."""
     items = []
-    for style, text in _LEGEND_DOTS:
+    for style, text in dots:
         swatch = _shape(style, 8, 8, 4.5)
-        items.append(f'<span class="item"><svg width="16" height="16">{swatch}</svg>{text}</span>')
-    for kind, text in _LEGEND_ARROWS:
+        items.append(
+            f'<span class="item"><svg width="16" height="16">{swatch}</svg>{_esc(text)}</span>'
+        )
+    for kind, text in arrows:
         stroke, width, dash = _ARROW[kind]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         items.append(
-            f'<span class="item"><svg width="34" height="16">{_defs()}<line x1="2" y1="8" '
+            f'<span class="item"><svg width="34" height="16">{defs_svg()}<line x1="2" y1="8" '
             f'x2="30" y2="8" stroke="{stroke}" stroke-width="{width}"{dash_attr} '
-            f'marker-end="url(#vc-head-{kind})"/></svg>{text}</span>'
+            f'marker-end="url(#vc-head-{kind})"/></svg>{_esc(text)}</span>'
         )
     for cls, text in (("selected", "selected"), ("past", "causal past"), ("future", "future")):
         items.append(f'<span class="item"><span class="swatch {cls}"></span>{text}</span>')
@@ -798,6 +875,17 @@ def _legend_html() -> str:
     return "".join(items)
 
 
+def page_assets() -> tuple[str, str]:
+    """The CSS and the script every diagram page inlines (``diagram.css``, ``diagram.js``):
+    tooltips, click for causal past and future, zoom. The offline page and the live
+    dashboard both load them, so a dot behaves the same in both."""
+    files = resources.files("vclock.tools")
+    return (
+        files.joinpath("diagram.css").read_text("utf-8"),
+        files.joinpath("diagram.js").read_text("utf-8"),
+    )
+
+
 def render_html(diagram: Diagram) -> str:
     """One self-contained HTML page: inline SVG, CSS and script; it fetches nothing.
 
@@ -805,6 +893,7 @@ def render_html(diagram: Diagram) -> str:
     Zoom with the buttons or ctrl+wheel; long runs scroll sideways, lane names stay.
     """
     d = diagram
+    style, script = page_assets()
     g = _geometry(d, left=20.0, top=34.0)
     processes, events, messages, syncs = _counts(d)
     labels_width = 110.0
@@ -820,7 +909,7 @@ def render_html(diagram: Diagram) -> str:
         f'<svg class="diagram" data-width="{_num(width)}" data-height="{_num(g.height)}" '
         f'width="{_num(width)}" height="{_num(g.height)}" '
         f'viewBox="0 0 {_num(width)} {_num(g.height)}">'
-        + _defs()
+        + defs_svg()
         + '<g class="lanes">'
         + "".join(_lanes(d, g, 0))
         + '</g><g class="markers">'
@@ -847,10 +936,12 @@ def render_html(diagram: Diagram) -> str:
         "SYNCS": str(syncs),
         "HINT": _esc(hint),
         "NOTES": "".join(f'<p class="note">{_esc(n)}</p>' for n in d.notes),
-        "LEGEND": _legend_html(),
+        "LEGEND": legend_html(),
         "LABELS": label_svg,
         "DIAGRAM": main_svg,
-        "DATA": _json_for_script(data),
+        "DATA": json_for_script(data),
+        "STYLE": style,
+        "SCRIPT": script,
     }
     # One pass, so a name or desc holding "{{DATA}}" is never expanded.
     return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: values[m.group(1)], _template())

@@ -1,0 +1,841 @@
+"""The live dashboard: its model fed with hub actions (made up, and from a simulated run
+through the real Hub), its drawing, and the web app over real HTTP on 127.0.0.1:0.
+
+No HTTP client library is needed: :func:`request` speaks HTTP/1.1 over asyncio streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+
+from vclock.asyncio import Console, ServerConfig, connect, serve
+from vclock.clock import VectorClock
+from vclock.errors import ErrorCode, PeerError
+from vclock.hub import Hub, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
+from vclock.node import Message, NodeState, Synced
+from vclock.protocol.frames import Deliver, Report, Send
+from vclock.tracing import check_run, parse_runs
+from vclock.web import Dashboard, LiveModel, parse_address
+from vclock.web.model import EVERYONE
+from vclock.web.render import LiveDrawing
+
+T0 = 1_700_000_000.0
+A, B, C = PeerId(1), PeerId(2), PeerId(3)
+
+
+def vc(**entries: int) -> VectorClock:
+    return VectorClock(entries)
+
+
+def joined(model: LiveModel, *ids: str) -> None:
+    for n, client_id in enumerate(ids, 1):
+        model.observe(Joined(PeerId(n), client_id, f"127.0.0.1:{5000 + n}"), T0)
+
+
+def send(model: LiveModel, peer: PeerId, sender: str, to: str, clock: VectorClock, at=T0) -> None:
+    frame = Send(to=to, seq=clock[sender], clock=clock)
+    model.observe(Received(peer, sender, "addr", frame), at)
+
+
+def deliver(model: LiveModel, peer: PeerId, sender: str, clock: VectorClock, at=T0) -> None:
+    model.observe(Outgoing(peer, Deliver(sender=sender, seq=clock[sender], clock=clock)), at)
+
+
+def report(model: LiveModel, peer: PeerId, sender: str, clock: VectorClock, at=T0) -> None:
+    model.observe(Received(peer, sender, "addr", Report(seq=clock[sender], clock=clock)), at)
+
+
+def dots(model: LiveModel) -> dict[str, Any]:
+    return {e.event.id: e for e in model.window}
+
+
+def edges(model: LiveModel) -> set[tuple[str, str]]:
+    return {(p, e.event.id) for e in model.window for p in e.preds}
+
+
+# The model, from made-up actions
+
+
+def test_rows_show_the_last_reported_clock_and_what_was_delivered():
+    model = LiveModel()
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    deliver(model, B, "A", vc(A=1))
+    report(model, B, "B", vc(A=1, B=2))
+    model.observe(Left(A, "A", "127.0.0.1:5001"), T0 + 1)
+
+    a, b = model.clients["A"], model.clients["B"]
+    assert (a.clock, a.sends, a.connected, a.address) == (vc(A=1), 1, False, "127.0.0.1:5001")
+    assert (b.clock, b.reports, b.delivered, b.sent) == (vc(A=1, B=2), 1, 1, vc(A=1))
+    assert b.connected and b.heard == T0
+    assert [row.id for row in model.rows()] == ["A", "B"]
+    assert [row.id for row in model.rows(since=b.version)] == ["A"]  # only A changed since
+
+
+def test_a_delivery_is_an_arrow_from_the_send_to_a_hollow_dot_with_the_carried_clock():
+    model = LiveModel()
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    deliver(model, B, "A", vc(A=1))
+    d = dots(model)
+    assert list(d) == ["A:1", "B:1"]
+    sent, got = d["A:1"].event, d["B:1"].event
+    assert (sent.kind, sent.peer, sent.msg, dict(sent.clock)) == ("send", "B", "A#1", {"A": 1})
+    assert (got.kind, got.peer, got.msg, dict(got.clock)) == ("deliver", "A", "A#1", {"A": 1})
+    assert "not known to the server" in (got.desc or "")
+    [arrow] = d["B:1"].arrows
+    assert (arrow.source, arrow.target, arrow.kind) == ("A:1", "B:1", "message")
+    assert got.rank == sent.rank + 1
+
+
+def test_a_send_that_covers_a_delivery_follows_it_and_one_that_does_not_stays_concurrent():
+    model = LiveModel()
+    joined(model, "A", "B")
+    send(model, B, "B", "A", vc(B=1))  # B:1
+    send(model, A, "A", "B", vc(A=1))  # A:1
+    deliver(model, B, "A", vc(A=1))  # B:2, hollow
+    send(model, B, "B", "A", vc(B=2))  # B:3: left before A#1 arrived
+    send(model, B, "B", "A", vc(A=1, B=4))  # B:4: after it (B=3 was the receive)
+    e = edges(model)
+    assert ("B:1", "B:2") in e  # B's last send before the delivery
+    assert ("A:1", "B:2") in e
+    assert ("B:2", "B:3") not in e and ("B:1", "B:3") in e
+    assert ("B:2", "B:4") in e and ("B:3", "B:4") in e
+    d = dots(model)
+    assert d["B:3"].event.rank <= d["B:2"].event.rank  # concurrent: not drawn after it
+
+
+def test_reports_go_to_the_server_lane_as_in_the_offline_diagram():
+    model = LiveModel()
+    joined(model, "A")
+    report(model, A, "A", vc(A=1))
+    d = dots(model)
+    assert [(x.event.pid, x.event.kind) for x in d.values()] == [
+        ("A", "send"),
+        ("server", "receive"),
+    ]
+    assert d["A:1"].event.peer == "server"
+    [arrow] = d["server:1"].arrows
+    assert (arrow.source, arrow.kind) == ("A:1", "report")
+
+
+def test_a_sync_cycle_draws_a_diamond_and_dashed_arrows_and_fills_the_sync_panel():
+    model = LiveModel()
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    report(model, B, "B", vc(B=1))
+    frontier = vc(A=1, B=1)
+    model.observe(SyncCycle(7, 2, frontier, ("A",)), T0 + 2)
+    model.observe(SyncCycle(8, 2, frontier, ()), T0 + 3)  # nothing new: no dots
+
+    s = model.sync
+    assert (s.cycle, s.clients, s.frontier, s.synced, s.cycles, s.sent) == (
+        8,
+        2,
+        frontier,
+        (),
+        2,
+        1,
+    )
+    assert s.last_sent_cycle == 7
+    d = dots(model)
+    diamond = d["server:2"].event
+    assert (diamond.kind, diamond.msg, diamond.to) == ("sync", "sync#7", ("A",))
+    assert {("A:1", "server:2"), ("B:1", "server:2"), ("server:1", "server:2")} <= edges(model)
+    got = d["A:2"]
+    assert (got.event.kind, got.event.msg) == ("sync-deliver", "sync#7")
+    assert [(a.source, a.kind) for a in got.arrows] == [("server:2", "sync")]
+    assert model.clients["A"].syncs == 1 and model.clients["A"].sent == frontier
+    assert len(model.window) == 5
+
+
+def test_a_broadcast_is_an_arrow_to_every_receiver_and_is_not_put_before_the_next_delivery():
+    from vclock.protocol.frames import Broadcast
+
+    model = LiveModel()
+    joined(model, "A", "B", "C")
+    frame = Broadcast(seq=1, clock=vc(A=1), bclock=vc(A=1))
+    model.observe(Received(A, "A", "addr", frame), T0)
+    for peer in (B, C):
+        model.observe(Outgoing(peer, Deliver(sender="A", seq=1, clock=vc(A=1), bclock=vc(A=1))), T0)
+    send(model, C, "C", "B", vc(C=1))
+    deliver(model, B, "C", vc(C=1))
+    d = dots(model)
+    assert d["A:1"].event.peer == EVERYONE
+    assert [a.source for a in d["B:1"].arrows] == [a.source for a in d["C:1"].arrows] == ["A:1"]
+    # B may hold the broadcast back until later: no edge from it to the next delivery.
+    assert ("B:1", "B:2") not in edges(model)
+
+
+def test_refused_frames_are_counted_and_listed():
+    model = LiveModel()
+    joined(model, "A")
+    error = PeerError("clock does not advance", code=ErrorCode.STALE_CLOCK)
+    model.observe(Refused(A, "127.0.0.1:5001", error), T0)
+    model.observe(Refused(PeerId(9), "10.0.0.9:1", error), T0)  # before hello: no id
+    assert model.clients["A"].refused == 1
+    assert [(r.who, r.code) for r in model.refusals] == [
+        ("A", "stale-clock"),
+        ("10.0.0.9:1", "stale-clock"),
+    ]
+
+
+def test_the_window_keeps_the_last_dots_and_says_which_scrolled_off():
+    model = LiveModel(max_events=10)
+    joined(model, "A", "B")
+    page: set[str] = set()  # what a page holds, applying the changes as they are taken
+    for n in range(1, 21):
+        send(model, A, "A", "B", vc(A=n))
+        deliver(model, B, "A", vc(A=n))
+        if n % 3 == 0:
+            changes = model.take_changes()
+            assert not changes.overflow
+            page = (page | {e.event.id for e in changes.added}) - set(changes.removed)
+    changes = model.take_changes()
+    page = (page | {e.event.id for e in changes.added}) - set(changes.removed)
+    assert len(model.window) == 10
+    assert model.window[0].event.id == "A:16" and model.events_seen == 40
+    assert page == {e.event.id for e in model.window}
+    assert model.rank_of("A:1") is None and model.rank_of("A:16") is not None
+    assert model.take_changes().added == []
+    # A new client's lane starts where the picture is, not at rank 1.
+    model.observe(Joined(C, "C", "addr"), T0)
+    floor = model.window[0].event.rank
+    send(model, C, "C", "A", vc(C=1))
+    assert dots(model)["C:1"].event.rank >= floor
+
+
+def test_without_anyone_taking_the_changes_they_stay_bounded():
+    model = LiveModel(max_events=5)
+    joined(model, "A", "B")
+    for n in range(1, 50):
+        send(model, A, "A", "B", vc(A=n))
+    changes = model.take_changes()
+    assert changes.overflow and len(changes.added) <= 5
+
+
+def test_rates_are_per_second_over_the_last_whole_seconds():
+    model = LiveModel()
+    joined(model, "A", "B")
+    for n in range(1, 31):  # 10 a second for 3 seconds
+        send(model, A, "A", "B", vc(A=n), at=T0 + (n - 1) / 10)
+        deliver(model, B, "A", vc(A=n), at=T0 + (n - 1) / 10)
+    rates = model.rates.rates(T0 + 3.5, window=3)
+    assert rates["messages"] == rates["deliveries"] == 10
+    assert model.rates.series("messages", T0 + 3.5)[-3:] == [10, 10, 10]
+
+
+def test_the_clients_table_is_bounded_and_forgets_those_that_left_first():
+    model = LiveModel(max_clients=3)
+    joined(model, "A", "B", "C")
+    model.observe(Left(B, "B", "addr"), T0)
+    model.observe(Joined(PeerId(4), "D", "addr"), T0)
+    assert list(model.clients) == ["A", "C", "D"]
+
+
+# The ShiViz log
+
+
+def test_the_shiviz_log_parses_and_loads_in_shiviz():
+    model = LiveModel()
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    deliver(model, B, "A", vc(A=1))
+    send(model, B, "B", "A", vc(A=1, B=3))  # B=1, B=2 unseen: a local event, the receive
+    report(model, A, "A", vc(A=2))
+    text = model.shiviz_log()
+    [run] = parse_runs(text)
+    check_run(run.records)  # what ShiViz checks: every event of a host, numbered 1, 2, 3 ...
+    assert [(r.host, r.clock[r.host]) for r in run.records if r.host == "B"] == [
+        ("B", 1),
+        ("B", 2),
+        ("B", 3),
+    ]
+    seen = [r.description for r in run.records if not r.description.startswith("unseen")]
+    assert seen == ["send A#1 -> B", "send A#2 -> server", "send B#3 -> A"]
+    unseen = [r for r in run.records if r.description.startswith("unseen")]
+    assert [r.clock for r in unseen] == [vc(B=1), vc(B=2)]  # lower bounds, before B#3
+
+
+def test_the_shiviz_log_keeps_its_first_bytes_and_counts_the_rest():
+    model = LiveModel(max_log_bytes=600)
+    joined(model, "A", "B")
+    for n in range(1, 20):
+        send(model, A, "A", "B", vc(A=n))
+    log = model.log
+    assert log.full and log.events + log.dropped == 19 and 0 < log.size <= 600
+    [run] = parse_runs(model.shiviz_log())
+    check_run(run.records)
+    assert len(run.records) == log.events
+
+
+def test_a_huge_counter_is_not_filled_in_event_by_event():
+    model = LiveModel()
+    joined(model, "A", "B")
+    report(model, A, "A", vc(A=10**12))
+    send(model, B, "B", "A", vc(B=2))
+    [run] = parse_runs(model.shiviz_log())
+    assert [r.clock for r in run.records if r.host == "A"] == [vc(A=10**12)]  # left as it is
+    assert len(run.records) == 3 and model.log.gaps == 1  # B's gap of one is filled
+
+
+def test_events_other_clocks_count_beyond_the_last_seen_are_filled_in_at_the_end():
+    model = LiveModel()
+    joined(model, "A", "B")
+    model.seed(["A"], {"A": vc(A=3)}, T0)  # say, clocks from before the dashboard started
+    send(model, B, "B", "A", vc(A=3, B=1))
+    [run] = parse_runs(model.shiviz_log())
+    check_run(run.records)
+    assert [(r.host, r.clock[r.host]) for r in run.records] == [
+        ("A", 1),
+        ("A", 2),
+        ("A", 3),
+        ("B", 1),
+    ]
+    assert all(r.description.startswith("unseen") for r in run.records[:3])
+
+
+# The model, from a simulated run through the real Hub: is every edge true?
+
+
+@dataclass
+class _Sim:
+    """Nodes around a real Hub, with a random network: frames to each node wait in its
+    queue (in order, as on one TCP connection) until the node reads them."""
+
+    hub: Hub
+    model: LiveModel
+    nodes: dict[str, NodeState]
+    peer: dict[str, PeerId]
+    queue: dict[str, deque[Any]]
+    truth: dict[tuple[str, str], VectorClock]  # (receiver, msg) -> its clock after it
+
+    def apply(self, actions: list[Any], at: float) -> None:
+        by_peer = {p: c for c, p in self.peer.items()}
+        for action in actions:
+            if isinstance(action, Outgoing):
+                self.queue[by_peer[action.peer]].append(action.frame)
+            self.model.observe(action, at)
+
+
+def _simulate(seed: int, steps: int = 300, broadcasts: bool = False) -> _Sim:
+    rng = random.Random(seed)
+    ids = ["A", "B", "C", "D"]
+    sim = _Sim(Hub(), LiveModel(), {}, {}, {c: deque() for c in ids}, {})
+    for n, c in enumerate(ids, 1):
+        sim.nodes[c] = NodeState(c, delta=False)
+        sim.peer[c] = PeerId(n)
+        sim.apply(sim.hub.connect(PeerId(n), f"addr{n}"), 0)
+        sim.apply(sim.hub.receive(PeerId(n), sim.nodes[c].hello()), 0)
+    for step in range(steps):
+        at = T0 + step / 50
+        c = rng.choice(ids)
+        node = sim.nodes[c]
+        roll = rng.random()
+        if roll < 0.35 and sim.queue[c]:
+            for event in node.receive_all(sim.queue[c].popleft()):
+                if isinstance(event, Message):
+                    sim.truth[(c, event.id)] = event.clock
+                elif isinstance(event, Synced):
+                    sim.truth[(c, f"sync#{event.cycle}")] = event.clock
+        elif roll < 0.45:
+            node.local_event()
+        elif roll < 0.55:
+            sim.apply(sim.hub.receive(sim.peer[c], node.report()), at)
+        elif roll < 0.62:
+            sim.apply(sim.hub.begin_sync_cycle(), at)
+        elif broadcasts and roll < 0.75:
+            sim.apply(sim.hub.receive(sim.peer[c], node.broadcast()), at)
+        else:
+            to = rng.choice([x for x in ids if x != c])
+            sim.apply(sim.hub.receive(sim.peer[c], node.send(to)), at)
+    return sim
+
+
+@pytest.mark.parametrize("broadcasts", [False, True], ids=["sends", "broadcasts"])
+@pytest.mark.parametrize("seed", range(8))
+def test_every_edge_the_model_draws_is_a_true_happened_before(seed: int, broadcasts: bool):
+    if broadcasts and not hasattr(NodeState, "broadcast"):
+        pytest.skip("this build has no causal broadcast")
+    sim = _simulate(seed, broadcasts=broadcasts)
+    d = dots(sim.model)
+
+    def true_clock(dot_id: str) -> VectorClock | None:
+        e = d[dot_id].event
+        if e.pid == "server":
+            return None  # not a client event
+        if e.kind == "send":
+            return VectorClock(e.clock)  # a client's own clock, as it sent it
+        return sim.truth.get((e.pid, e.msg or ""))  # None: still in the network
+
+    checked = 0
+    for a, b in edges(sim.model):
+        ca, cb = true_clock(a), true_clock(b)
+        if ca is not None and cb is not None:
+            assert ca < cb, f"{a} -> {b} drawn, but {ca} is not before {cb}"
+            checked += 1
+        assert d[a].event.rank < d[b].event.rank
+    assert checked > 50
+    # and the table shows the hub's own latest clocks
+    for c in sim.nodes:
+        assert sim.model.clients[c].clock == sim.hub.latest.get(c, VectorClock())
+
+
+# The drawing
+
+
+def test_the_drawing_appends_dots_drawn_by_the_offline_diagrams_rules():
+    from vclock.tools.diagram import event_svg
+
+    model = LiveModel()
+    drawing = LiveDrawing(model, min_reset_interval=0)
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    model.take_changes()
+    first = drawing.snapshot(T0)
+    assert first["kind"] == "reset" and first["lanes"] == ["A", "B", "server"]
+    assert 'class="event kind-send"' in first["diagram"] and 'data-id="A:1"' in first["diagram"]
+
+    deliver(model, B, "A", vc(A=1))
+    update = drawing.step(model.take_changes(), T0 + 0.1)
+    assert update is not None and update["kind"] == "append"
+    [(serial, dot)] = update["events"]
+    assert serial == model.window[-1].serial == update["upto"]
+    assert dot.startswith('<g class="event kind-deliver" data-id="B:1"')
+    assert 'stroke-dasharray="2.2 1.6"' in dot  # hollow, dashed rim
+    [(_, arrow)] = update["arrows"]
+    assert 'class="message" data-from="A:1" data-to="B:1"' in arrow
+    assert update["edges"] == ["A:1", "B:1"]
+    # the same function draws the same dot offline
+    g = drawing._geometry
+    assert g is not None
+    assert event_svg.__module__ == "vclock.tools.diagram"
+
+
+def test_a_new_lane_redraws_the_window_at_most_once_a_second():
+    model = LiveModel()
+    drawing = LiveDrawing(model, min_reset_interval=1.0)
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    drawing.snapshot(T0)
+    model.take_changes()
+    model.observe(Joined(C, "C", "addr"), T0 + 0.2)  # a new lane
+    assert drawing.step(model.take_changes(), T0 + 0.2) is None  # held back
+    send(model, C, "C", "A", vc(C=1))
+    assert drawing.step(model.take_changes(), T0 + 0.5) is None
+    again = drawing.step(model.take_changes(), T0 + 1.2)
+    assert (
+        again is not None
+        and again["kind"] == "reset"
+        and again["lanes"] == ["A", "B", "C", "server"]
+    )
+    assert 'data-id="C:1"' in again["diagram"]
+
+
+def test_past_the_label_limit_the_dots_lose_their_labels_as_offline():
+    from vclock.tools.diagram import LABEL_LIMIT
+
+    model = LiveModel()
+    drawing = LiveDrawing(model, min_reset_interval=0)
+    joined(model, "A", "B")
+    send(model, A, "A", "B", vc(A=1))
+    assert drawing.snapshot(T0)["labelled"] is True
+    for n in range(2, LABEL_LIMIT + 2):
+        send(model, A, "A", "B", vc(A=n))
+    update = drawing.step(model.take_changes(), T0 + 2)
+    assert update is not None and update["kind"] == "reset" and update["labelled"] is False
+    assert "clock-label" not in update["diagram"]
+
+
+# The web app, over real HTTP
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+async def request(
+    port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
+) -> Reply:
+    """One HTTP/1.1 request to 127.0.0.1:port, read to the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = {"Host": f"127.0.0.1:{port}", "Connection": "close", **(headers or {})}
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in head.items()), "", ""]
+    writer.write("\r\n".join(lines).encode())
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    top, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = top.decode().split("\r\n")
+    parsed: dict[str, str] = {}
+    for line in header_lines:
+        key, _, value = line.partition(":")
+        parsed[key.strip().lower()] = (
+            parsed[key.strip().lower()] + ", " if key.strip().lower() in parsed else ""
+        ) + value.strip()
+    if parsed.get("transfer-encoding") == "chunked":
+        body = _unchunk(body)
+    return Reply(int(status_line.split()[1]), parsed, body)
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out
+
+
+class EventStream:
+    """The page's event stream, read as a browser would."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.buffer = b""
+
+    @classmethod
+    async def open(cls, port: int, headers: dict[str, str] | None = None) -> EventStream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = {"Host": f"127.0.0.1:{port}", "Accept": "text/event-stream", **(headers or {})}
+        lines = ["GET /events HTTP/1.1", *(f"{k}: {v}" for k, v in head.items()), "", ""]
+        writer.write("\r\n".join(lines).encode())
+        stream = cls(reader, writer)
+        while b"\r\n\r\n" not in stream.buffer:
+            stream.buffer += await asyncio.wait_for(reader.read(65536), 10)
+        top, _, stream.buffer = stream.buffer.partition(b"\r\n\r\n")
+        assert top.startswith(b"HTTP/1.1 200"), top
+        assert b"text/event-stream" in top
+        return stream
+
+    async def events(self, seconds: float) -> list[tuple[str, Any]]:
+        """The events that arrive within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(1 << 20), left)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+        return self._parse()
+
+    async def next_event(self, timeout: float = 10) -> tuple[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self._parse(limit=1)
+            if events:
+                return events[0]
+            left = deadline - time.monotonic()
+            assert left > 0, "no event in time"
+            self.buffer += await asyncio.wait_for(self.reader.read(1 << 20), left)
+
+    def _parse(self, limit: int | None = None) -> list[tuple[str, Any]]:
+        text = _unchunk_stream(self)
+        out = []
+        while "\n\n" in text and (limit is None or len(out) < limit):
+            block, text = text.split("\n\n", 1)
+            fields = dict(
+                line.split(": ", 1) for line in block.split("\n") if ": " in line and line[0] != ":"
+            )
+            if "data" in fields:
+                out.append((fields.get("event", "message"), msgspec.json.decode(fields["data"])))
+        self.text = text
+        return out
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _unchunk_stream(stream: EventStream) -> str:
+    """Move whole chunks from the raw buffer to the decoded text."""
+    text = getattr(stream, "text", "")
+    data = stream.buffer
+    while True:
+        size_line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if len(rest) < size + 2:
+            break
+        text += rest[:size].decode()
+        data = rest[size + 2 :]
+    stream.buffer = data
+    return text
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[Dashboard]:
+    server = await serve(ServerConfig(port=0, sync_interval=0.2), Console(None))
+    dashboard = Dashboard(server)
+    try:
+        await dashboard.start()
+        yield dashboard
+    finally:
+        await dashboard.close()
+        await server.close()
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[Dashboard]:
+    server = await serve(ServerConfig(port=0, sync_interval=0.2), Console(None))
+    dashboard = Dashboard(server, token="s3cret-token")
+    try:
+        await dashboard.start()
+        yield dashboard
+    finally:
+        await dashboard.close()
+        await server.close()
+
+
+def _network_references(page: str) -> list[str]:
+    """Anything in a page that could make a browser fetch, but its own event stream."""
+    patterns = [
+        r"https?://",
+        r"<script[^>]*\ssrc\s*=",
+        r"<link\b",
+        r"<img\b",
+        r"<iframe\b",
+        r"@import",
+        r"url\(\s*['\"]?(?!#)",
+        r"\bfetch\(|XMLHttpRequest|WebSocket|sendBeacon",
+    ]
+    return [p for p in patterns if re.search(p, page, re.IGNORECASE)]
+
+
+async def test_the_page_is_one_self_contained_file_with_a_strict_policy(service: Dashboard):
+    assert service.url == f"http://127.0.0.1:{service.port}/"
+    reply = await request(service.port, "/")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in reply.headers["content-security-policy"]
+    assert "connect-src 'self'" in reply.headers["content-security-policy"]
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.headers["cache-control"] == "no-store"
+    page = reply.text
+    assert _network_references(page) == []
+    assert "Content-Security-Policy" in page  # in the page too, as offline
+    assert "new EventSource(config.events)" in page and '"events":"events"' in page
+    assert "var VClockDiagram" in page  # the offline diagram's script, inlined
+    assert "{{" not in page
+    assert 'href="shiviz.log"' in page
+
+
+async def test_the_dashboard_is_read_only(service: Dashboard):
+    for path in ("/", "/state", "/shiviz.log"):
+        assert (await request(service.port, path, method="POST")).status == 405
+    assert (await request(service.port, "/nothing")).status == 404
+
+
+async def test_it_answers_only_to_a_localhost_host_header(service: Dashboard):
+    rebound = await request(
+        service.port, "/state", headers={"Host": f"evil.example:{service.port}"}
+    )
+    assert rebound.status == 400 and "localhost" in rebound.text
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        ok = await request(service.port, "/state", headers={"Host": f"{host}:{service.port}"})
+        assert ok.status == 200, host
+
+
+async def test_with_a_token_every_request_needs_it(guarded: Dashboard):
+    port = guarded.port
+    assert guarded.url == f"http://127.0.0.1:{port}/?token=s3cret-token"
+    for path in ("/", "/events", "/state", "/shiviz.log", "/?token=wrong"):
+        reply = await request(port, path)
+        assert reply.status == 401, path
+        assert "needs its token" in reply.text and "Bearer" in reply.headers["www-authenticate"]
+
+    # ?token= on the page: a cookie (not the token itself), and the token leaves the URL
+    first = await request(port, "/?token=s3cret-token")
+    assert first.status == 303 and first.headers["location"] == "./"
+    cookie = first.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "s3cret" not in cookie
+    pair = cookie.split(";", 1)[0]
+    assert (await request(port, "/", headers={"Cookie": pair})).status == 200
+    assert (await request(port, "/state", headers={"Cookie": pair})).status == 200
+    forged = pair.split("=", 1)[0] + "=" + "0" * 64
+    assert (await request(port, "/state", headers={"Cookie": forged})).status == 401
+
+    bearer = {"Authorization": "Bearer s3cret-token"}
+    assert (await request(port, "/shiviz.log", headers=bearer)).status == 200
+    assert (await request(port, "/state", headers={"X-Vclock-Token": "s3cret-token"})).status == 200
+    assert (await request(port, "/state?token=s3cret-token")).status == 200
+    stream = await EventStream.open(port, bearer)
+    kind, _ = await stream.next_event()
+    assert kind == "snapshot"
+    stream.close()
+
+
+async def test_the_state_and_the_shiviz_log_follow_real_clients(service: Dashboard):
+    port = service.server.port
+    nodes = [await connect("127.0.0.1", port, id=c) for c in "ABC"]
+    try:
+        for n in range(5):
+            for node in nodes:
+                others = [x.id for x in nodes if x is not node]
+                await node.send(others[n % 2])
+        await nodes[0].report()
+        await _wait(lambda: sum(r.sends + r.reports for r in service.model.clients.values()) == 16)
+        state = msgspec.json.decode((await request(service.port, "/state")).body)
+        shown = {c["id"]: c["clock"] for c in state["clients"]}
+        assert shown == {c: service.server.hub.latest[c].to_dict() for c in "ABC"}
+        assert state["connected"] == 3
+
+        log = await request(service.port, "/shiviz.log")
+        assert log.status == 200 and "attachment" in log.headers["content-disposition"]
+        [run] = parse_runs(log.text)
+        check_run(run.records)
+        sends = [r for r in run.records if r.description.startswith("send")]
+        assert len(sends) == 16
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def _wait(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+class PageModel:
+    """What dashboard.js does with the diagram messages, for the dot ids."""
+
+    def __init__(self) -> None:
+        self.dots: set[str] = set()
+        self.upto = 0
+
+    def apply(self, d: dict[str, Any]) -> None:
+        if d["kind"] == "reset":
+            self.dots = set(re.findall(r'<g class="event[^"]*" data-id="([^"]+)"', d["diagram"]))
+            self.upto = d["upto"]
+            return
+        self.dots -= set(d["removed"])
+        for serial, fragment in d["events"]:
+            if serial > self.upto:
+                [dot] = re.findall(r'<g class="event[^"]*" data-id="([^"]+)"', fragment)
+                assert dot not in self.dots
+                self.dots.add(dot)
+        self.upto = max(self.upto, d["upto"])
+
+
+async def test_the_event_stream_sends_a_snapshot_then_batched_updates(service: Dashboard):
+    port = service.server.port
+    nodes = [await connect("127.0.0.1", port, id=c) for c in "ABC"]
+    stream = await EventStream.open(service.port)
+    try:
+        kind, snapshot = await stream.next_event()
+        assert kind == "snapshot"
+        assert {c["id"] for c in snapshot["state"]["clients"]} == {"A", "B", "C"}
+        assert snapshot["diagram"]["kind"] == "reset"
+
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 1.0:  # a few hundred messages a second
+            for node in nodes:
+                await node.send(random.choice([x.id for x in nodes if x is not node]))
+                sent += 1
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - started
+        events = await stream.events(0.6)
+        updates = [data for kind, data in events if kind == "update"]
+        assert sent >= 200
+        # at most one push per 0.1 s, however many messages: batched
+        assert 3 <= len(updates) <= (elapsed + 0.6) / service.push_interval + 2
+        assert all(u["state"]["rates"].keys() >= {"messages", "deliveries"} for u in updates)
+
+        # A page applying the snapshot and the updates holds the model's window.
+        page = PageModel()
+        page.apply(snapshot["diagram"])
+        for update in updates:
+            if update["diagram"]:
+                page.apply(update["diagram"])
+        await _wait(lambda: service.model.rates.rates(time.time())["messages"] == 0, 8)
+        for _, update in await stream.events(0.4):
+            if update["diagram"]:
+                page.apply(update["diagram"])
+        assert page.dots == {e.event.id for e in service.model.window}
+        assert page.dots >= {f"{c}:{n}" for c in "ABC" for n in (1, 2, 3)}
+    finally:
+        stream.close()
+        for node in nodes:
+            await node.close()
+
+
+async def test_a_page_that_falls_behind_is_cut_off_not_waited_for(service: Dashboard):
+    service.max_queue = 3
+    subscriber = service.subscribe()  # never read
+    try:
+        for n in range(10):
+            service.model.observe(SyncCycle(n + 1, 0, VectorClock(), ()), time.time())
+            service.push(time.time() + n)  # a push per "second"
+        assert subscriber.closed
+        assert service.pages == 1  # until its stream notices; the server never waited
+    finally:
+        service.unsubscribe(subscriber)
+    assert service.pages == 0
+
+
+async def test_close_ends_open_streams_and_frees_the_port(service: Dashboard):
+    stream = await EventStream.open(service.port)
+    await stream.next_event()
+    port = service.port
+    await service.close()
+    rest = await asyncio.wait_for(stream.reader.read(), 5)  # the stream ends
+    assert rest.endswith(b"0\r\n\r\n")
+    stream.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("0.0.0.0:80", ("0.0.0.0", 80)),
+        (":0", ("127.0.0.1", 0)),
+        ("8080", ("127.0.0.1", 8080)),
+        ("[::1]:9000", ("::1", 9000)),
+        ("localhost:65535", ("localhost", 65535)),
+    ],
+)
+def test_web_addresses(text: str, address: tuple[str, int]):
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["", "host:", "host:http", "1.2.3.4:70000", "[::1]9000"])
+def test_bad_web_addresses_say_what_is_expected(text: str):
+    with pytest.raises(ValueError, match="expected"):
+        parse_address(text)
+
+
+async def test_a_busy_port_is_an_oserror():
+    server = await serve(ServerConfig(port=0), Console(None))
+    first, second = Dashboard(server), Dashboard(server)
+    try:
+        await first.start()
+        with pytest.raises(OSError):
+            await second.start(port=first.port)
+    finally:
+        await first.close()
+        await second.close()
+        await server.close()
