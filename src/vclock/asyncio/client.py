@@ -214,6 +214,7 @@ class Node:
     async def close(self, reason: str = "client closing") -> None:
         """Say bye (leaving for good) and close the connection."""
         self._closing = True
+        self._finish(reason)  # logged as our leave, unless the session had ended already
         writer = self._writer
         if writer is not None and not writer.is_closing():
             try:
@@ -224,7 +225,6 @@ class Node:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._finish(self.closed_reason or reason)
 
     async def __aenter__(self) -> Node:
         return self
