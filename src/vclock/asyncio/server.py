@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import itertools
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
@@ -41,19 +42,19 @@ from ..hub import (
     PeerId,
     Received,
     Refused,
-    SaveClock,
     SyncCycle,
     TokenBucket,
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
-from ..protocol.frames import Broadcast, ClientFrame, Hello, Send, Welcome
+from ..protocol.frames import Ack, Broadcast, ClientFrame, Hello, Send, Welcome
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
 
 if TYPE_CHECKING:
     from ..cluster.backplane import Backplane, ClusterConfig
+    from ..cluster.jsstore import JetStreamStore
     from ..cluster.messages import NodeMessage
 
 READ_CHUNK = 64 * 1024
@@ -138,6 +139,8 @@ class _Peer:
     conn: Connection[ClientFrame]
     out: list[bytes] = field(default_factory=list)  # written at the end of the loop tick
     closing: bool = False
+    # Cluster mode: frames wait until this is done (an ack's durability in JetStream).
+    barrier: asyncio.Future[object] | None = None
 
 
 class Server:
@@ -165,6 +168,7 @@ class Server:
         self.store = store or Store(MEMORY)
         self.cluster = cluster
         self._backplane: Backplane | None = None
+        self._jsstore: JetStreamStore | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.hub = Hub(
             cluster=cluster is not None,
@@ -202,9 +206,16 @@ class Server:
     async def start(self) -> None:
         if self.cluster is not None:
             from ..cluster.backplane import Backplane
+            from ..cluster.jsstore import JetStreamStore
 
             self._backplane = await Backplane.connect(self.cluster)
+            self._jsstore = await JetStreamStore.open(
+                self._backplane.js, self.cluster.name, self.cluster.node_id
+            )
+            self.hub.cycle = max(self.hub.cycle, await self._jsstore.load_cycle())
+            self.hub.broadcasts = self.hub.broadcasts.merge(await self._jsstore.load_broadcasts())
             self._backplane.on_message = self._from_cluster
+            self._backplane.is_local = lambda i: i in self.hub.clients or i in self.hub.inboxes
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         self._server = await asyncio.start_server(
             self._handle_connection,
@@ -224,6 +235,9 @@ class Server:
             self._heartbeat_task.cancel()
         claims = self.hub.clients
         self._apply(self.hub.shutdown(reason))
+        barriers = [p.barrier for p in self._peers.values() if p.barrier is not None]
+        if barriers:  # cluster: acks wait for JetStream (bounded)
+            await asyncio.wait(barriers, timeout=5)
         self._flush()
         if self._server is not None:
             self._server.close()
@@ -231,6 +245,8 @@ class Server:
             peer.writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
+        if self._jsstore is not None:
+            await self._jsstore.close()
         if self._backplane is not None:
             await self._backplane.close(claims)
         self.store.close()
@@ -314,9 +330,19 @@ class Server:
             return hello  # the hub refuses it (auth, reserved id, local duplicate)
         if self.config.auth is not None and not self.config.auth.check(hello.id, hello.token):
             return hello  # the hub refuses it, saying nothing about the id
+        jsstore = self._jsstore
+        assert jsstore is not None
+        inbox = None
         try:
             owner = await backplane.claim(hello.id)
-            latest = await backplane.fetch_latest(hello.id)
+            latest = await jsstore.fetch_latest(hello.id)
+            if owner is None:  # its held inbox, as the cluster stores it
+                while True:
+                    generation = jsstore.generation
+                    await jsstore.drain()  # this node's own writes first
+                    inbox = await jsstore.load_inbox(hello.id)
+                    if jsstore.generation == generation:
+                        break
         except Exception as exc:  # NATS unreachable: refuse; the client retries later
             return PeerError(
                 f"the cluster cannot claim {hello.id!r} now ({exc}); try again",
@@ -330,11 +356,13 @@ class Server:
                 code=ErrorCode.DUPLICATE_ID,
                 peer=hello.id,
             )
+        self.hub.adopt_inbox(hello.id, inbox)
+        await backplane.settle(hello.id)  # our earlier relays to it go first (FIFO)
         if latest is not None:
             self._apply(self.hub.merge_latest(hello.id, latest))
         return hello
 
-    def _from_cluster(self, message: NodeMessage) -> None:
+    def _from_cluster(self, message: NodeMessage) -> Awaitable[bool] | bool | None:
         from ..cluster.messages import Frontier, Relay, Status
 
         backplane = self._backplane
@@ -343,24 +371,38 @@ class Server:
             case Status():
                 now = asyncio.get_running_loop().time()
                 self._membership(*backplane.directory.update(message, now))
+            case Relay(deliver=deliver, to=None):
+                self._apply(self.hub.deliver_remote(deliver, None))
             case Relay(deliver=deliver, to=to):
-                self._apply(self.hub.deliver_remote(deliver, to))
+                # the relaying node acks its sender once we answer ok: after the
+                # message is durable here (held client) or handed to the client
+                here = to in self.hub.clients or to in self.hub.inboxes
+                durable = self._apply(self.hub.deliver_remote(deliver, to))
+                if not here:
+                    return False
+                return True if durable is None else _confirmed(durable)
             case Frontier(clock=clock):
                 self.hub.merge_frontier(clock)
+        return None
 
     def _membership(self, joined: list[str], left: list[str]) -> None:
+        assert self._backplane is not None
         actions: list[Action] = []
         for client_id in joined:
+            self.hub.forget_inbox(client_id)  # its node now keeps its inbox
             actions += self.hub.remote_joined(client_id)
         for client_id in left:
             actions += self.hub.remote_left(client_id)
+        self.hub.remote_held = set(self._backplane.directory.held_clients())
         self._apply(actions)
 
     def _publish_status(self) -> None:
         from ..cluster.messages import Status
 
         assert self._backplane is not None
-        self._backplane.publish(Status(node=self._backplane.node, clients=self.hub.clients))
+        clients = self.hub.clients
+        held = [i for i in self.hub.inboxes if i not in clients]
+        self._backplane.publish(Status(node=self._backplane.node, clients=clients, held=held))
 
     async def _heartbeat_loop(self) -> None:
         backplane = self._backplane
@@ -372,7 +414,7 @@ class Server:
             await backplane.refresh(self.hub.clients)
             await asyncio.sleep(self.cluster.heartbeat)
 
-    def _to_cluster(self, action: Forward | Joined | Left | SaveClock) -> None:
+    def _to_cluster(self, action: Forward | Joined | Left) -> asyncio.Task[None] | None:
         from ..cluster.messages import Relay
 
         backplane = self._backplane
@@ -381,10 +423,7 @@ class Server:
             case Forward(to=None, frame=frame):
                 backplane.publish(Relay(node=backplane.node, deliver=frame))
             case Forward(to=to, frame=frame):
-                node = backplane.directory.remote_clients().get(to or "")
-                backplane.publish(Relay(node=backplane.node, deliver=frame, to=to), node=node)
-            case SaveClock(client_id=client_id, clock=clock):
-                backplane.save_latest(client_id, clock)
+                return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
             case Joined():
                 self._publish_status()
             case Left(client_id=client_id):
@@ -393,20 +432,26 @@ class Server:
                     task = asyncio.get_running_loop().create_task(backplane.release(client_id))
                     self._handlers.add(task)
                     task.add_done_callback(self._handlers.discard)
+        return None
 
     # Carrying out the hub's actions
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _apply(self, actions: list[Action]) -> asyncio.Future[object] | None:
+        """Carry out one batch. In cluster mode, returns what the batch's durability
+        waits for (JetStream writes, confirmed relays), or None."""
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
+        pending: list[Awaitable[object]] = []
         if stores:
             self.store.apply(stores)  # durable before any ack goes out
+            if self._jsstore is not None:  # cluster: in JetStream before any ack
+                pending.append(self._jsstore.submit(stores))
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
         for action in actions:
-            if self._backplane is not None and isinstance(
-                action, Forward | Joined | Left | SaveClock
-            ):
-                self._to_cluster(action)
+            if self._backplane is not None and isinstance(action, Forward | Joined | Left):
+                relayed = self._to_cluster(action)
+                if relayed is not None:
+                    pending.append(relayed)
             match action:
                 case Outgoing(peer=peer_id, frame=frame):
                     peer = self._peers.get(peer_id)
@@ -434,11 +479,39 @@ class Server:
                         self.console.show(action)
                     if self.log is not None:
                         self._record(action)
+        durable = self._hold_acks(actions, pending) if pending else None
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
             for action in actions:
                 observer(action)
+        return durable
+
+    def _hold_acks(
+        self, actions: list[Action], pending: list[Awaitable[object]]
+    ) -> asyncio.Future[object]:
+        """Cluster mode: hold back the frames of every client this batch acks until
+        ``pending`` is done (later frames wait behind them: one order per client)."""
+        durable: asyncio.Future[Any] = asyncio.gather(*pending, return_exceptions=True)
+        acked = {a.peer for a in actions if isinstance(a, Outgoing) and isinstance(a.frame, Ack)}
+        for peer_id in acked:
+            peer = self._peers.get(peer_id)
+            if peer is None:
+                continue
+            barrier: asyncio.Future[Any] = durable
+            if peer.barrier is not None and not peer.barrier.done():
+                barrier = asyncio.gather(peer.barrier, durable, return_exceptions=True)
+            peer.barrier = barrier
+            barrier.add_done_callback(functools.partial(self._wake_after, peer_id))
+        return durable
+
+    def _wake_after(self, peer_id: PeerId, _: object) -> None:
+        self._wake(peer_id)
+
+    def _wake(self, peer_id: PeerId) -> None:
+        self._dirty.add(peer_id)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write what each client got this loop iteration, in one call per client."""
@@ -448,6 +521,8 @@ class Server:
             peer = self._peers.get(peer_id)
             if peer is None:
                 continue
+            if peer.barrier is not None and not peer.barrier.done():
+                continue  # cluster: its ack is not durable yet; _wake flushes it
             data, peer.out = b"".join(peer.out), []
             if peer.writer.is_closing():
                 continue  # the client is gone; its handler cleans up
@@ -495,6 +570,11 @@ class Server:
                 self.log.record("join", {}, peer=client_id)
             case Left(client_id=client_id):
                 self.log.record("leave", {}, peer=client_id)
+
+
+async def _confirmed(durable: Awaitable[object]) -> bool:
+    await durable
+    return True
 
 
 def _address(writer: asyncio.StreamWriter) -> str:

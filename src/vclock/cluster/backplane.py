@@ -12,10 +12,16 @@ A node connects to NATS (``nats-py``) and uses:
   ``max_age`` (``claim_ttl``) makes the claims of a dead node expire; a node
   may also take over the claim of a node it has not heard from for
   ``dead_after`` seconds, with a compare-and-set on the key's revision;
-- JetStream key-value bucket ``<name>-latest``: ``latest[i]`` for every client,
-  written as the hub stores it, read when a client says hello, so a client that
-  moves to another node resumes from its clock (and its resent frames are
-  recognized as duplicates).
+- JetStream key-value buckets ``<name>-latest`` and ``<name>-held``: the hub's
+  store actions (latest clocks, held inboxes, counters), written by
+  :class:`~vclock.cluster.jsstore.JetStreamStore`.
+
+A unicast relay is a request: the receiving node answers ``ok`` once the message
+is durable there (in the receiver's JetStream inbox, for a held client) or
+handed to a plain client's connection, and ``gone`` when the receiver is neither
+connected nor held there. :meth:`Backplane.relay` resends it wherever the
+directory then locates the receiver (when the answer was ``gone`` or the node
+died), for up to ``relay_patience`` seconds; the sender's ``ack`` waits for it.
 
 Everything a node publishes goes through one ordered queue, so the others get
 its messages in the order it produced them. ``delay`` (a test hook, from the
@@ -33,17 +39,18 @@ import os
 import random
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from ..clock import ClockLimits, VectorClock
+from ..clock import ClockLimits
 from ..errors import FrameError
 from ..protocol.codec import FrameDecoder, encode_json
 from .messages import Directory, NodeMessage, Relay, Status
@@ -66,6 +73,8 @@ class ClusterConfig:
         dead_after: a node not heard from for this long is taken for dead.
         claim_ttl: seconds a claim lives without refresh (the bucket's max_age).
         delay: test hook: hold this node's messages back this many seconds.
+        relay_patience: seconds a unicast relay is retried (receiver's node died,
+            receiver moving) before its sender is acknowledged anyway.
     """
 
     url: str
@@ -75,6 +84,7 @@ class ClusterConfig:
     dead_after: float = 2.0
     claim_ttl: float = 10.0
     delay: float = field(default_factory=lambda: float(os.environ.get(DELAY_ENV) or 0))
+    relay_patience: float = 30.0
 
     def __post_init__(self) -> None:
         for what, value in (("cluster name", self.name), ("node id", self.node_id)):
@@ -82,27 +92,44 @@ class ClusterConfig:
                 raise ValueError(f"{what} {value!r}: use 1-32 letters, digits, _ or -")
 
 
+@dataclass(slots=True)
+class _Relaying:
+    """One unicast relay in flight (see :meth:`Backplane.relay`)."""
+
+    task: asyncio.Task[None] | None = None
+    retrying: bool = False
+
+
 class Backplane:
     """One node's connection to the cluster. Create it with :meth:`connect`.
 
-    ``on_message(message)`` is called for every message from another node.
+    ``on_message(message)`` is called for every message from another node. For a
+    unicast relay it returns whether the receiver is here (a bool) or an awaitable
+    of that, done once the message is durable; the relaying node gets the answer.
     """
 
-    def __init__(self, config: ClusterConfig, nc: NATS, ids: KeyValue, latest: KeyValue) -> None:
+    def __init__(self, config: ClusterConfig, nc: NATS, ids: KeyValue) -> None:
         self.config = config
         self.node = config.node_id
         self.directory = Directory(config.node_id, config.dead_after)
         self._nc = nc
         self._ids = ids
-        self._latest = latest
+        self.js: JetStreamContext = nc.jetstream()
         self._prefix = f"vclock.{config.name}"
         self._decoder: FrameDecoder[NodeMessage] = FrameDecoder(NodeMessage, limits=_TRUSTED)
-        self._out: asyncio.Queue[tuple[float, str, bytes] | None] = asyncio.Queue()
-        self._puts: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._out: asyncio.Queue[tuple[float, str, bytes, str | None] | None] = asyncio.Queue()
+        self._replies = nc.new_inbox()
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._tokens = 0
+        self._relaying: dict[str, _Relaying] = {}  # receiver -> its latest relay
+        #: whether a client is connected or held on this node (set by the server)
+        self.is_local: Callable[[str], bool] = lambda client_id: False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
-        self.on_message: Callable[[NodeMessage], None] = lambda message: None
+        self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = (
+            lambda message: None
+        )
 
     @classmethod
     async def connect(cls, config: ClusterConfig) -> Backplane:
@@ -121,14 +148,11 @@ class Backplane:
         ids = await js.create_key_value(
             KeyValueConfig(bucket=f"{config.name}-ids", ttl=config.claim_ttl)
         )
-        latest = await js.create_key_value(KeyValueConfig(bucket=f"{config.name}-latest"))
-        backplane = cls(config, nc, ids, latest)
+        backplane = cls(config, nc, ids)
+        await nc.subscribe(f"{backplane._replies}.*", cb=backplane._answered)
         await nc.subscribe(f"{backplane._prefix}.all", cb=backplane._receive)
         await nc.subscribe(f"{backplane._prefix}.node.{config.node_id}", cb=backplane._receive)
-        backplane._tasks = [
-            asyncio.create_task(backplane._publisher()),
-            asyncio.create_task(backplane._putter()),
-        ]
+        backplane._tasks = [asyncio.create_task(backplane._publisher())]
         return backplane
 
     async def close(self, claims: list[str]) -> None:
@@ -137,7 +161,6 @@ class Backplane:
             await self.release(client_id)
         self.publish(Status(node=self.node, clients=[]))
         self._out.put_nowait(None)
-        self._puts.put_nowait(None)
         await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
         await self._nc.drain()
 
@@ -151,17 +174,101 @@ class Backplane:
         if delay and isinstance(message, Relay) and message.to is None:
             # test hook: broadcasts late *and* out of order (see the module doc)
             wait = random.uniform(0, delay)
-            self._loop.call_later(wait, self._out.put_nowait, (0.0, subject, data))
+            self._loop.call_later(wait, self._out.put_nowait, (0.0, subject, data, None))
             return
-        self._out.put_nowait((self._loop.time() + delay, subject, data))
+        self._out.put_nowait((self._loop.time() + delay, subject, data, None))
 
     async def _publisher(self) -> None:
         while (item := await self._out.get()) is not None:
-            due, subject, data = item
+            due, subject, data, reply = item
             wait = due - self._loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self._nc.publish(subject, data)
+            try:
+                await self._nc.publish(subject, data, reply=reply or "")
+            except Exception:  # NATS away: a relay is resent, the rest repaired later
+                pass
+
+    # Unicast relays, confirmed by the receiving node
+
+    def relay(self, message: Relay) -> asyncio.Task[None]:
+        """Relay a unicast to the node of ``message.to``; the task ends once that
+        node confirmed it (or after ``relay_patience`` seconds of trying).
+
+        Relays to one receiver are pipelined, but a relay that has to be resent
+        (its node died, the receiver moved) holds back the later ones to that
+        receiver until it is through: unicast stays FIFO per sender."""
+        assert message.to is not None
+        previous = self._relaying.get(message.to)
+        me = _Relaying()
+        me.task = self._loop.create_task(self._relay(message, me, previous))
+        self._relaying[message.to] = me
+        me.task.add_done_callback(lambda _: self._relay_done(message.to or "", me))
+        return me.task
+
+    async def settle(self, to: str, timeout: float = 5.0) -> None:
+        """Wait (bounded) for this node's relays to ``to`` in flight: before a client
+        that moved here is welcomed, so what was relayed earlier comes first."""
+        last = self._relaying.get(to)
+        if last is not None and last.task is not None:
+            await asyncio.wait({last.task}, timeout=timeout)
+
+    def _relay_done(self, to: str, me: _Relaying) -> None:
+        if self._relaying.get(to) is me:
+            del self._relaying[to]
+
+    async def _relay(self, message: Relay, me: _Relaying, previous: _Relaying | None) -> None:
+        assert message.to is not None
+        data = encode_json(message)
+        deadline = self._loop.time() + self.config.relay_patience
+        if previous is not None and previous.retrying and previous.task is not None:
+            await asyncio.wait({previous.task})
+        while self._loop.time() < deadline:
+            if me.retrying and previous is not None and previous.task is not None:
+                await asyncio.wait({previous.task})  # the earlier one goes first
+            node = self.directory.locate(message.to)
+            if node is None and self.is_local(message.to):  # it moved to this node
+                result = self.on_message(message)
+                if result is None or result is True or (
+                    not isinstance(result, bool) and await result
+                ):
+                    return
+            if node is not None and await self._ask(node, data) == b"ok":
+                return
+            me.retrying = True
+            await asyncio.sleep(0.1)  # gone from there, or its node died: look again
+
+    async def _ask(self, node: str, data: bytes) -> bytes | None:
+        """Send to ``node`` and wait for its answer while it is alive."""
+        self._tokens += 1
+        token = str(self._tokens)
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._waiting[token] = future
+        subject = f"{self._prefix}.node.{node}"
+        self._out.put_nowait(
+            (self._loop.time() + self.config.delay, subject, data, f"{self._replies}.{token}")
+        )
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=0.25)
+                if done:
+                    return future.result()
+                if not self.directory.alive(node, self._loop.time()):
+                    return None
+        finally:
+            self._waiting.pop(token, None)
+
+    async def _answered(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject.rpartition(".")[2])
+        if future is not None and not future.done():
+            future.set_result(msg.data)
+
+    async def _answer(self, msg: Msg, result: Awaitable[bool] | bool | None) -> None:
+        ok = True if result is None else result if isinstance(result, bool) else await result
+        try:
+            await msg.respond(b"ok" if ok else b"gone")
+        except Exception:  # NATS away: the relaying node asks again
+            pass
 
     def _receive_message(self, data: bytes) -> NodeMessage | None:
         try:
@@ -172,8 +279,13 @@ class Backplane:
 
     async def _receive(self, msg: Msg) -> None:
         message = self._receive_message(msg.data)
-        if message is not None:
-            self.on_message(message)
+        if message is None:
+            return
+        result = self.on_message(message)
+        if msg.reply:
+            task = self._loop.create_task(self._answer(msg, result))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
 
     # Client ids
 
@@ -226,30 +338,3 @@ class Backplane:
                 await self._ids.delete(client_id, last=entry.revision)
         except Exception:  # gone already, or taken over: nothing to release
             pass
-
-    # Latest clocks
-
-    def save_latest(self, client_id: str, clock: VectorClock) -> None:
-        """Queue ``latest[client_id]`` for the shared bucket (written in order)."""
-        self._puts.put_nowait((client_id, clock.to_json().encode()))
-
-    async def _putter(self) -> None:
-        while (item := await self._puts.get()) is not None:
-            client_id, data = item
-            try:
-                await self._latest.put(client_id, data)
-            except Exception:  # NATS away: the next save of this id carries it
-                pass
-
-    async def flush_latest(self) -> None:
-        """Wait until every queued clock is written."""
-        while not self._puts.empty():
-            await asyncio.sleep(0.01)
-
-    async def fetch_latest(self, client_id: str) -> VectorClock | None:
-        """``latest[client_id]`` as the cluster last stored it, or None."""
-        try:
-            entry = await self._latest.get(client_id)
-        except KeyNotFoundError:
-            return None
-        return VectorClock.from_json(entry.value or b"{}", limits=_TRUSTED)

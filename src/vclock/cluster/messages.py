@@ -31,7 +31,11 @@ class _Message(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
 
 
 class Status(_Message, tag="status", frozen=True):
+    """``clients``: connected here; ``held``: resume clients away whose inbox this
+    node keeps (messages for them are relayed here)."""
+
     clients: list[str]
+    held: list[str] = []
 
 
 class Relay(_Message, tag="relay", frozen=True):
@@ -61,6 +65,15 @@ class Directory:
     node: str
     dead_after: float
     nodes: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    held: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> held ids
+
+    def held_clients(self) -> dict[str, str]:
+        """away client -> the live node that keeps its inbox."""
+        return {client: node for node, ids in self.held.items() for client in ids}
+
+    def locate(self, client_id: str) -> str | None:
+        """The node to relay a unicast for ``client_id`` to (serving or holding it)."""
+        return self.remote_clients().get(client_id) or self.held_clients().get(client_id)
 
     def remote_clients(self) -> dict[str, str]:
         """client -> the node that serves it (the most recently heard one)."""
@@ -77,6 +90,7 @@ class Directory:
             return [], []
         before = set(self.remote_clients())
         self.nodes[status.node] = (now, frozenset(status.clients))
+        self.held[status.node] = frozenset(status.held)
         return self._diff(before)
 
     def expire(self, now: float) -> tuple[list[str], list[str]]:
@@ -85,6 +99,7 @@ class Directory:
         for node, (seen, _) in list(self.nodes.items()):
             if now - seen > self.dead_after:
                 del self.nodes[node]
+                self.held.pop(node, None)
         return self._diff(before)
 
     def alive(self, node: str, now: float) -> bool:

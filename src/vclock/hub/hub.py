@@ -172,6 +172,8 @@ class Hub:
         self.cluster = cluster
         self.id_prefix = id_prefix
         self._remote: dict[str, None] = {}  # clients of other nodes, in join order
+        #: Cluster mode: away resume clients whose inbox another node keeps.
+        self.remote_held: set[str] = set()
 
     @property
     def clients(self) -> list[str]:
@@ -325,6 +327,20 @@ class Hub:
         self.frontier = self.frontier.merge(clock)
         return [SaveClock(client_id, merged)]
 
+    def adopt_inbox(self, client_id: str, inbox: Inbox | None) -> None:
+        """Cluster mode: the inbox of ``client_id`` as the cluster stores it (None:
+        not held), read before its hello; it replaces what this node had."""
+        if inbox is None:
+            self.inboxes.pop(client_id, None)
+        else:
+            self.inboxes[client_id] = inbox
+
+    def forget_inbox(self, client_id: str) -> None:
+        """Cluster mode: ``client_id`` is back on another node, which now keeps its
+        inbox; drop this node's copy (nothing to store: the inbox lives on)."""
+        if client_id not in self._by_id:
+            self.inboxes.pop(client_id, None)
+
     def merge_frontier(self, clock: VectorClock) -> None:
         """Take in another node's frontier: the next cycle syncs to the cluster's."""
         self.frontier = self.frontier.merge(clock)
@@ -441,7 +457,7 @@ class Hub:
             if target is not None:
                 actions += self._release(target, self._sessions[target], inbox)
                 target = None  # sent (or waiting for room) above
-        elif target is None and frame.to in self._remote:
+        elif target is None and (frame.to in self._remote or frame.to in self.remote_held):
             actions.append(Forward(frame.to, deliver))  # its node delivers it
         elif target is None:
             # The clock still counts as received; only the delivery fails.

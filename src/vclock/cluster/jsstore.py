@@ -1,0 +1,233 @@
+"""The durable store of a cluster node: the hub's store actions, written to JetStream.
+
+In cluster mode a node's SQLite file would die with the node, so what must
+survive the loss of a node lives in JetStream key-value buckets instead:
+
+- ``<name>-latest``: ``latest[i]`` per client id (:class:`~vclock.hub.SaveClock`);
+- ``<name>-held``: held inboxes and counters, keys (ids are hex-encoded, so any
+  id is one key token):
+
+  - ``i.<id>``: the inbox of resume client ``<id>`` exists; value: ``acked``;
+  - ``m.<id>.<n>``: message ``n`` of that inbox (an encoded ``deliver`` frame),
+    deleted once a ``delivered`` frame covers it;
+  - ``b.<sender>.<node>``: how many broadcasts of ``<sender>`` node ``<node>``
+    relayed (the hub's broadcast counts; a node starting takes the max);
+  - ``c.<node>``: the node's cycle counter.
+
+:meth:`JetStreamStore.submit` queues one batch of store actions and returns a
+future that is done once JetStream has confirmed every write of the batch
+(and of every batch before it: one writer, in order). The server holds back a
+client's frames behind such futures when the batch carries an ``ack`` for it
+(see :mod:`vclock.asyncio.server`), so an ``ack`` is only sent once what it
+acknowledges is durable. The hub stays sans-I/O: it only returns the actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from ..clock import ClockLimits, VectorClock
+from ..hub import (
+    DropInbox,
+    Inbox,
+    SaveBroadcasts,
+    SaveClock,
+    SaveCycle,
+    SaveInbox,
+    SaveMessage,
+    StoreAction,
+)
+from ..protocol.codec import FrameDecoder, encode_frame
+from ..protocol.frames import Deliver
+
+_TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
+_deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_TRUSTED)
+
+
+def key_token(client_id: str) -> str:
+    """A client id as one key token (ids may hold dots)."""
+    return client_id.encode().hex()
+
+
+def _compact(actions: Iterable[StoreAction]) -> list[StoreAction]:
+    """Drop writes a later action of the batch overwrites (clocks, cycle, counts)."""
+    items = list(actions)
+    last: dict[tuple[str, str], int] = {}
+    for index, action in enumerate(items):
+        match action:
+            case SaveClock(client_id=client_id):
+                last["clock", client_id] = index
+            case SaveCycle():
+                last["cycle", ""] = index
+            case SaveBroadcasts(sender=sender):
+                last["bcast", sender] = index
+    keep = set(last.values())
+    return [
+        action
+        for index, action in enumerate(items)
+        if index in keep or not isinstance(action, SaveClock | SaveCycle | SaveBroadcasts)
+    ]
+
+
+class JetStreamStore:
+    """One node's writer of store actions into JetStream. Create it with :meth:`open`."""
+
+    def __init__(self, node: str, latest: KeyValue, held: KeyValue) -> None:
+        self.node = node
+        self._latest = latest
+        self._held = held
+        self._queue: asyncio.Queue[tuple[list[StoreAction], asyncio.Future[None]] | None] = (
+            asyncio.Queue()
+        )
+        self._last: asyncio.Future[None] | None = None
+        self.generation = 0  # batches submitted so far
+        self._acked: dict[str, int] = {}  # receiver -> acked as last written or read
+        self._task = asyncio.create_task(self._writer())
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, name: str, node: str) -> JetStreamStore:
+        latest = await js.create_key_value(KeyValueConfig(bucket=f"{name}-latest"))
+        held = await js.create_key_value(KeyValueConfig(bucket=f"{name}-held"))
+        return cls(node, latest, held)
+
+    # Writing
+
+    def submit(self, actions: Iterable[StoreAction]) -> asyncio.Future[None]:
+        """Queue a batch; the future is done once it (and all before it) is in JetStream."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((_compact(actions), future))
+        self._last = future
+        self.generation += 1
+        return future
+
+    async def drain(self) -> None:
+        """Wait until every batch submitted so far is written (or failed)."""
+        if self._last is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._last)
+
+    async def close(self) -> None:
+        await self.drain()
+        self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, timeout=5)
+
+    async def _writer(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            actions, future = item
+            while True:
+                try:
+                    for action in actions:
+                        await self._write(action)
+                    break
+                except Exception:  # NATS away or slow: retry; acks wait meanwhile
+                    await asyncio.sleep(0.2)
+            if not future.done():
+                future.set_result(None)
+
+    async def _write(self, action: StoreAction) -> None:
+        held = self._held
+        match action:
+            case SaveClock(client_id=client_id, clock=clock):
+                await self._latest.put(client_id, clock.to_json().encode())
+            case SaveCycle(cycle=cycle):
+                await held.put(f"c.{self.node}", str(cycle).encode())
+            case SaveBroadcasts(sender=sender, count=count):
+                await held.put(f"b.{key_token(sender)}.{self.node}", str(count).encode())
+            case SaveMessage(receiver=receiver, deliver=deliver):
+                await held.put(f"m.{key_token(receiver)}.{deliver.n}", encode_frame(deliver))
+            case SaveInbox(receiver=receiver, acked=acked):
+                token = key_token(receiver)
+                before = self._acked.get(receiver)
+                if before is None:
+                    before = await self._read_acked(receiver)
+                await held.put(f"i.{token}", str(acked).encode())
+                self._acked[receiver] = acked
+                for n in range((before or 0) + 1, acked + 1):
+                    await self._delete(f"m.{token}.{n}")
+            case DropInbox(receiver=receiver):
+                token = key_token(receiver)
+                known = self._acked.pop(receiver, None)
+                acked = known if known is not None else await self._read_acked(receiver) or 0
+                await self._delete(f"i.{token}")
+                n = acked + 1
+                while await self._exists(f"m.{token}.{n}"):
+                    await self._delete(f"m.{token}.{n}")
+                    n += 1
+
+    async def _delete(self, key: str) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self._held.delete(key)
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            await self._held.get(key)
+            return True
+        except KeyNotFoundError:
+            return False
+
+    async def _read_acked(self, receiver: str) -> int | None:
+        try:
+            entry = await self._held.get(f"i.{key_token(receiver)}")
+        except KeyNotFoundError:
+            return None
+        return int(entry.value or b"0")
+
+    # Reading
+
+    async def fetch_latest(self, client_id: str) -> VectorClock | None:
+        """``latest[client_id]`` as the cluster last stored it, or None."""
+        try:
+            entry = await self._latest.get(client_id)
+        except KeyNotFoundError:
+            return None
+        return VectorClock.from_json(entry.value or b"{}", limits=_TRUSTED)
+
+    async def load_inbox(self, receiver: str) -> Inbox | None:
+        """The held inbox of ``receiver`` as JetStream has it (None: not held).
+
+        Call :meth:`drain` first, so this node's own writes are in."""
+        acked = await self._read_acked(receiver)
+        if acked is None:
+            return None
+        self._acked[receiver] = acked
+        inbox = Inbox(acked=acked)
+        token = key_token(receiver)
+        n = acked + 1
+        while True:  # messages are numbered without gaps from acked + 1
+            try:
+                entry = await self._held.get(f"m.{token}.{n}")
+            except KeyNotFoundError:
+                return inbox
+            inbox.messages.append(_deliver_decoder.decode(entry.value or b""))
+            n += 1
+
+    async def load_cycle(self) -> int:
+        try:
+            entry = await self._held.get(f"c.{self.node}")
+        except KeyNotFoundError:
+            return 0
+        return int(entry.value or b"0")
+
+    async def load_broadcasts(self) -> VectorClock:
+        """The broadcast counts every node stored, the max per sender."""
+        counts: dict[str, int] = {}
+        try:
+            keys = await self._held.keys(filters=["b.*.*"])
+        except Exception:  # nats-py raises NoKeysError for an empty bucket
+            keys = []
+        for key in keys:
+            try:
+                entry = await self._held.get(key)
+            except KeyNotFoundError:
+                continue
+            sender = bytes.fromhex(key.split(".")[1]).decode()
+            counts[sender] = max(counts.get(sender, 0), int(entry.value or b"0"))
+        return VectorClock(counts, limits=_TRUSTED)
