@@ -145,7 +145,8 @@ class VectorClock:
             if count > mine:
                 entries[pid] = count
                 gained += count - mine
-        return VectorClock._trusted(entries, big.total + gained)
+        total = None if big._total is None else big._total + gained  # stays lazy
+        return VectorClock._trusted(entries, total)
 
     def receive(self, other: VectorClock, pid: str) -> VectorClock:
         """The clock of process ``pid`` after receiving a message stamped ``other``."""

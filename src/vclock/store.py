@@ -26,7 +26,7 @@ from .hub import (
     SaveMessage,
     StoreAction,
 )
-from .protocol.codec import FrameDecoder, encode_frame
+from .protocol.codec import FrameDecoder, encode_frame, encode_json
 from .protocol.frames import Deliver
 
 SCHEMA_VERSION = 1
@@ -100,15 +100,19 @@ class Store:
     def apply(self, actions: Iterable[StoreAction]) -> None:
         """Write a batch of store actions in one transaction; returns once committed."""
         db = self._db
+        actions = list(actions)
+        # A client's latest clock only grows: the last one of the batch is enough.
+        clocks = {a.client_id: a.clock for a in actions if isinstance(a, SaveClock)}
         db.execute("BEGIN")
         try:
+            db.executemany(
+                "INSERT OR REPLACE INTO clocks VALUES (?, ?)",
+                [(client_id, encode_json(clock)) for client_id, clock in clocks.items()],
+            )
             for action in actions:
                 match action:
-                    case SaveClock(client_id=client_id, clock=clock):
-                        db.execute(
-                            "INSERT OR REPLACE INTO clocks VALUES (?, ?)",
-                            (client_id, clock.to_json()),
-                        )
+                    case SaveClock():
+                        pass
                     case SaveCycle(cycle=cycle):
                         db.execute("INSERT OR REPLACE INTO meta VALUES ('cycle', ?)", (cycle,))
                     case SaveMessage(receiver=receiver, deliver=deliver):
