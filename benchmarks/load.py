@@ -3,7 +3,8 @@
 The parent (:mod:`benchmarks.relay`) starts two of these with ``multiprocessing``
 (spawn) and talks to each over a pipe: ``ready`` after every client is connected,
 then ``load`` (sustained load over a time window), ``rtt`` (one request/response
-at a time) and ``stop``. Client ``i`` of ``N`` lives in process ``i % 2``.
+at a time) and ``stop``. Client ``i`` of ``N`` lives in process ``i % 2``; with
+several servers (the cluster cell's nodes) it connects to server ``i % servers``.
 
 Every driver makes the same messages: each client keeps a 3-entry vector clock
 (its own entry, ticked for every send by :class:`vclock.node.NodeState`, and two
@@ -109,13 +110,13 @@ class Load:
         """A message arrived for ``local_id``. Returns (from, to) of a reply to send."""
         now = time.time_ns()
         stats = self.stats
-        stats.received += 1
-        if "q" in body:
+        if "q" in body:  # round trips are not counted in ``received``
             return (local_id, body["q"])
         if "a" in body:
             if self.rtt_waiter is not None and not self.rtt_waiter.done():
                 self.rtt_waiter.set_result(None)
             return None
+        stats.received += 1
         sent_at = body["t"]
         origin = sent_at % self.procs
         count = self.from_proc[origin] + 1
@@ -205,6 +206,7 @@ class Driver:
 
     def __init__(self, port: int, local: list[int], n_clients: int, load: Load) -> None:
         self.port = port
+        self.ports = [port]  # several servers (cluster nodes): client i uses ports[i % len]
         self.local = local
         self.n_clients = n_clients
         self.load = load
@@ -221,6 +223,10 @@ class Driver:
 
     async def connect(self, index: int) -> None:
         raise NotImplementedError
+
+    def port_for(self, index: int) -> int:
+        """The server client ``index`` connects to: clients spread evenly over them."""
+        return self.ports[index % len(self.ports)]
 
     async def settle(self) -> None:
         """Wait until the server knows every client (subscriptions, hellos)."""
@@ -299,7 +305,7 @@ class SansIODriver(Driver):
     async def connect(self, index: int) -> None:
         loop = asyncio.get_running_loop()
         _, client = await loop.create_connection(
-            lambda: _SansIOClient(self, index), HOST, self.port
+            lambda: _SansIOClient(self, index), HOST, self.port_for(index)
         )
         await asyncio.wait_for(client.welcomed, 60)
         self.clients[client.id] = client
@@ -352,7 +358,7 @@ class LibDriver(Driver):
     async def connect(self, index: int) -> None:
         from vclock.asyncio import connect
 
-        node = await asyncio.wait_for(connect(HOST, self.port, id=client_id(index)), 60)
+        node = await asyncio.wait_for(connect(HOST, self.port_for(index), id=client_id(index)), 60)
         self.nodes[node.id] = node
         self.readers.append(asyncio.create_task(self._read(node)))
 
@@ -486,6 +492,7 @@ async def _worker(pipe: Pipe, spec: dict[str, Any]) -> None:
     local = [i for i in range(n) if i % procs == me]
     load = Load(local, n, spec["window"], spec["batch"], me, procs, spec["shared"])
     driver = DRIVERS[spec["driver"]](spec["port"], local, n, load)
+    driver.ports = list(spec.get("ports") or [spec["port"]])
     started = time.perf_counter()
     try:
         await driver.connect_all()

@@ -181,13 +181,19 @@ def _accepts(port: int) -> bool:
 
 
 def start_vclock(
-    log_dir: Path, *, profile_to: Path | None = None, wait: float = 20.0
+    log_dir: Path,
+    *,
+    profile_to: Path | None = None,
+    extra_args: list[str] | None = None,
+    wait: float = 20.0,
 ) -> ServerProcess:
-    """``python -m vclock server --port 0 ...`` (optionally under cProfile)."""
+    """``python -m vclock server --port 0 ...`` (optionally under cProfile; ``extra_args``
+    e.g. ``--cluster nats://... --node-id n1``)."""
     prefix = [sys.executable]
     if profile_to is not None:
         prefix += ["-m", "cProfile", "-o", str(profile_to)]
     argv = prefix + ["-m", "vclock", *VCLOCK_SERVER_ARGS, "--host", HOST, "--port", "0"]
+    argv += extra_args or []
     return _start("vclock-server", argv, log_dir, None, wait)
 
 
@@ -197,10 +203,15 @@ def start_bare_relay(log_dir: Path, *, wait: float = 20.0) -> ServerProcess:
     return _start("bare-relay", argv, log_dir, None, wait)
 
 
-def start_nats(log_dir: Path, *, wait: float = 20.0) -> ServerProcess:
-    """A real nats-server on a free port (it cannot report a port it picked itself)."""
+def start_nats(
+    log_dir: Path, *, jetstream_dir: Path | None = None, wait: float = 20.0
+) -> ServerProcess:
+    """A real nats-server on a free port (it cannot report a port it picked itself);
+    with JetStream on, storing in ``jetstream_dir``, when one is given."""
     port = free_port()
     argv = [nats_server_binary(), "-a", HOST, "-p", str(port)]
+    if jetstream_dir is not None:
+        argv += ["-js", "-sd", str(jetstream_dir)]
     return _start("nats-server", argv, log_dir, port, wait)
 
 

@@ -69,97 +69,155 @@ def run_system(
     }[system]
     result: dict[str, Any] = {"system": system, "clients": n_clients, "driver": driver}
     kwargs: dict[str, Any] = {"profile_to": profile_to} if profile_to is not None else {}
-    ctx = multiprocessing.get_context("spawn")
     with procs.running(server_kind, log_dir, **kwargs) as server:
         result["server_command"] = procs.command_line(server.argv)
-        pipes, workers = [], []
-        shared = ctx.RawArray("q", LOAD_PROCS + LOAD_PROCS * LOAD_PROCS)
         try:
-            for index in range(LOAD_PROCS):
-                parent_end, child_end = ctx.Pipe()
-                spec = {
-                    "port": server.port,
-                    "n_clients": n_clients,
-                    "index": index,
-                    "procs": LOAD_PROCS,
-                    "driver": driver,
-                    "window": window_for(n_clients),
-                    "batch": 64,
-                    "uvloop": True,
-                    "shared": shared,
-                }
-                worker = ctx.Process(target=worker_entry, args=(child_end, spec), daemon=True)
-                worker.start()
-                child_end.close()
-                pipes.append(parent_end)
-                workers.append(worker)
-            _note(step, f"{system}: connecting {n_clients} clients")
-            ready = _gather(pipes, "ready", timing.setup_timeout_s)
-            result["setup_s"] = max(r["setup_s"] for r in ready)
-            _note(step, f"{system}: sustained load, {n_clients} clients")
-            go = time.time_ns() + 200_000_000
-            win_start = go + int(timing.warmup_s * 1e9)
-            win_end = win_start + int(timing.measure_s * 1e9)
-            for pipe in pipes:
-                pipe.send(("load", go, win_start, win_end))
-            pids = [w.pid for w in workers if w.pid is not None]
-            _sleep_until(win_start)
-            before = _cpu_sample(server.pid, pids)
-            _sleep_until(win_end)
-            after = _cpu_sample(server.pid, pids)
-            loads = _gather(pipes, "load", timing.warmup_s + 30)
-            result.update(_load_summary(loads, timing.measure_s))
-            server_cpu, load_cpu, machine = (
-                (b - a) / timing.measure_s for a, b in zip(before, after, strict=True)
-            )
-            result["server_cpu"] = server_cpu
-            result["load_cpu"] = load_cpu
-            result["other_cpu"] = max(0.0, machine - server_cpu - load_cpu)
-            if rtt:
-                _note(step, f"{system}: round trips, {n_clients} clients")
-                end = time.time_ns() + int(timing.rtt_s * 1e9)
-                pipes[0].send(("rtt", "pinger", end, timing.rtt_limit))
-                pipes[1].send(("rtt", "ponger", end, timing.rtt_limit))
-                rtts = _gather(pipes, "rtt", timing.rtt_s + 30)
-                result.update(_rtt_summary(rtts))
-            for pipe in pipes:
-                pipe.send(("stop",))
-            stopped = _gather(pipes, "stopped", 30)
-            result["errors"] = sum(s["errors"] for s in stopped)
-            result["first_error"] = next(
-                (s["first_error"] for s in stopped if s["first_error"]), ""
-            )
-            if driver == "lib":
-                result["clock_entries_mean"] = sum(s["clock_entries_mean"] for s in stopped) / len(
-                    stopped
-                )
-            result["ok"] = True
+            result.update(
+                drive([server.port], [server.pid], n_clients, driver, timing,
+                      label=system, step=step, rtt=rtt)
+            )  # fmt: skip
         except Exception as exc:
             result["ok"] = False
             result["failure"] = f"{type(exc).__name__}: {exc}"
             if not server.alive():
                 result["failure"] += f" (server exited: {server.log_tail(500)})"
         finally:
-            for worker in workers:
-                worker.join(5)
-                if worker.is_alive():
-                    worker.terminate()  # by PID
-                    worker.join(5)
-                if worker.is_alive():
-                    worker.kill()
-                    worker.join(5)
-            for pipe in pipes:
-                pipe.close()
             if profile_to is not None:
                 server.stop(timeout=60)  # graceful: cProfile writes its file on exit
     return result
 
 
-def _cpu_sample(server_pid: int, load_pids: list[int]) -> tuple[float, float, float]:
-    """CPU seconds so far: the server, the load processes, the whole machine."""
+def drive(
+    ports: list[int],
+    server_pids: list[int],
+    n_clients: int,
+    driver: str,
+    timing: Timing,
+    *,
+    label: str,
+    step: Any = None,
+    rtt: bool = True,
+    settle_s: float = 0.0,
+    other_pids: list[int] | None = None,
+    rtt_first: bool = False,
+    late_s: float = 0.0,
+) -> dict[str, Any]:
+    """Put the load of this cell on servers already running; raises on failure.
+
+    Client ``i`` connects to ``ports[i % len(ports)]`` (one port: every client on one
+    server). ``server_pids`` are the servers whose CPU is reported as ``server_cpu``,
+    ``other_pids`` (e.g. a broker behind them) as ``broker_cpu``. ``settle_s``: a pause
+    after every client is welcomed and before the load starts (cluster membership).
+    ``rtt_first``: measure round trips before the sustained load rather than after it
+    (so a backlog the load leaves behind cannot slow them down). ``late_s``: wait this
+    long after the load (and round trips) before stopping, and report as ``late`` the
+    load messages that arrived after the load processes' own 2 s drain.
+    """
+    result: dict[str, Any] = {}
+    other_pids = other_pids or []
+    ctx = multiprocessing.get_context("spawn")
+    pipes, workers = [], []
+    shared = ctx.RawArray("q", LOAD_PROCS + LOAD_PROCS * LOAD_PROCS)
+    try:
+        for index in range(LOAD_PROCS):
+            parent_end, child_end = ctx.Pipe()
+            spec = {
+                "port": ports[0],
+                "ports": list(ports),
+                "n_clients": n_clients,
+                "index": index,
+                "procs": LOAD_PROCS,
+                "driver": driver,
+                "window": window_for(n_clients),
+                "batch": 64,
+                "uvloop": True,
+                "shared": shared,
+            }
+            worker = ctx.Process(target=worker_entry, args=(child_end, spec), daemon=True)
+            worker.start()
+            child_end.close()
+            pipes.append(parent_end)
+            workers.append(worker)
+        _note(step, f"{label}: connecting {n_clients} clients")
+        ready = _gather(pipes, "ready", timing.setup_timeout_s)
+        result["setup_s"] = max(r["setup_s"] for r in ready)
+        if settle_s > 0:
+            _note(step, f"{label}: letting membership settle ({settle_s:g} s)")
+            time.sleep(settle_s)
+        if rtt and rtt_first:
+            result.update(_round_trips(pipes, timing, n_clients, label, step))
+        _note(step, f"{label}: sustained load, {n_clients} clients")
+        go = time.time_ns() + 200_000_000
+        win_start = go + int(timing.warmup_s * 1e9)
+        win_end = win_start + int(timing.measure_s * 1e9)
+        for pipe in pipes:
+            pipe.send(("load", go, win_start, win_end))
+        pids = [w.pid for w in workers if w.pid is not None]
+        _sleep_until(win_start)
+        before = _cpu_sample(server_pids, pids, other_pids)
+        _sleep_until(win_end)
+        after = _cpu_sample(server_pids, pids, other_pids)
+        loads = _gather(pipes, "load", timing.warmup_s + 30)
+        result.update(_load_summary(loads, timing.measure_s))
+        server_cpu, load_cpu, broker_cpu, machine = (
+            (b - a) / timing.measure_s for a, b in zip(before, after, strict=True)
+        )
+        result["server_cpu"] = server_cpu
+        result["load_cpu"] = load_cpu
+        if other_pids:
+            result["broker_cpu"] = broker_cpu
+        result["other_cpu"] = max(0.0, machine - server_cpu - load_cpu - broker_cpu)
+        if rtt and not rtt_first:
+            result.update(_round_trips(pipes, timing, n_clients, label, step))
+        if late_s > 0:
+            _note(step, f"{label}: waiting {late_s:g} s for late messages")
+            time.sleep(late_s)
+        for pipe in pipes:
+            pipe.send(("stop",))
+        stopped = _gather(pipes, "stopped", 30)
+        result["errors"] = sum(s["errors"] for s in stopped)
+        if late_s > 0:
+            result["late"] = sum(s["received"] for s in stopped) - result["received"]
+        result["first_error"] = next((s["first_error"] for s in stopped if s["first_error"]), "")
+        if driver == "lib":
+            result["clock_entries_mean"] = sum(s["clock_entries_mean"] for s in stopped) / len(
+                stopped
+            )
+        result["ok"] = True
+    finally:
+        for worker in workers:
+            worker.join(5)
+            if worker.is_alive():
+                worker.terminate()  # by PID
+                worker.join(5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(5)
+        for pipe in pipes:
+            pipe.close()
+    return result
+
+
+def _round_trips(
+    pipes: list[Any], timing: Timing, n_clients: int, label: str, step: Any
+) -> dict[str, Any]:
+    """One request at a time from a client of process 0 to one of process 1."""
+    _note(step, f"{label}: round trips, {n_clients} clients")
+    end = time.time_ns() + int(timing.rtt_s * 1e9)
+    pipes[0].send(("rtt", "pinger", end, timing.rtt_limit))
+    pipes[1].send(("rtt", "ponger", end, timing.rtt_limit))
+    return _rtt_summary(_gather(pipes, "rtt", timing.rtt_s + 30))
+
+
+def _cpu_sample(
+    server_pids: list[int], load_pids: list[int], other_pids: list[int]
+) -> tuple[float, float, float, float]:
+    """CPU seconds so far: the servers, the load processes, other listed processes
+    (a broker), the whole machine."""
     return (
-        procs.cpu_seconds(server_pid),
+        sum(procs.cpu_seconds(pid) for pid in server_pids),
         sum(procs.cpu_seconds(pid) for pid in load_pids),
+        sum(procs.cpu_seconds(pid) for pid in other_pids),
         procs.machine_busy_seconds(),
     )
 

@@ -85,3 +85,12 @@ def test_markdown_has_the_sections_ratios_and_target_checks(report_dir: Path) ->
         assert ratio in text
     assert "faster than vectorclock" in text  # the brief's target, checked whatever the result
     assert "< 20 ms" in text  # the issue's sync-cycle target at 1,000 clients
+
+
+def test_cluster_cell_is_offered_by_cells_and_quick() -> None:
+    """The cluster cell starts nats-server and three nodes (~20 s even in quick mode),
+    so it is not run here; only chosen."""
+    from benchmarks.cli import parse_args
+
+    args = parse_args(["--quick", "--cells", "cluster,relay"])
+    assert args.quick and args.cell_names == ["relay", "cluster"]
