@@ -190,6 +190,9 @@ class Server:
         self._sync_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Action], None]] = []
+        # Cluster mode: clients arriving here whose earlier relays are still in flight
+        # (see _claim); local sends to them wait, so they do not overtake those relays.
+        self._settling: dict[str, asyncio.Future[None]] = {}
 
     def observe(self, callback: Callable[[Action], None]) -> Callable[[], None]:
         """Call ``callback`` with every action the hub returns (notices, frames sent,
@@ -281,6 +284,10 @@ class Server:
                     conn.receive_eof()
                 actions: list[Action] = []  # one batch: one commit, then the writes
                 while (event := conn.next_event()) is not None:
+                    if isinstance(event, Send) and event.to in self._settling:
+                        self._apply(actions)  # what came before, then wait (FIFO)
+                        actions = []
+                        await asyncio.shield(self._settling[event.to])
                     if isinstance(event, Hello) and self._backplane is not None:
                         self._apply(actions)  # what came before, then the claim
                         actions = []
@@ -357,7 +364,16 @@ class Server:
                 peer=hello.id,
             )
         self.hub.adopt_inbox(hello.id, inbox)
-        await backplane.settle(hello.id)  # our earlier relays to it go first (FIFO)
+        # Our earlier relays to it go first (FIFO): they deliver into the adopted
+        # inbox; local sends to it wait meanwhile (_handle_connection).
+        settled = asyncio.get_running_loop().create_future()
+        self._settling.setdefault(hello.id, settled)
+        try:
+            await backplane.settle(hello.id)
+        finally:
+            if self._settling.get(hello.id) is settled:
+                del self._settling[hello.id]
+            settled.set_result(None)
         if latest is not None:
             self._apply(self.hub.merge_latest(hello.id, latest))
         return hello
@@ -393,7 +409,9 @@ class Server:
             actions += self.hub.remote_joined(client_id)
         for client_id in left:
             actions += self.hub.remote_left(client_id)
-        self.hub.remote_held = set(self._backplane.directory.held_clients())
+        directory = self._backplane.directory
+        # away (held elsewhere) or between nodes (orphans): a send to them is relayed
+        self.hub.remote_held = set(directory.held_clients()) | directory.orphans.keys()
         self._apply(actions)
 
     def _publish_status(self) -> None:
@@ -402,7 +420,9 @@ class Server:
         assert self._backplane is not None
         clients = self.hub.clients
         held = [i for i in self.hub.inboxes if i not in clients]
-        self._backplane.publish(Status(node=self._backplane.node, clients=clients, held=held))
+        resume = [i for i in clients if i in self.hub.inboxes]
+        status = Status(node=self._backplane.node, clients=clients, held=held, resume=resume)
+        self._backplane.publish(status)
 
     async def _heartbeat_loop(self) -> None:
         backplane = self._backplane
@@ -424,7 +444,9 @@ class Server:
                 backplane.publish(Relay(node=backplane.node, deliver=frame))
             case Forward(to=to, frame=frame):
                 return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
-            case Joined():
+            case Joined(client_id=client_id):
+                backplane.directory.orphans.pop(client_id, None)  # it is back, here
+                self.hub.remote_held.discard(client_id)
                 self._publish_status()
             case Left(client_id=client_id):
                 self._publish_status()

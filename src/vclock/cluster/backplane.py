@@ -22,6 +22,10 @@ handed to a plain client's connection, and ``gone`` when the receiver is neither
 connected nor held there. :meth:`Backplane.relay` resends it wherever the
 directory then locates the receiver (when the answer was ``gone`` or the node
 died), for up to ``relay_patience`` seconds; the sender's ``ack`` waits for it.
+A relay waits for the previous one to the same receiver while that one is being
+resent or went to another node (FIFO). The resume clients of a dead node are
+*orphans* for ``claim_ttl`` seconds (:class:`~vclock.cluster.messages.Directory`):
+a unicast for one is relayed once it shows up somewhere, not refused.
 
 Everything a node publishes goes through one ordered queue, so the others get
 its messages in the order it produced them. ``delay`` (a test hook, from the
@@ -98,6 +102,7 @@ class _Relaying:
 
     task: asyncio.Task[None] | None = None
     retrying: bool = False
+    node: str | None = None  # where it is being delivered now (None: not yet, nowhere)
 
 
 class Backplane:
@@ -111,7 +116,7 @@ class Backplane:
     def __init__(self, config: ClusterConfig, nc: NATS, ids: KeyValue) -> None:
         self.config = config
         self.node = config.node_id
-        self.directory = Directory(config.node_id, config.dead_after)
+        self.directory = Directory(config.node_id, config.dead_after, orphan_ttl=config.claim_ttl)
         self._nc = nc
         self._ids = ids
         self.js: JetStreamContext = nc.jetstream()
@@ -221,13 +226,23 @@ class Backplane:
         assert message.to is not None
         data = encode_json(message)
         deadline = self._loop.time() + self.config.relay_patience
-        if previous is not None and previous.retrying and previous.task is not None:
-            await asyncio.wait({previous.task})
         while self._loop.time() < deadline:
-            if me.retrying and previous is not None and previous.task is not None:
-                await asyncio.wait({previous.task})  # the earlier one goes first
             node = self.directory.locate(message.to)
-            if node is None and self.is_local(message.to):  # it moved to this node
+            local = node is None and self.is_local(message.to)  # it moved to this node
+            target = self.node if local else node
+            if (
+                previous is not None
+                and previous.task is not None
+                and not previous.task.done()
+                and (me.retrying or previous.retrying or previous.node != target)
+            ):
+                # The earlier one goes first: it is being resent, or it went to
+                # another node (the one the receiver left, maybe dead): overtaking
+                # it there would break FIFO. Then look where the receiver is again.
+                await asyncio.wait({previous.task})
+                continue
+            me.node = target
+            if local:
                 result = self.on_message(message)
                 if result is None or result is True or (
                     not isinstance(result, bool) and await result

@@ -32,10 +32,12 @@ class _Message(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
 
 class Status(_Message, tag="status", frozen=True):
     """``clients``: connected here; ``held``: resume clients away whose inbox this
-    node keeps (messages for them are relayed here)."""
+    node keeps (messages for them are relayed here); ``resume``: the clients of
+    ``clients`` that are resume sessions (their inbox lives on if this node dies)."""
 
     clients: list[str]
     held: list[str] = []
+    resume: list[str] = []
 
 
 class Relay(_Message, tag="relay", frozen=True):
@@ -60,12 +62,20 @@ class Directory:
     node that has not been heard from for ``dead_after`` seconds is dead: its
     clients are no longer listed (their claims expire in the id bucket, so they
     can come back on another node).
+
+    The resume clients of a dead node (connected or held there) become *orphans*
+    for ``orphan_ttl`` seconds, or until a node lists them again: their inbox lives
+    on in JetStream and they are expected back, so a unicast for one is relayed
+    (and waits for it to show up) instead of being refused as ``unknown-peer``.
     """
 
     node: str
     dead_after: float
+    orphan_ttl: float = 10.0
     nodes: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
     held: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> held ids
+    resume: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> resume ids
+    orphans: dict[str, float] = field(default_factory=dict)  # id -> when its node died
 
     def held_clients(self) -> dict[str, str]:
         """away client -> the live node that keeps its inbox."""
@@ -91,15 +101,24 @@ class Directory:
         before = set(self.remote_clients())
         self.nodes[status.node] = (now, frozenset(status.clients))
         self.held[status.node] = frozenset(status.held)
+        self.resume[status.node] = frozenset(status.resume)
+        for client in (*status.clients, *status.held):
+            self.orphans.pop(client, None)  # back (or kept) on that node
         return self._diff(before)
 
     def expire(self, now: float) -> tuple[list[str], list[str]]:
         """Forget nodes not heard from for ``dead_after`` seconds."""
         before = set(self.remote_clients())
+        for client, since in list(self.orphans.items()):
+            if now - since > self.orphan_ttl:
+                del self.orphans[client]
         for node, (seen, _) in list(self.nodes.items()):
             if now - seen > self.dead_after:
                 del self.nodes[node]
-                self.held.pop(node, None)
+                for client in self.held.pop(node, frozenset()) | self.resume.pop(node, frozenset()):
+                    self.orphans.setdefault(client, now)
+        for client in self.remote_clients().keys() | self.held_clients().keys():
+            self.orphans.pop(client, None)  # also on a live node
         return self._diff(before)
 
     def alive(self, node: str, now: float) -> bool:
