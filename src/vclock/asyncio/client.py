@@ -377,12 +377,17 @@ class Node:
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
                 raise item
-            for event in self._state.receive_all(item):  # a broadcast may release several
+            released = self._state.receive_all(item)  # a broadcast may release several
+            if any(isinstance(event, Message | Synced) for event in released):
+                # Save the state before logging the receive: a crash in between then
+                # loses a log line, not the fact that the message was handled (which
+                # would have it replayed and received twice). The window is tiny.
+                self._save()
+            for event in released:
                 self._apply(event)
                 events.append(event)
         if self._state.delivered != delivered_before:
-            self._save()  # persist what was handled before telling the server
-            await self._write(self._state.delivered_frame())
+            await self._write(self._state.delivered_frame())  # saved above
         elif events:
             self._save()
         if not data and not events:
