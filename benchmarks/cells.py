@@ -200,25 +200,7 @@ def relay_cell(ctx: Context) -> dict[str, Any]:
             None if r_nats is None or r_bare is None else r_nats <= 0.5 and r_bare <= 1.3,
             ISSUE))  # fmt: skip
     sec["notes"].append(_frame_sizes_note())
-    repeated = [
-        f"{r['system']}/{r['clients']} ×{r['attempts']}" for r in results if r["attempts"] > 1
-    ]
-    if repeated:
-        sec["notes"].append(
-            f"Runs repeated because other work took more than {DISTURBED} cores (the least"
-            " disturbed attempt is shown): " + ", ".join(repeated) + "."
-        )
-    disturbed = [
-        f"{r['system']}/{r['clients']} ({r['other_cpu']:.2f})"
-        for r in results
-        if r.get("ok") and r.get("other_cpu", 0) > DISTURBED
-    ]
-    if disturbed:
-        sec["notes"].append(
-            f"Runs still disturbed by other work on the machine (other CPU > {DISTURBED}"
-            " cores): " + ", ".join(disturbed) + ". Their numbers are less reliable; run"
-            " again on a quiet machine."
-        )
+    _disturbance_notes(sec, results, lambda r: f"{r['system']}/{r['clients']}")
     failed = [f"{r['system']}/{r['clients']}" for r in results if not r.get("ok")]
     if failed:
         sec["status"] = "partial: failed runs " + ", ".join(failed)
@@ -694,22 +676,7 @@ def cluster_cell(ctx: Context) -> dict[str, Any]:
          "round trip p50 (<1 better)"],
         ratio_rows,
     ))  # fmt: skip
-    repeated = [f"{r['system']} ×{r['attempts']}" for r in results if r.get("attempts", 1) > 1]
-    if repeated:
-        sec["notes"].append(
-            f"Runs repeated because other work took more than {DISTURBED} cores (the least"
-            " disturbed attempt is shown): " + ", ".join(repeated) + "."
-        )
-    disturbed = [
-        f"{r['system']} ({r['other_cpu']:.2f})"
-        for r in results
-        if r.get("ok") and r.get("other_cpu", 0) > DISTURBED
-    ]
-    if disturbed:
-        sec["notes"].append(
-            f"Runs still disturbed by other work on the machine (other CPU > {DISTURBED}"
-            " cores): " + ", ".join(disturbed) + ". Their numbers are less reliable."
-        )
+    _disturbance_notes(sec, results, lambda r: str(r["system"]))
     failed = [r["system"] for r in results if not r.get("ok")]
     if failed:
         sec["status"] = "partial: failed runs " + ", ".join(failed)
@@ -771,3 +738,26 @@ CELLS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "profile": profile_cell,
     "cluster": cluster_cell,
 }
+
+
+def _disturbance_notes(
+    sec: dict[str, Any], results: list[dict[str, Any]], name: Callable[[dict[str, Any]], str]
+) -> None:
+    """Say which runs were repeated, or are still disturbed, because of other work."""
+    repeated = [f"{name(r)} ×{r['attempts']}" for r in results if r.get("attempts", 1) > 1]
+    if repeated:
+        sec["notes"].append(
+            f"Runs repeated because other work took more than {DISTURBED} cores (the least"
+            " disturbed attempt is shown): " + ", ".join(repeated) + "."
+        )
+    disturbed = [
+        f"{name(r)} ({r['other_cpu']:.2f})"
+        for r in results
+        if r.get("ok") and r.get("other_cpu", 0) > DISTURBED
+    ]
+    if disturbed:
+        sec["notes"].append(
+            f"Runs still disturbed by other work on the machine (other CPU > {DISTURBED}"
+            " cores): " + ", ".join(disturbed) + ". Their numbers are less reliable; run"
+            " again on a quiet machine."
+        )
