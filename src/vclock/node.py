@@ -8,7 +8,10 @@
 
 A frame's ``seq`` is the sender's own entry after the send's tick, so ``"A#7"`` names
 one message of A for good (clocks never go back: a node resumes from the clock the
-server had for its id). The asyncio client (:mod:`vclock.asyncio.client`) drives this
+server had for its id). Unicasts arrive FIFO per sender, so a node drops a unicast
+``deliver`` whose ``seq`` is not above the last one it handled from that sender
+(``last_seq``): a copy, as a cluster resends a relay when the node it went to
+died before confirming it. The asyncio client (:mod:`vclock.asyncio.client`) drives this
 class; another transport could too.
 
 Causal broadcast (Birman, Schiper and Stephenson, 1991). Besides its clock, a
@@ -157,6 +160,10 @@ class SavedNode(msgspec.Struct, kw_only=True):
     unacked: list[Send | Report | Broadcast] = msgspec.field(default_factory=list)
     bdelivered: VectorClock = msgspec.field(default_factory=VectorClock)
     held: list[Deliver] = msgspec.field(default_factory=list)  # broadcasts held back
+    last_seq: dict[str, int] = msgspec.field(default_factory=dict)  # unicasts, per sender
+    # The event-log lines of the events this state includes, saved before they are
+    # appended to the log: a crash in between is repaired on restart (write-ahead).
+    journal: list[str] = msgspec.field(default_factory=list)
 
 
 class NodeState:
@@ -190,6 +197,7 @@ class NodeState:
         self.unacked: dict[int, Send | Report | Broadcast] = {}  # resume: seq -> frame
         self.bdelivered = VectorClock()  # broadcasts delivered, per sender (own included)
         self.held: list[Deliver] = []  # broadcasts received but not yet causally next
+        self.last_seq: dict[str, int] = {}  # per sender: the seq of its last unicast handled
 
     def hello(self) -> Hello:
         """The first frame of every session (a new one after each reconnect)."""
@@ -207,6 +215,7 @@ class NodeState:
             unacked=list(self.unacked.values()),
             bdelivered=self.bdelivered,
             held=list(self.held),
+            last_seq=dict(self.last_seq),
         )
 
     def restore(self, saved: SavedNode) -> None:
@@ -219,6 +228,7 @@ class NodeState:
         self.unacked = {frame.seq: frame for frame in saved.unacked}
         self.bdelivered = self.bdelivered.merge(saved.bdelivered)
         self.held = list(saved.held)
+        self.last_seq = dict(saved.last_seq)
 
     def to_resend(self) -> list[Send | Report | Broadcast]:
         """After a reconnect's welcome: the frames to send again, in order."""
@@ -317,6 +327,9 @@ class NodeState:
                     if frame.n <= self.delivered:
                         return None
                     self.delivered = frame.n
+                if frame.seq <= self.last_seq.get(frame.sender, 0):
+                    return None  # had it: a copy (a relay resent after a node failed)
+                self.last_seq[frame.sender] = frame.seq
                 self.clock = self.clock.receive(frame.clock, self._own_id())
                 return Message(frame.sender, frame.seq, frame.clock, frame.body, self.clock)
             case Sync():

@@ -210,3 +210,32 @@ def test_errors_and_bye_are_allowed_before_welcome():
 def test_message_and_sync_ids_are_readable():
     assert message_id("A", 7) == "A#7"
     assert sync_id(3) == "sync#3"
+
+
+def test_a_unicast_copy_is_dropped_by_its_seq():
+    """A cluster resends a relay when the node it went to died unconfirmed; the
+    copy (maybe with a new delivery number) must not be received twice."""
+    node = welcomed("B", peers=["A"])
+    first = Deliver(sender="A", seq=3, clock=VectorClock({"A": 3}), n=1)
+    assert isinstance(node.receive(first), Message)
+    clock = node.clock
+    assert node.receive(first) is None  # same number: a replay
+    again = Deliver(sender="A", seq=3, clock=VectorClock({"A": 3}), n=2)
+    assert node.receive(again) is None  # new number, same message: a copy
+    assert node.delivered == 2  # still counted, so the server can drop it
+    assert node.clock == clock  # no merge, no tick
+    older = Deliver(sender="A", seq=2, clock=VectorClock({"A": 2}))
+    assert node.receive(older) is None  # FIFO per sender: older is a copy too
+    later = Deliver(sender="A", seq=4, clock=VectorClock({"A": 4}))
+    assert isinstance(node.receive(later), Message)
+    other = Deliver(sender="C", seq=1, clock=VectorClock({"C": 1}))
+    assert isinstance(node.receive(other), Message)  # per sender
+
+
+def test_the_last_seq_per_sender_survives_a_restart():
+    node = welcomed("B", peers=["A"])
+    node.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5})))
+    restarted = NodeState("B")
+    restarted.restore(node.save())
+    restarted.receive(Welcome(v=PROTOCOL_VERSION, id="B", peers=["A"], sync_interval=1.0))
+    assert restarted.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5}))) is None

@@ -121,6 +121,8 @@ class Node:
             saved = load_state(options.state_path)
             if saved is not None:
                 self._state.restore(saved)
+                if options.log is not None:
+                    options.log.complete(saved.journal)  # in case we crashed between
         self._log = options.log
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -163,8 +165,7 @@ class Node:
     def local_event(self, description: str | None = None) -> VectorClock:
         """Record a local event; returns the new clock."""
         clock = self._state.local_event()
-        self._record("local", clock, desc=description)
-        self._save()
+        self._commit(self._line("local", clock, desc=description))
         return clock
 
     async def send(self, to: str, body: Any = None) -> VectorClock:
@@ -174,8 +175,7 @@ class Node:
         send while disconnected is not lost: it goes out after the reconnect.
         """
         frame = self._state.send(to, body)
-        self._record("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq))
-        self._save()
+        self._commit(self._line("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq)))
         await self._write(frame)
         return frame.clock
 
@@ -186,16 +186,18 @@ class Node:
         Like :meth:`send`, a reconnecting node keeps it until it is acknowledged.
         """
         frame = self._state.broadcast(body)
-        self._record("send", frame.clock, peer=EVERYONE, msg=message_id(self.id, frame.seq))
-        self._save()
+        self._commit(
+            self._line("send", frame.clock, peer=EVERYONE, msg=message_id(self.id, frame.seq))
+        )
         await self._write(frame)
         return frame.clock
 
     async def report(self) -> VectorClock:
         """Send our clock to the server alone; returns the clock sent."""
         frame = self._state.report()
-        self._record("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
-        self._save()
+        self._commit(
+            self._line("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
+        )
         await self._write(frame)
         return frame.clock
 
@@ -300,7 +302,7 @@ class Node:
             if not self.options.reconnect or self._closing:
                 self._finish(reason)
                 return
-            self._record("leave", self._state.clock, peer=SERVER, desc=reason)
+            self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
             self._events.put_nowait(Disconnected(reason))
             try:
                 await self._reconnect()
@@ -355,7 +357,7 @@ class Node:
     def _finish(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
-            self._record("leave", self._state.clock, peer=SERVER, desc=reason)
+            self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
             self._events.put_nowait(None)
 
     # Private methods
@@ -372,36 +374,29 @@ class Node:
             self._conn.receive_data(data)
         else:
             self._conn.receive_eof()
-        events: list[Event] = []
         delivered_before = self._state.delivered
+        events: list[Event] = []
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
                 raise item
-            released = self._state.receive_all(item)  # a broadcast may release several
-            if any(isinstance(event, Message | Synced) for event in released):
-                # Save the state before logging the receive: a crash in between then
-                # loses a log line, not the fact that the message was handled (which
-                # would have it replayed and received twice). The window is tiny.
-                self._save()
-            for event in released:
-                self._apply(event)
-                events.append(event)
+            events += self._state.receive_all(item)  # a broadcast may release several
+        if events:
+            self._commit(*(line for event in events if (line := self._event_line(event))))
         if self._state.delivered != delivered_before:
             await self._write(self._state.delivered_frame())  # saved above
-        elif events:
-            self._save()
         if not data and not events:
             raise ConnectionResetError("server closed the connection")
         return events
 
-    def _apply(self, event: Event) -> None:
+    def _event_line(self, event: Event) -> str | None:
         match event:
             case Welcomed(clock=clock):
-                self._record("join", clock, peer=SERVER)
+                return self._line("join", clock, peer=SERVER)
             case Message(sender=sender, seq=seq, clock=clock):
-                self._record("receive", clock, peer=sender, msg=message_id(sender, seq))
+                return self._line("receive", clock, peer=sender, msg=message_id(sender, seq))
             case Synced(cycle=cycle, clock=clock):
-                self._record("sync-receive", clock, peer=SERVER, msg=sync_id(cycle))
+                return self._line("sync-receive", clock, peer=SERVER, msg=sync_id(cycle))
+        return None
 
     async def _write(self, frame: Frame, *, resend: bool = False) -> None:
         writer = self._writer
@@ -419,13 +414,21 @@ class Node:
             if not self.options.reconnect:
                 raise
 
-    def _save(self) -> None:
+    def _commit(self, *lines: str | None) -> None:
+        """Persist what just happened: the state file first, carrying the event-log
+        lines as a write-ahead copy, then the log. A crash between the two writes
+        leaves lines the next start appends (:meth:`EventLog.complete`), so the log
+        and the state never disagree (no receive logged twice, no send missing)."""
+        journal = [line for line in lines if line is not None]
         if self.options.state_path is not None and self._state.id is not None:
-            save_state(self.options.state_path, self._state.save())
-
-    def _record(self, kind: str, clock: VectorClock, **fields: Any) -> None:
+            saved = self._state.save()
+            saved.journal = journal
+            save_state(self.options.state_path, saved)
         if self._log is not None:
-            self._log.record(kind, clock.items(), **fields)
+            self._log.append(journal)
+
+    def _line(self, kind: str, clock: VectorClock, **fields: Any) -> str | None:
+        return None if self._log is None else self._log.line(kind, clock.items(), **fields)
 
 
 class connect:

@@ -69,8 +69,21 @@ class EventLog:
         msg: str | None = None,
         to: list[str] | None = None,
         desc: str | None = None,
-    ) -> Event:
+    ) -> None:
         """Append one event, flushed to the OS before returning."""
+        self.append([self.line(kind, clock, peer=peer, msg=msg, to=to, desc=desc)])
+
+    def line(
+        self,
+        kind: str,
+        clock: Iterable[tuple[str, int]] | dict[str, int],
+        *,
+        peer: str | None = None,
+        msg: str | None = None,
+        to: list[str] | None = None,
+        desc: str | None = None,
+    ) -> str:
+        """One event's line (no newline), stamped now but not written yet."""
         event = Event(
             ts=_dt.datetime.now(_dt.UTC).isoformat(),
             pid=self.pid,
@@ -81,9 +94,31 @@ class EventLog:
             to=to,
             desc=desc,
         )
-        self._file.write(_encoder.encode(event) + b"\n")
+        return _encoder.encode(event).decode()
+
+    def append(self, lines: list[str]) -> None:
+        """Append ``lines`` (from :meth:`line`), flushed to the OS before returning."""
+        if lines:
+            self._file.write("".join(f"{line}\n" for line in lines).encode())
+            self._file.flush()
+
+    def complete(self, lines: list[str]) -> None:
+        """Make the file end with ``lines``: append those a crash kept from being
+        written (the write-ahead copy a client keeps in its state file), after
+        cutting off a last line the crash left half-written."""
+        if not lines:
+            return
         self._file.flush()
-        return event
+        with self.path.open("rb+") as file:
+            data = file.read()
+            cut = data.rfind(b"\n") + 1
+            if cut < len(data):
+                file.truncate(cut)
+        tail = data[:cut].decode(errors="replace").splitlines()[-len(lines) :]
+        written = next(
+            (n for n in range(len(lines), 0, -1) if tail[len(tail) - n :] == lines[:n]), 0
+        )
+        self.append(lines[written:])
 
     def close(self) -> None:
         self._file.close()
