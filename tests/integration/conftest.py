@@ -233,8 +233,16 @@ class Processes:
         return proc
 
     def stop_all(self) -> None:
+        """Stop every process, then keep what each printed in ``<cwd>/output/``
+        (pytest keeps the last runs' tmp_path): a post-mortem for a failed run."""
         for proc in reversed(self.started):
             proc.stop()
+        folder = self.cwd / "output"
+        folder.mkdir(exist_ok=True)
+        for proc in self.started:
+            name = f"{proc.name}-{proc.pid}".replace(" ", "-")
+            (folder / f"{name}.out").write_text("\n".join(proc.lines()) + "\n")
+            (folder / f"{name}.err").write_text("\n".join(proc.err_lines()) + "\n")
 
 
 @pytest.fixture

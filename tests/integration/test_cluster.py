@@ -5,6 +5,7 @@ them. The trace checker judges every run (docs/cluster.md says what holds)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import shutil
 import signal
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from vclock.asyncio.client import connect, load_state
+from vclock import Message, ServerError
+from vclock.asyncio.client import Node, connect, load_state
 from vclock.cluster import Directory, Status
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog
@@ -192,13 +194,6 @@ def _send_while_away(port: int, run: Path, to: str, count: int) -> list[str]:
     return asyncio.run(go())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="rarely (1 run in ~35): R is SIGKILLed between saving its --state and writing"
-    " its event-log line (or, before the fix in this commit, between the log line and the"
-    " state), so the checker sees a missing or doubled receive of R; the server side lost"
-    " nothing. Needs the client's state and event log written as one record.",
-)
 def test_killing_a_node_loses_no_acknowledged_message(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL the node of clients exchanging and of an away resume client with
     messages waiting; nothing is restarted. Every message whose send was
@@ -256,6 +251,81 @@ def test_killing_a_node_loses_no_acknowledged_message(cluster: Cluster, tmp_path
     assert {("R", m) for m in waiting} <= set(acked)
     wrong = [(to, m, received.get((to, m), 0)) for to, m in acked if received.get((to, m)) != 1]
     assert not wrong, f"acknowledged messages not received exactly once: {wrong}"
+
+
+async def errors_of(node: Node) -> list[ServerError]:
+    """The errors ``node`` gets, until it is closed."""
+    return [event async for event in node if isinstance(event, ServerError)]
+
+
+def test_a_send_to_a_plain_client_of_a_dead_node_gets_unknown_peer_not_an_ack(
+    cluster: Cluster,
+) -> None:
+    """An ack means delivered or durable: a relay whose receiver vanished with its
+    node (a plain session: not expected back) is answered with unknown-peer,
+    naming the message, instead."""
+    n1, n2 = cluster.node("n1"), cluster.node("n2")
+
+    async def go() -> tuple[list[ServerError], int]:
+        receiver = await connect(HOST, n2.port, id="B")
+        sender = await connect(HOST, n1.port, id="S", reconnect=True)
+        for _ in range(100):
+            if "B" in sender.peers:
+                break
+            await asyncio.sleep(0.05)
+        n2.send_signal(signal.SIGKILL)
+        await sender.send("B", "into the void")
+        errors: list[ServerError] = []
+        async with asyncio.timeout(15):
+            async for event in sender:
+                if isinstance(event, ServerError):
+                    errors.append(event)
+                    break
+        unacked = sender.unacked
+        await sender.close()
+        with contextlib.suppress(ConnectionError):
+            await receiver.close()  # its server died under it
+        return errors, unacked
+
+    errors, unacked = asyncio.run(go())
+    assert [(e.code, e.peer, e.seq) for e in errors] == [("unknown-peer", "B", 1)]
+    assert "S#1 was not delivered" in errors[0].message
+    assert unacked == 0  # refused for good: not resent
+
+
+def test_the_resume_clients_of_a_node_that_shuts_down_are_waited_for(cluster: Cluster) -> None:
+    """A node stopping cleanly says it is leaving: its resume clients are expected
+    on another node, so sends to them meanwhile wait instead of being refused."""
+    n1, n2 = cluster.node("n1"), cluster.node("n2")
+
+    async def go() -> tuple[list[ServerError], list[str]]:
+        away = await connect(HOST, n1.port, id="R", reconnect=True)  # n1 only
+        sender = await connect(HOST, n2.port, id="S", reconnect=True)
+        errors = asyncio.create_task(errors_of(sender))
+        for _ in range(100):
+            if "R" in sender.peers:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(n1.stop)  # SIGTERM: bye to R, "leaving" to n2
+        await away.close()  # R is gone for now (no bye: n1 is not there to hear it)
+        for i in range(3):
+            await sender.send("R", f"while moving {i}")
+        async with connect(HOST, n2.port, id="R", reconnect=True) as back:
+            got = []
+            async with asyncio.timeout(15):
+                async for event in back:
+                    if isinstance(event, Message):
+                        got.append(event.id)
+                    if len(got) == 3:
+                        break
+        while sender.unacked:
+            await asyncio.sleep(0.05)
+        await sender.close()
+        return await errors, got
+
+    refused, got = asyncio.run(go())
+    assert refused == []
+    assert got == ["S#1", "S#2", "S#3"]
 
 
 def test_the_resume_clients_of_a_dead_node_are_orphans_until_they_are_back() -> None:

@@ -76,3 +76,36 @@ def test_assigned_ids_carry_the_node_prefix():
     harness = HubHarness(Hub(cluster=True, id_prefix="n1-"))
     client = harness.connect(None)
     assert client.node.id == "client-n1-1"
+
+
+def test_any_message_from_a_node_keeps_it_alive():
+    directory = Directory("n1", dead_after=2.0)
+    directory.update(Status(node="n2", clients=["A"]), now=0.0)
+    directory.heard("n2", now=1.5)  # a relay, its status queued behind it
+    assert directory.expire(now=3.0) == ([], [])
+    assert directory.expire(now=3.6) == ([], ["A"])
+    directory.heard("n2", now=4.0)  # a node taken for dead comes back by its status only
+    assert directory.remote_clients() == {}
+
+
+def test_time_this_node_could_not_listen_does_not_count_against_the_others():
+    directory = Directory("n1", dead_after=2.0)
+    directory.update(Status(node="n2", clients=["A"]), now=0.0)
+    directory.pause(1.8, now=2.5)  # our loop was stuck from 0.7 to 2.5
+    assert directory.expire(now=2.5) == ([], [])  # 0.7 s of silence we heard
+    assert directory.alive("n2", now=3.5)
+    assert directory.expire(now=4.0) == ([], ["A"])
+    directory.update(Status(node="n3", clients=["B"]), now=5.0)
+    directory.pause(10.0, now=5.5)  # never beyond now
+    assert directory.nodes["n3"][0] == 5.5
+
+
+def test_a_node_that_leaves_cleanly_turns_its_resume_clients_into_orphans():
+    directory = Directory("n1", dead_after=2.0, orphan_ttl=4.0)
+    status = Status(node="n2", clients=["A", "P"], resume=["A"], held=["R"])
+    directory.update(status, now=0.0)
+    leaving = Status(node="n2", clients=[], held=["A", "R"], leaving=True)
+    assert directory.update(leaving, now=1.0) == ([], ["A", "P"])
+    assert set(directory.orphans) == {"A", "R"}  # expected back elsewhere: relayed, not refused
+    assert "n2" not in directory.nodes
+    assert directory.locate("A") is None

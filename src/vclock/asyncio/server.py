@@ -15,12 +15,13 @@ turns the other nodes' messages into the hub's ``remote_*`` calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as _dt
 import functools
 import itertools
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -48,7 +49,7 @@ from ..hub import (
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
-from ..protocol.frames import Ack, Broadcast, ClientFrame, Hello, Send, Welcome
+from ..protocol.frames import Ack, Broadcast, ClientFrame, Deliver, Error, Hello, Send, Welcome
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
 
@@ -131,13 +132,39 @@ class Console:
                     self.line(f"Synchronized: {who}")
 
 
+@dataclass(frozen=True, slots=True)
+class _RelayVerdict:
+    """Cluster mode: the answer to a send relayed to another node, written once the
+    relay is through (the client's frames wait for it): ``frame`` (an ``ack``, or
+    None for a plain session) if it was delivered, else ``unknown-peer``."""
+
+    relay: asyncio.Task[bool]
+    sender: str
+    seq: int
+    to: str
+    frame: Ack | None = None
+
+    def answer(self) -> Ack | Error | None:
+        relay = self.relay
+        if relay.done() and not relay.cancelled() and relay.exception() is None:
+            if relay.result():
+                return self.frame
+        return Error(
+            code=ErrorCode.UNKNOWN_PEER.value,
+            message=f"{self.to!r} left (or its node died) and did not come back;"
+            f" your message {message_id(self.sender, self.seq)} was not delivered",
+            peer=self.to,
+            seq=self.seq,
+        )
+
+
 @dataclass(slots=True)
 class _Peer:
     """One client connection as the I/O layer sees it."""
 
     writer: asyncio.StreamWriter
     conn: Connection[ClientFrame]
-    out: list[bytes] = field(default_factory=list)  # written at the end of the loop tick
+    out: list[bytes | _RelayVerdict] = field(default_factory=list)  # written each loop tick
     closing: bool = False
     # Cluster mode: frames wait until this is done (an ack's durability in JetStream).
     barrier: asyncio.Future[object] | None = None
@@ -251,7 +278,7 @@ class Server:
         if self._jsstore is not None:
             await self._jsstore.close()
         if self._backplane is not None:
-            await self._backplane.close(claims)
+            await self._backplane.close(claims, held=list(self.hub.inboxes))
         self.store.close()
         if self.log is not None:
             self.log.close()
@@ -427,11 +454,16 @@ class Server:
     async def _heartbeat_loop(self) -> None:
         backplane = self._backplane
         assert backplane is not None and self.cluster is not None
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
+            now = loop.time()
+            if now > due:  # woken late: the loop was too busy to hear the others
+                backplane.directory.pause(now - due, now)
             self._publish_status()
-            now = asyncio.get_running_loop().time()
             self._membership(*backplane.directory.expire(now))
             await backplane.refresh(self.hub.clients)
+            due = loop.time() + self.cluster.heartbeat
             await asyncio.sleep(self.cluster.heartbeat)
 
     def _to_cluster(self, action: Forward | Joined | Left) -> asyncio.Task[None] | None:
@@ -469,16 +501,28 @@ class Server:
                 pending.append(self._jsstore.submit(stores))
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
+        relays: dict[tuple[str, int], _RelayVerdict] = {}  # cluster: (sender, seq) -> relay
         for action in actions:
             if self._backplane is not None and isinstance(action, Forward | Joined | Left):
                 relayed = self._to_cluster(action)
                 if relayed is not None:
                     pending.append(relayed)
+                    assert isinstance(action, Forward) and action.to is not None
+                    sent = action.frame
+                    relays[sent.sender, sent.seq] = _RelayVerdict(
+                        relayed, sent.sender, sent.seq, action.to
+                    )
             match action:
                 case Outgoing(peer=peer_id, frame=frame):
                     peer = self._peers.get(peer_id)
                     if peer is None or peer.closing:
                         continue
+                    if isinstance(frame, Ack) and relays:
+                        verdict = relays.pop((self.hub.client_id(peer_id) or "", frame.seq), None)
+                        if verdict is not None:  # written once the relay is through
+                            peer.out.append(dataclasses.replace(verdict, frame=frame))
+                            self._dirty.add(peer_id)
+                            continue
                     if peer.conn.delta or isinstance(frame, Welcome):
                         data = peer.conn.encode(frame, deltas)  # per connection state
                     else:
@@ -501,7 +545,9 @@ class Server:
                         self.console.show(action)
                     if self.log is not None:
                         self._record(action)
-        durable = self._hold_acks(actions, pending) if pending else None
+        for verdict in relays.values():  # plain senders: told only if it failed
+            verdict.relay.add_done_callback(functools.partial(self._relay_failed, verdict))
+        durable = self._hold_until_durable(actions, pending) if pending else None
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
@@ -509,14 +555,23 @@ class Server:
                 observer(action)
         return durable
 
-    def _hold_acks(
+    def _hold_until_durable(
         self, actions: list[Action], pending: list[Awaitable[object]]
     ) -> asyncio.Future[object]:
-        """Cluster mode: hold back the frames of every client this batch acks until
-        ``pending`` is done (later frames wait behind them: one order per client)."""
+        """Cluster mode: hold back the frames of every client this batch acks, or
+        hands a numbered ``deliver``, until ``pending`` is done (later frames wait
+        behind them: one order per client). An ``ack`` then means durable, and a
+        delivery number is in JetStream before the client sees it: a node that
+        adopts the client after this one dies never hands the same number to
+        another message (which the client would drop as a replay)."""
         durable: asyncio.Future[Any] = asyncio.gather(*pending, return_exceptions=True)
-        acked = {a.peer for a in actions if isinstance(a, Outgoing) and isinstance(a.frame, Ack)}
-        for peer_id in acked:
+        held = {
+            a.peer
+            for a in actions
+            if isinstance(a, Outgoing)
+            and (isinstance(a.frame, Ack) or (isinstance(a.frame, Deliver) and a.frame.n))
+        }
+        for peer_id in held:
             peer = self._peers.get(peer_id)
             if peer is None:
                 continue
@@ -526,6 +581,13 @@ class Server:
             peer.barrier = barrier
             barrier.add_done_callback(functools.partial(self._wake_after, peer_id))
         return durable
+
+    def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
+        error = verdict.answer()
+        if error is not None:
+            peer_id = self.hub.peer_of(verdict.sender)
+            if peer_id is not None:
+                self._apply([Outgoing(peer_id, error)])
 
     def _wake_after(self, peer_id: PeerId, _: object) -> None:
         self._wake(peer_id)
@@ -545,7 +607,7 @@ class Server:
                 continue
             if peer.barrier is not None and not peer.barrier.done():
                 continue  # cluster: its ack is not durable yet; _wake flushes it
-            data, peer.out = b"".join(peer.out), []
+            data, peer.out = b"".join(self._written(peer)), []
             if peer.writer.is_closing():
                 continue  # the client is gone; its handler cleans up
             try:
@@ -559,6 +621,14 @@ class Server:
                 # The transport died under us (uvloop raises RuntimeError): drop
                 # this client only; the others in this flush still get theirs.
                 peer.writer.transport.abort()
+
+    @staticmethod
+    def _written(peer: _Peer) -> Iterator[bytes]:
+        for item in peer.out:
+            if isinstance(item, bytes):
+                yield item
+            elif (frame := item.answer()) is not None:
+                yield peer.conn.encode(frame, {})
 
     def _drop_slow_consumer(self, peer_id: PeerId) -> None:
         """Policy: a client whose unread frames pass ``max_pending`` bytes is

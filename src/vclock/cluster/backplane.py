@@ -22,6 +22,9 @@ handed to a plain client's connection, and ``gone`` when the receiver is neither
 connected nor held there. :meth:`Backplane.relay` resends it wherever the
 directory then locates the receiver (when the answer was ``gone`` or the node
 died), for up to ``relay_patience`` seconds; the sender's ``ack`` waits for it.
+A relay that cannot be delivered (the receiver left and is not expected back,
+or did not come back within ``relay_patience``) ends False: the sender gets
+``unknown-peer`` for it instead of an ``ack``.
 A relay waits for the previous one to the same receiver while that one is being
 resent or went to another node (FIFO). The resume clients of a dead node are
 *orphans* for ``claim_ttl`` seconds (:class:`~vclock.cluster.messages.Directory`):
@@ -78,7 +81,7 @@ class ClusterConfig:
         claim_ttl: seconds a claim lives without refresh (the bucket's max_age).
         delay: test hook: hold this node's messages back this many seconds.
         relay_patience: seconds a unicast relay is retried (receiver's node died,
-            receiver moving) before its sender is acknowledged anyway.
+            receiver moving) before it is given up (its sender gets unknown-peer).
     """
 
     url: str
@@ -100,7 +103,7 @@ class ClusterConfig:
 class _Relaying:
     """One unicast relay in flight (see :meth:`Backplane.relay`)."""
 
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[bool] | None = None
     retrying: bool = False
     node: str | None = None  # where it is being delivered now (None: not yet, nowhere)
 
@@ -160,11 +163,13 @@ class Backplane:
         backplane._tasks = [asyncio.create_task(backplane._publisher())]
         return backplane
 
-    async def close(self, claims: list[str]) -> None:
-        """Release ``claims``, publish what is queued and disconnect."""
+    async def close(self, claims: list[str], held: list[str]) -> None:
+        """Release ``claims``, say this node is leaving (``held``: the resume
+        clients whose inbox it kept, now orphans), publish what is queued and
+        disconnect."""
         for client_id in claims:
             await self.release(client_id)
-        self.publish(Status(node=self.node, clients=[]))
+        self.publish(Status(node=self.node, clients=[], held=held, leaving=True))
         self._out.put_nowait(None)
         await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
         await self._nc.drain()
@@ -196,9 +201,11 @@ class Backplane:
 
     # Unicast relays, confirmed by the receiving node
 
-    def relay(self, message: Relay) -> asyncio.Task[None]:
-        """Relay a unicast to the node of ``message.to``; the task ends once that
-        node confirmed it (or after ``relay_patience`` seconds of trying).
+    def relay(self, message: Relay) -> asyncio.Task[bool]:
+        """Relay a unicast to the node of ``message.to``. The task ends True once
+        that node confirmed it, False when it cannot be delivered: the receiver is
+        gone and not expected back (a plain client that left, or whose node died),
+        or did not show up within ``relay_patience`` seconds.
 
         Relays to one receiver are pipelined, but a relay that has to be resent
         (its node died, the receiver moved) holds back the later ones to that
@@ -222,7 +229,7 @@ class Backplane:
         if self._relaying.get(to) is me:
             del self._relaying[to]
 
-    async def _relay(self, message: Relay, me: _Relaying, previous: _Relaying | None) -> None:
+    async def _relay(self, message: Relay, me: _Relaying, previous: _Relaying | None) -> bool:
         assert message.to is not None
         data = encode_json(message)
         deadline = self._loop.time() + self.config.relay_patience
@@ -241,17 +248,20 @@ class Backplane:
                 # it there would break FIFO. Then look where the receiver is again.
                 await asyncio.wait({previous.task})
                 continue
+            if target is None and message.to not in self.directory.orphans:
+                return False  # gone, and not expected back
             me.node = target
             if local:
                 result = self.on_message(message)
                 if result is None or result is True or (
                     not isinstance(result, bool) and await result
                 ):
-                    return
+                    return True
             if node is not None and await self._ask(node, data) == b"ok":
-                return
+                return True
             me.retrying = True
             await asyncio.sleep(0.1)  # gone from there, or its node died: look again
+        return False
 
     async def _ask(self, node: str, data: bytes) -> bytes | None:
         """Send to ``node`` and wait for its answer while it is alive."""
@@ -296,6 +306,7 @@ class Backplane:
         message = self._receive_message(msg.data)
         if message is None:
             return
+        self.directory.heard(message.node, self._loop.time())
         result = self.on_message(message)
         if msg.reply:
             task = self._loop.create_task(self._answer(msg, result))

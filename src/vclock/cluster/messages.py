@@ -5,7 +5,8 @@ Every message names the node that sent it. A node publishes:
 
 - :class:`Status` whenever its set of clients changes and every heartbeat
   interval: the full list of its connected clients (a snapshot, so a lost or
-  late message is repaired by the next one);
+  late message is repaired by the next one); a last one with ``leaving`` set
+  when it shuts down;
 - :class:`Relay` for every message it relays to a client on another node: a
   unicast ``deliver`` to that client's node, or a broadcast to every node;
 - :class:`Frontier` every synchronization cycle: its frontier, which the others
@@ -33,11 +34,15 @@ class _Message(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
 class Status(_Message, tag="status", frozen=True):
     """``clients``: connected here; ``held``: resume clients away whose inbox this
     node keeps (messages for them are relayed here); ``resume``: the clients of
-    ``clients`` that are resume sessions (their inbox lives on if this node dies)."""
+    ``clients`` that are resume sessions (their inbox lives on if this node dies).
+    ``leaving``: the node is shutting down; the others take it for dead at once
+    (its resume clients are orphans, expected on another node).
+    """
 
     clients: list[str]
     held: list[str] = []
     resume: list[str] = []
+    leaving: bool = False
 
 
 class Relay(_Message, tag="relay", frozen=True):
@@ -59,9 +64,11 @@ class Directory:
     """Which node serves which client, from the nodes' :class:`Status` messages.
 
     A client is *remote* while some live node other than this one lists it. A
-    node that has not been heard from for ``dead_after`` seconds is dead: its
+    node that has not been heard from (any message counts, :meth:`heard`) for
+    ``dead_after`` seconds is dead, and so is one that said it is leaving: its
     clients are no longer listed (their claims expire in the id bucket, so they
-    can come back on another node).
+    can come back on another node). Time this node could not listen (its event
+    loop was busy: :meth:`pause`) does not count against the others.
 
     The resume clients of a dead node (connected or held there) become *orphans*
     for ``orphan_ttl`` seconds, or until a node lists them again: their inbox lives
@@ -102,9 +109,27 @@ class Directory:
         self.nodes[status.node] = (now, frozenset(status.clients))
         self.held[status.node] = frozenset(status.held)
         self.resume[status.node] = frozenset(status.resume)
-        for client in (*status.clients, *status.held):
-            self.orphans.pop(client, None)  # back (or kept) on that node
+        if status.leaving:
+            self._forget(status.node, now)
+        else:
+            for client in (*status.clients, *status.held):
+                self.orphans.pop(client, None)  # back (or kept) on that node
         return self._diff(before)
+
+    def heard(self, node: str, now: float) -> None:
+        """Any message from ``node`` shows it is alive (its status may be queued
+        behind its other messages)."""
+        entry = self.nodes.get(node)
+        if entry is not None and entry[0] < now:
+            self.nodes[node] = (now, entry[1])
+
+    def pause(self, seconds: float, now: float) -> None:
+        """This node could not listen for ``seconds`` up to ``now`` (a busy event
+        loop): messages from the others may be waiting unread, so that time does
+        not count against them."""
+        self.nodes = {
+            node: (min(seen + seconds, now), ids) for node, (seen, ids) in self.nodes.items()
+        }
 
     def expire(self, now: float) -> tuple[list[str], list[str]]:
         """Forget nodes not heard from for ``dead_after`` seconds."""
@@ -114,12 +139,16 @@ class Directory:
                 del self.orphans[client]
         for node, (seen, _) in list(self.nodes.items()):
             if now - seen > self.dead_after:
-                del self.nodes[node]
-                for client in self.held.pop(node, frozenset()) | self.resume.pop(node, frozenset()):
-                    self.orphans.setdefault(client, now)
+                self._forget(node, now)
+        return self._diff(before)
+
+    def _forget(self, node: str, now: float) -> None:
+        """``node`` is gone: its resume clients (connected or held) are orphans."""
+        del self.nodes[node]
+        for client in self.held.pop(node, frozenset()) | self.resume.pop(node, frozenset()):
+            self.orphans.setdefault(client, now)
         for client in self.remote_clients().keys() | self.held_clients().keys():
             self.orphans.pop(client, None)  # also on a live node
-        return self._diff(before)
 
     def alive(self, node: str, now: float) -> bool:
         entry = self.nodes.get(node)

@@ -185,6 +185,10 @@ class Hub:
         """Cluster mode: the clients connected to other nodes."""
         return list(self._remote)
 
+    def peer_of(self, client_id: str) -> PeerId | None:
+        """The connection of client ``client_id`` here (None: not connected here)."""
+        return self._by_id.get(client_id)
+
     def client_id(self, peer: PeerId) -> str | None:
         """The id of the client on connection ``peer`` (None before its hello)."""
         session = self._sessions.get(peer)
