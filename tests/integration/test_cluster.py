@@ -328,6 +328,43 @@ def test_the_resume_clients_of_a_node_that_shuts_down_are_waited_for(cluster: Cl
     assert got == ["S#1", "S#2", "S#3"]
 
 
+def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_unconfirmed(
+    cluster: Cluster,
+) -> None:
+    """A broadcast's ack waits until every live node confirmed it. n2 is frozen,
+    so it never confirms: once it is taken for dead, the broadcast is relayed to
+    its resume client R one by one, and R gets it after failing over."""
+    n1, n2 = cluster.node("n1"), cluster.node("n2")
+
+    async def go() -> list[str]:
+        r = await connect(HOST, n2.port, id="R", reconnect=True, fallbacks=[(HOST, n1.port)])
+        sender = await connect(HOST, n1.port, id="S", reconnect=True)
+        for _ in range(100):
+            if "R" in sender.peers:
+                break
+            await asyncio.sleep(0.05)
+        n2.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS
+        try:
+            await sender.broadcast("to everyone")
+            async with asyncio.timeout(15):
+                while sender.unacked:
+                    await asyncio.sleep(0.05)
+        finally:
+            n2.send_signal(signal.SIGKILL)
+            n2.wait()
+        got = []
+        async with asyncio.timeout(20):
+            async for event in r:
+                if isinstance(event, Message):
+                    got.append(event.id)
+                    break
+        await sender.close()
+        await r.close()
+        return got
+
+    assert asyncio.run(go()) == ["S#1"]
+
+
 def test_the_resume_clients_of_a_dead_node_are_orphans_until_they_are_back() -> None:
     """No NATS: while an orphan is between nodes, sends to it are relayed (they wait
     for it) instead of being refused with unknown-peer (the failover test above)."""

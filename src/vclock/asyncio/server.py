@@ -415,7 +415,9 @@ class Server:
                 now = asyncio.get_running_loop().time()
                 self._membership(*backplane.directory.update(message, now))
             case Relay(deliver=deliver, to=None):
-                self._apply(self.hub.deliver_remote(deliver, None))
+                # confirmed once in the held inboxes here (and handed to clients)
+                durable = self._apply(self.hub.deliver_remote(deliver, None))
+                return True if durable is None else _confirmed(durable)
             case Relay(deliver=deliver, to=to):
                 # the relaying node acks its sender once we answer ok: after the
                 # message is durable here (held client) or handed to the client
@@ -466,14 +468,14 @@ class Server:
             due = loop.time() + self.cluster.heartbeat
             await asyncio.sleep(self.cluster.heartbeat)
 
-    def _to_cluster(self, action: Forward | Joined | Left) -> asyncio.Task[None] | None:
+    def _to_cluster(self, action: Forward | Joined | Left) -> asyncio.Task[Any] | None:
         from ..cluster.messages import Relay
 
         backplane = self._backplane
         assert backplane is not None
         match action:
             case Forward(to=None, frame=frame):
-                backplane.publish(Relay(node=backplane.node, deliver=frame))
+                return backplane.broadcast(Relay(node=backplane.node, deliver=frame))
             case Forward(to=to, frame=frame):
                 return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
             case Joined(client_id=client_id):
@@ -507,7 +509,7 @@ class Server:
                 relayed = self._to_cluster(action)
                 if relayed is not None:
                     pending.append(relayed)
-                    assert isinstance(action, Forward) and action.to is not None
+                if isinstance(action, Forward) and action.to is not None and relayed is not None:
                     sent = action.frame
                     relays[sent.sender, sent.seq] = _RelayVerdict(
                         relayed, sent.sender, sent.seq, action.to

@@ -2,9 +2,10 @@
 
 A node connects to NATS (``nats-py``) and uses:
 
-- subject ``vclock.<name>.all``: every node's :class:`~vclock.cluster.messages.Status`,
-  broadcasts and frontiers (every node subscribes);
-- subject ``vclock.<name>.node.<node>``: unicast relays for that node's clients;
+- subject ``vclock.<name>.all``: every node's :class:`~vclock.cluster.messages.Status`
+  and frontiers (every node subscribes);
+- subject ``vclock.<name>.node.<node>``: relays (unicast and broadcast) for that
+  node's clients, and answers to them;
 - JetStream key-value bucket ``<name>-ids``: one key per connected client id,
   whose value is the node serving it. A node *claims* an id with an atomic
   create-if-absent before it lets the hub welcome a client, refreshes its claims
@@ -29,6 +30,12 @@ A relay waits for the previous one to the same receiver while that one is being
 resent or went to another node (FIFO). The resume clients of a dead node are
 *orphans* for ``claim_ttl`` seconds (:class:`~vclock.cluster.messages.Directory`):
 a unicast for one is relayed once it shows up somewhere, not refused.
+
+A broadcast is a request to every live node, each answering once it holds the
+broadcast durably for its held clients and handed it to its connected ones; the
+sender's ``ack`` waits for all (:meth:`Backplane.broadcast`). A request that
+gets no answer for ``ASK_AGAIN`` seconds while its node is alive is sent again
+(NATS core publishes may be lost); clients drop the copies this can make.
 
 Everything a node publishes goes through one ordered queue, so the others get
 its messages in the order it produced them. ``delay`` (a test hook, from the
@@ -64,6 +71,7 @@ from .messages import Directory, NodeMessage, Relay, Status
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 DELAY_ENV = "VCLOCK_TEST_CLUSTER_DELAY"
+ASK_AGAIN = 5.0  # seconds without an answer from a live node before asking again
 # Clocks between nodes were checked when a client sent them; merged ones may be larger.
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
 
@@ -179,14 +187,18 @@ class Backplane:
     def publish(self, message: NodeMessage, node: str | None = None) -> None:
         """Queue ``message`` for every node, or for ``node`` only."""
         subject = f"{self._prefix}.node.{node}" if node else f"{self._prefix}.all"
-        data = encode_json(message)
+        self._enqueue(subject, encode_json(message))
+
+    def _enqueue(
+        self, subject: str, data: bytes, reply: str | None = None, shuffle: bool = False
+    ) -> None:
         delay = self.config.delay
-        if delay and isinstance(message, Relay) and message.to is None:
+        if delay and shuffle:
             # test hook: broadcasts late *and* out of order (see the module doc)
             wait = random.uniform(0, delay)
-            self._loop.call_later(wait, self._out.put_nowait, (0.0, subject, data, None))
+            self._loop.call_later(wait, self._out.put_nowait, (0.0, subject, data, reply))
             return
-        self._out.put_nowait((self._loop.time() + delay, subject, data, None))
+        self._out.put_nowait((self._loop.time() + delay, subject, data, reply))
 
     async def _publisher(self) -> None:
         while (item := await self._out.get()) is not None:
@@ -198,6 +210,33 @@ class Backplane:
                 await self._nc.publish(subject, data, reply=reply or "")
             except Exception:  # NATS away: a relay is resent, the rest repaired later
                 pass
+
+    # Broadcasts, confirmed by every live node
+
+    def broadcast(self, message: Relay) -> asyncio.Task[None]:
+        """Relay a broadcast to every other live node. The task ends once each one
+        confirmed it: it is in the inboxes of the resume clients held there (in
+        JetStream) and handed to the clients connected there. The resume clients
+        of a node that dies before confirming get it relayed one by one, wherever
+        they show up (in the background: not waited for); their hold-back queue
+        drops a copy."""
+        assert message.to is None
+        return self._loop.create_task(self._broadcast(message))
+
+    async def _broadcast(self, message: Relay) -> None:
+        data = encode_json(message)
+        directory = self.directory
+        now = self._loop.time()
+        nodes = [node for node in directory.nodes if directory.alive(node, now)]
+        members = {
+            node: directory.held.get(node, frozenset()) | directory.resume.get(node, frozenset())
+            for node in nodes
+        }
+        answers = await asyncio.gather(*(self._ask(node, data, shuffle=True) for node in nodes))
+        for node, answer in zip(nodes, answers, strict=True):
+            if answer != b"ok":
+                for client in sorted(members[node]):
+                    self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
 
     # Unicast relays, confirmed by the receiving node
 
@@ -263,23 +302,27 @@ class Backplane:
             await asyncio.sleep(0.1)  # gone from there, or its node died: look again
         return False
 
-    async def _ask(self, node: str, data: bytes) -> bytes | None:
-        """Send to ``node`` and wait for its answer while it is alive."""
+    async def _ask(self, node: str, data: bytes, shuffle: bool = False) -> bytes | None:
+        """Send to ``node`` and wait for its answer while it is alive (asking again
+        every ``ASK_AGAIN`` seconds: a core NATS publish may be lost)."""
         self._tokens += 1
         token = str(self._tokens)
         future: asyncio.Future[bytes] = self._loop.create_future()
         self._waiting[token] = future
-        subject = f"{self._prefix}.node.{node}"
-        self._out.put_nowait(
-            (self._loop.time() + self.config.delay, subject, data, f"{self._replies}.{token}")
-        )
+        subject, reply = f"{self._prefix}.node.{node}", f"{self._replies}.{token}"
+        self._enqueue(subject, data, reply, shuffle)
+        again = self._loop.time() + ASK_AGAIN
         try:
             while True:
                 done, _ = await asyncio.wait({future}, timeout=0.25)
                 if done:
                     return future.result()
-                if not self.directory.alive(node, self._loop.time()):
+                now = self._loop.time()
+                if not self.directory.alive(node, now):
                     return None
+                if now > again:
+                    self._enqueue(subject, data, reply, shuffle)
+                    again = now + ASK_AGAIN
         finally:
             self._waiting.pop(token, None)
 
