@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from vclock import Message, ServerError
+from vclock import Message, ServerError, VectorClock
 from vclock.asyncio.client import Node, connect, load_state
 from vclock.cluster import Directory, Status
+from vclock.protocol.frames import frame_type
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog
 
@@ -363,6 +364,43 @@ def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_uncon
         return got
 
     assert asyncio.run(go()) == ["S#1"]
+
+
+def test_a_relay_asked_again_is_answered_again_but_delivered_once(
+    cluster: Cluster, raw_client
+) -> None:
+    """A relaying node asks again when a live node does not answer (a core NATS
+    publish can be lost). The node answers the same request (same reply subject)
+    every time, but delivers the message once."""
+    import nats
+
+    from vclock.cluster.messages import Relay
+    from vclock.protocol import Deliver
+    from vclock.protocol.codec import encode_json
+
+    n2 = cluster.node("n2")
+    b = raw_client(n2.port)
+    b.hello("B")
+    relay = Relay(
+        node="n9", to="B", deliver=Deliver(sender="X", seq=1, clock=VectorClock({"X": 1}))
+    )
+
+    async def ask_twice() -> list[bytes]:
+        nc = await nats.connect(cluster.url)
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox)
+        answers = []
+        for _ in range(2):
+            await nc.publish("vclock.vclock.node.n2", encode_json(relay), reply=inbox)
+            answers.append((await replies.next_msg(timeout=5)).data)
+        await nc.close()
+        return answers
+
+    assert asyncio.run(ask_twice()) == [b"ok", b"ok"]
+    assert b.expect("deliver").seq == 1
+    with pytest.raises(AssertionError):
+        b.expect("deliver", timeout=1.0)
+    assert [frame_type(f) for f in b.received].count("deliver") == 1
 
 
 def test_the_resume_clients_of_a_dead_node_are_orphans_until_they_are_back() -> None:

@@ -35,7 +35,8 @@ A broadcast is a request to every live node, each answering once it holds the
 broadcast durably for its held clients and handed it to its connected ones; the
 sender's ``ack`` waits for all (:meth:`Backplane.broadcast`). A request that
 gets no answer for ``ASK_AGAIN`` seconds while its node is alive is sent again
-(NATS core publishes may be lost); clients drop the copies this can make.
+(NATS core publishes may be lost); the node remembers the requests it carried
+out (by reply subject) and answers one asked again without carrying it out twice.
 
 Everything a node publishes goes through one ordered queue, so the others get
 its messages in the order it produced them. ``delay`` (a test hook, from the
@@ -53,6 +54,7 @@ import os
 import random
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -72,6 +74,7 @@ from .messages import Directory, NodeMessage, Relay, Status
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 DELAY_ENV = "VCLOCK_TEST_CLUSTER_DELAY"
 ASK_AGAIN = 5.0  # seconds without an answer from a live node before asking again
+ANSWERS_KEPT = 65536  # requests remembered, so that one asked again is not done twice
 # Clocks between nodes were checked when a client sent them; merged ones may be larger.
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
 
@@ -140,7 +143,10 @@ class Backplane:
         self._relaying: dict[str, _Relaying] = {}  # receiver -> its latest relay
         #: whether a client is connected or held on this node (set by the server)
         self.is_local: Callable[[str], bool] = lambda client_id: False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        # request (its reply subject) -> its answer: a request asked again is
+        # answered again, not carried out twice (see ASK_AGAIN)
+        self._answers: OrderedDict[str, asyncio.Task[bytes]] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
         self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = (
@@ -168,7 +174,7 @@ class Backplane:
         await nc.subscribe(f"{backplane._replies}.*", cb=backplane._answered)
         await nc.subscribe(f"{backplane._prefix}.all", cb=backplane._receive)
         await nc.subscribe(f"{backplane._prefix}.node.{config.node_id}", cb=backplane._receive)
-        backplane._tasks = [asyncio.create_task(backplane._publisher())]
+        backplane._tasks = {asyncio.create_task(backplane._publisher())}
         return backplane
 
     async def close(self, claims: list[str], held: list[str]) -> None:
@@ -331,10 +337,15 @@ class Backplane:
         if future is not None and not future.done():
             future.set_result(msg.data)
 
-    async def _answer(self, msg: Msg, result: Awaitable[bool] | bool | None) -> None:
+    @staticmethod
+    async def _answer(result: Awaitable[bool] | bool | None) -> bytes:
         ok = True if result is None else result if isinstance(result, bool) else await result
+        return b"ok" if ok else b"gone"
+
+    @staticmethod
+    async def _respond(msg: Msg, answer: asyncio.Task[bytes]) -> None:
         try:
-            await msg.respond(b"ok" if ok else b"gone")
+            await msg.respond(await asyncio.shield(answer))
         except Exception:  # NATS away: the relaying node asks again
             pass
 
@@ -350,11 +361,18 @@ class Backplane:
         if message is None:
             return
         self.directory.heard(message.node, self._loop.time())
-        result = self.on_message(message)
-        if msg.reply:
-            task = self._loop.create_task(self._answer(msg, result))
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
+        if not msg.reply:
+            self.on_message(message)
+            return
+        answer = self._answers.get(msg.reply)
+        if answer is None:  # not a request asked again: carry it out
+            answer = self._loop.create_task(self._answer(self.on_message(message)))
+            self._answers[msg.reply] = answer
+            if len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+        task = self._loop.create_task(self._respond(msg, answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # Client ids
 
