@@ -402,7 +402,7 @@ class Server:
                 del self._settling[hello.id]
             settled.set_result(None)
         if latest is not None:
-            self._apply(self.hub.merge_latest(hello.id, latest))
+            self.hub.merge_latest(hello.id, latest)
         return hello
 
     def _from_cluster(self, message: NodeMessage) -> Awaitable[bool] | bool | None:

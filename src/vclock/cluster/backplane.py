@@ -50,6 +50,7 @@ order (they hold back what comes early); unicast order is untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -146,7 +147,7 @@ class Backplane:
         self._tasks: set[asyncio.Task[None]] = set()
         # request (its reply subject) -> its answer: a request asked again is
         # answered again, not carried out twice (see ASK_AGAIN)
-        self._answers: OrderedDict[str, asyncio.Task[bytes]] = OrderedDict()
+        self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
         self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = (
@@ -338,9 +339,8 @@ class Backplane:
             future.set_result(msg.data)
 
     @staticmethod
-    async def _answer(result: Awaitable[bool] | bool | None) -> bytes:
-        ok = True if result is None else result if isinstance(result, bool) else await result
-        return b"ok" if ok else b"gone"
+    async def _answer(result: Awaitable[bool]) -> bytes:
+        return b"ok" if await result else b"gone"
 
     @staticmethod
     async def _respond(msg: Msg, answer: asyncio.Task[bytes]) -> None:
@@ -366,10 +366,18 @@ class Backplane:
             return
         answer = self._answers.get(msg.reply)
         if answer is None:  # not a request asked again: carry it out
-            answer = self._loop.create_task(self._answer(self.on_message(message)))
+            result = self.on_message(message)
+            if result is None or isinstance(result, bool):  # known now: answer now
+                answer = b"gone" if result is False else b"ok"
+            else:
+                answer = self._loop.create_task(self._answer(result))
             self._answers[msg.reply] = answer
             if len(self._answers) > ANSWERS_KEPT:
                 self._answers.popitem(last=False)
+        if isinstance(answer, bytes):
+            with contextlib.suppress(Exception):  # NATS away: the relaying node asks again
+                await msg.respond(answer)
+            return
         task = self._loop.create_task(self._respond(msg, answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -16,7 +16,8 @@ survive the loss of a node lives in JetStream key-value buckets instead:
 
 :meth:`JetStreamStore.submit` queues one batch of store actions and returns a
 future that is done once JetStream has confirmed every write of the batch
-(and of every batch before it: one writer, in order). The server holds back a
+(and of every batch before it: one writer, in order; the batches that queue up
+while it writes are written together, compacted). The server holds back a
 client's frames behind such futures when the batch carries an ``ack`` for it
 (see :mod:`vclock.asyncio.server`), so an ``ack`` is only sent once what it
 acknowledges is durable. The hub stays sans-I/O: it only returns the actions.
@@ -102,7 +103,7 @@ class JetStreamStore:
     def submit(self, actions: Iterable[StoreAction]) -> asyncio.Future[None]:
         """Queue a batch; the future is done once it (and all before it) is in JetStream."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((_compact(actions), future))
+        self._queue.put_nowait((list(actions), future))
         self._last = future
         self.generation += 1
         return future
@@ -120,8 +121,18 @@ class JetStreamStore:
             await asyncio.wait_for(self._task, timeout=5)
 
     async def _writer(self) -> None:
-        while (item := await self._queue.get()) is not None:
-            actions, future = item
+        """Write the queued batches in order. Every batch queued meanwhile is
+        written in one go, compacted together (a client's clock written once per
+        round, not once per message), and their futures are done together."""
+        closing = False
+        while not closing:
+            item = await self._queue.get()
+            items = [item]
+            while not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            closing = None in items
+            batches = [batch for batch in items if batch is not None]
+            actions = _compact(action for batch, _ in batches for action in batch)
             while True:
                 try:
                     for action in actions:
@@ -129,8 +140,9 @@ class JetStreamStore:
                     break
                 except Exception:  # NATS away or slow: retry; acks wait meanwhile
                     await asyncio.sleep(0.2)
-            if not future.done():
-                future.set_result(None)
+            for _, future in batches:
+                if not future.done():
+                    future.set_result(None)
 
     async def _write(self, action: StoreAction) -> None:
         held = self._held

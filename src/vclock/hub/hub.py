@@ -302,7 +302,8 @@ class Hub:
         client that moves here resumes from it. A unicast for a client that is
         neither here nor held here is dropped: it left while the message travelled.
         """
-        actions = self.merge_latest(deliver.sender, deliver.clock)
+        self.merge_latest(deliver.sender, deliver.clock)
+        actions: list[Action] = []
         if to is None:
             if deliver.bclock is None:
                 return actions
@@ -321,15 +322,15 @@ class Hub:
             receiver.known = receiver.known.merge(deliver.clock)
         return actions
 
-    def merge_latest(self, client_id: str, clock: VectorClock) -> list[Action]:
-        """Take in a clock another node accepted from ``client_id``."""
+    def merge_latest(self, client_id: str, clock: VectorClock) -> None:
+        """Take in a clock another node accepted from ``client_id`` (in memory only:
+        the node that accepted it stored it; writing it again from here would
+        cost a write per relay and could put an older clock over a newer one)."""
         latest = self.latest.get(client_id)
         if latest is not None and clock <= latest:
-            return []
-        merged = clock if latest is None else latest.merge(clock)
-        self.latest[client_id] = merged
+            return
+        self.latest[client_id] = clock if latest is None else latest.merge(clock)
         self.frontier = self.frontier.merge(clock)
-        return [SaveClock(client_id, merged)]
 
     def adopt_inbox(self, client_id: str, inbox: Inbox | None) -> None:
         """Cluster mode: the inbox of ``client_id`` as the cluster stores it (None:
