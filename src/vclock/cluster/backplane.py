@@ -120,6 +120,19 @@ class _Relaying:
     node: str | None = None  # where it is being delivered now (None: not yet, nowhere)
 
 
+@dataclass(slots=True)
+class _Asked:
+    """A request to another node, waiting for its answer (see :meth:`Backplane._ask`)."""
+
+    future: asyncio.Future[bytes | None]
+    node: str
+    subject: str
+    data: bytes
+    reply: str
+    shuffle: bool
+    again: float  # when to ask again if still unanswered
+
+
 class Backplane:
     """One node's connection to the cluster. Create it with :meth:`connect`.
 
@@ -139,12 +152,13 @@ class Backplane:
         self._decoder: FrameDecoder[NodeMessage] = FrameDecoder(NodeMessage, limits=_TRUSTED)
         self._out: asyncio.Queue[tuple[float, str, bytes, str | None] | None] = asyncio.Queue()
         self._replies = nc.new_inbox()
-        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._waiting: dict[str, _Asked] = {}  # reply token -> request in flight
         self._tokens = 0
         self._relaying: dict[str, _Relaying] = {}  # receiver -> its latest relay
         #: whether a client is connected or held on this node (set by the server)
         self.is_local: Callable[[str], bool] = lambda client_id: False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeping: asyncio.Task[None] | None = None
         # request (its reply subject) -> its answer: a request asked again is
         # answered again, not carried out twice (see ASK_AGAIN)
         self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
@@ -176,6 +190,7 @@ class Backplane:
         await nc.subscribe(f"{backplane._prefix}.all", cb=backplane._receive)
         await nc.subscribe(f"{backplane._prefix}.node.{config.node_id}", cb=backplane._receive)
         backplane._tasks = {asyncio.create_task(backplane._publisher())}
+        backplane._sweeping = asyncio.create_task(backplane._sweeper())
         return backplane
 
     async def close(self, claims: list[str], held: list[str]) -> None:
@@ -186,6 +201,8 @@ class Backplane:
             await self.release(client_id)
         self.publish(Status(node=self.node, clients=[], held=held, leaving=True))
         self._out.put_nowait(None)
+        if self._sweeping is not None:
+            self._sweeping.cancel()
         await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
         await self._nc.drain()
 
@@ -310,33 +327,40 @@ class Backplane:
         return False
 
     async def _ask(self, node: str, data: bytes, shuffle: bool = False) -> bytes | None:
-        """Send to ``node`` and wait for its answer while it is alive (asking again
-        every ``ASK_AGAIN`` seconds: a core NATS publish may be lost)."""
+        """Send to ``node`` and wait for its answer; None once ``node`` is taken for
+        dead (:meth:`_sweeper` checks, and asks again after ``ASK_AGAIN`` seconds)."""
         self._tokens += 1
         token = str(self._tokens)
-        future: asyncio.Future[bytes] = self._loop.create_future()
-        self._waiting[token] = future
-        subject, reply = f"{self._prefix}.node.{node}", f"{self._replies}.{token}"
-        self._enqueue(subject, data, reply, shuffle)
-        again = self._loop.time() + ASK_AGAIN
+        asked = _Asked(
+            self._loop.create_future(), node, f"{self._prefix}.node.{node}", data,
+            f"{self._replies}.{token}", shuffle, self._loop.time() + ASK_AGAIN,
+        )  # fmt: skip
+        self._waiting[token] = asked
+        self._enqueue(asked.subject, data, asked.reply, shuffle)
         try:
-            while True:
-                done, _ = await asyncio.wait({future}, timeout=0.25)
-                if done:
-                    return future.result()
-                now = self._loop.time()
-                if not self.directory.alive(node, now):
-                    return None
-                if now > again:
-                    self._enqueue(subject, data, reply, shuffle)
-                    again = now + ASK_AGAIN
+            return await asked.future
         finally:
             self._waiting.pop(token, None)
 
+    async def _sweeper(self) -> None:
+        """Every quarter second: end the requests to nodes taken for dead, and ask
+        again those a live node left unanswered for ``ASK_AGAIN`` seconds."""
+        while True:
+            await asyncio.sleep(0.25)
+            now = self._loop.time()
+            for asked in list(self._waiting.values()):
+                if asked.future.done():
+                    continue
+                if not self.directory.alive(asked.node, now):
+                    asked.future.set_result(None)
+                elif now > asked.again:
+                    self._enqueue(asked.subject, asked.data, asked.reply, asked.shuffle)
+                    asked.again = now + ASK_AGAIN
+
     async def _answered(self, msg: Msg) -> None:
-        future = self._waiting.get(msg.subject.rpartition(".")[2])
-        if future is not None and not future.done():
-            future.set_result(msg.data)
+        asked = self._waiting.get(msg.subject.rpartition(".")[2])
+        if asked is not None and not asked.future.done():
+            asked.future.set_result(msg.data)
 
     @staticmethod
     async def _answer(result: Awaitable[bool]) -> bytes:
