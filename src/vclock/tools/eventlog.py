@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
@@ -61,17 +61,11 @@ class EventLog:
         self._file: IO[bytes] = self.path.open("ab")
 
     def record(
-        self,
-        kind: str,
-        clock: Iterable[tuple[str, int]] | dict[str, int],
-        *,
-        peer: str | None = None,
-        msg: str | None = None,
-        to: list[str] | None = None,
-        desc: str | None = None,
+        self, kind: str, clock: Iterable[tuple[str, int]] | dict[str, int], **fields: Any
     ) -> None:
-        """Append one event, flushed to the OS before returning."""
-        self.append([self.line(kind, clock, peer=peer, msg=msg, to=to, desc=desc)])
+        """Append one event (``fields``: those of :meth:`line`), flushed to the OS
+        before returning."""
+        self.append([self.line(kind, clock, **fields)])
 
     def line(
         self,
