@@ -105,7 +105,10 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     "--data",
     default="vclock-data",
     show_default=True,
-    help="Folder for the server's SQLite state (latest clocks, held messages); ':memory:' keeps nothing.",
+    help=(
+        "Folder for the server's SQLite state (latest clocks, held messages);"
+        " ':memory:' keeps nothing."
+    ),
 )
 @click.option(
     "--log",

@@ -120,7 +120,8 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     seed, sync_interval = settings.seed, settings.sync_interval
     web = ["--web", settings.web] if settings.web else []
     console.print(
-        f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s; run folder [bold]{run_dir}[/]"
+        f"[bold]vclock demo[/]: a server and {n} clients for {duration:g} s;"
+        f" run folder [bold]{run_dir}[/]"
     )
     vclock = [sys.executable, "-m", "vclock"]
     server = await _spawn(

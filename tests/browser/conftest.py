@@ -33,7 +33,9 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-@pytest.fixture(scope="module")  # not session: a live Playwright keeps an event loop running, which asyncio tests cannot share
+# module, not session: a live Playwright keeps an event loop running, which asyncio
+# tests cannot share
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:

@@ -102,7 +102,8 @@ def test_a_delta_that_grows_the_clock_past_the_limit_is_a_frame_error():
     client.receive_data(server.data_to_send())
     client.events_received()
     for i in range(3):  # each delta adds new entries; the full clock grows to 6
-        client.send(Send(to="B", seq=1 + i, clock=VectorClock({f"X{i}": 1, f"Y{i}": 1, "Z": 1 + i})))
+        clock = VectorClock({f"X{i}": 1, f"Y{i}": 1, "Z": 1 + i})
+        client.send(Send(to="B", seq=1 + i, clock=clock))
     server.receive_data(client.data_to_send())
     events = server.events_received()
     assert isinstance(events[-1], FrameError) and "limit of 3" in str(events[-1])

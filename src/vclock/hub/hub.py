@@ -378,7 +378,8 @@ class Hub:
     def _hello(self, peer: PeerId, session: _Session, hello: Hello) -> list[Action]:
         if hello.v != PROTOCOL_VERSION:
             raise PeerError(
-                f"protocol version {hello.v} is not supported; this server speaks {PROTOCOL_VERSION}",
+                f"protocol version {hello.v} is not supported;"
+                f" this server speaks {PROTOCOL_VERSION}",
                 code=ErrorCode.UNSUPPORTED_VERSION,
             )
         if self.auth is not None and not self.auth.check(hello.id, hello.token):

@@ -1,0 +1,59 @@
+"""The trace checker: are the clocks in a run's event logs causally consistent?
+
+:func:`check` reads a run folder of ``<pid>.jsonl`` logs (or one file, or a list of
+:class:`~vclock.tools.eventlog.Event`) and returns a :class:`CheckReport`;
+:func:`format_report` turns it into text. Pure functions: no printing, no time.
+
+The model of a run, the rules and how the core check works are explained in the
+docstring of :mod:`vclock.tools.checker.graph`, which also lists this package's
+modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..eventlog import Event
+from .records import load
+from .report import REPORT_LIMIT as REPORT_LIMIT  # how many findings format_report lists
+from .report import RULES, CheckReport, EventRef, Summary, Violation, format_report
+from .rules import Checker
+
+__all__ = [
+    "RULES",
+    "CheckReport",
+    "EventRef",
+    "Summary",
+    "Violation",
+    "check",
+    "format_report",
+]
+
+
+def check(
+    source: str | Path | Iterable[Event],
+    *,
+    require_causal_delivery: bool = False,
+    causal_scope: str = "all",
+) -> CheckReport:
+    """Check the event logs of one run.
+
+    Args:
+        source: a run folder of ``<pid>.jsonl`` files, one such file, or events
+            (each process's events in its file order).
+        require_causal_delivery: fail on causal-delivery violations instead of
+            reporting them as warnings (per-sender FIFO violations always fail).
+        causal_scope: ``"all"`` checks causal delivery over every message;
+            ``"broadcast"`` only between broadcasts (peer ``"*"``), which clients
+            deliver in causal order whatever the topology.
+
+    Raises:
+        FileNotFoundError: no such file, or a folder without ``.jsonl`` files.
+        ValueError: a line that is not an event (naming the file and line).
+    """
+    if causal_scope not in ("all", "broadcast"):
+        raise ValueError(f"causal_scope must be 'all' or 'broadcast', not {causal_scope!r}")
+    return Checker(load(source), broadcasts_only=causal_scope == "broadcast").run(
+        require_causal_delivery
+    )
