@@ -151,6 +151,14 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     help="Messages kept for one away client.",
 )
 @click.option(
+    "--hold-for",
+    default=DEFAULTS.hold_for,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long an away resume client's inbox is kept; 0 keeps it forever.",
+)
+@click.option(
     "--web",
     "web_address",
     metavar="HOST:PORT",
@@ -195,6 +203,7 @@ def server(
     max_pending: int,
     max_errors: int,
     max_inbox: int,
+    hold_for: float,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,
@@ -247,6 +256,7 @@ def server(
         max_pending=max_pending,
         max_errors=max_errors,
         max_inbox=max_inbox,
+        hold_for=hold_for,
         auth=auth,
         ssl=context,
     )

@@ -16,6 +16,7 @@ import pytest
 
 from vclock.clock import VectorClock
 from vclock.protocol import Error
+from vclock.protocol.frames import frame_type
 
 from .conftest import (
     ClientProcess,
@@ -193,3 +194,31 @@ def test_memory_data_keeps_nothing_across_a_restart(processes, raw_client) -> No
     welcome = raw.hello("A")
     assert dict(welcome.clock.items()) == {}, welcome
     stop_gracefully(server)
+
+
+def test_an_inbox_held_past_the_hold_limit_is_dropped_and_the_id_is_free(
+    processes, raw_client
+) -> None:
+    """--hold-for bounds how long an away client's messages are kept: then the
+    console says so, sends to it get unknown-peer, and its return starts afresh."""
+    server = processes.server("--hold-for", "1")
+    receiver = raw_client(server.port)
+    resume_hello(receiver, "R")
+    receiver.close()
+    server.wait_for_line(r"^R \(127\.0\.0\.1:\d+\) disconnected$")
+    sender = raw_client(server.port)
+    resume_hello(sender, "S")
+    sender.send_line({"type": "send", "to": "R", "seq": 1, "clock": {"S": 1}, "body": "kept"})
+    assert sender.expect("ack").seq == 1
+    server.wait_for_line(
+        r"^R did not come back within the hold limit \(--hold-for\);"
+        r" its inbox was dropped with 1 waiting message\(s\)$"
+    )
+    sender.send_line({"type": "send", "to": "R", "seq": 2, "clock": {"S": 2}})
+    error = sender.expect("error")
+    assert (error.code, error.peer, error.seq) == ("unknown-peer", "R", 2), error
+    back = raw_client(server.port)
+    resume_hello(back, "R")
+    back.send_line({"type": "report", "seq": 1, "clock": {"R": 1}})
+    assert back.expect("ack").seq == 1  # the report's ack comes with no deliver before it
+    assert not [f for f in back.received if frame_type(f) == "deliver"], back.received

@@ -8,6 +8,7 @@ import pytest
 from vclock import ErrorCode, VectorClock
 from vclock.hub import (
     DropInbox,
+    Expired,
     Hub,
     Inbox,
     Received,
@@ -605,3 +606,29 @@ def test_a_plain_hello_gets_the_whole_inbox_whatever_the_window(windowed):
     plain = windowed.connect("R")
     assert [d.body for d in plain.delivers] == [0, 1, 2, 3, 4]
     assert "R" not in windowed.hub.inboxes
+
+
+# Hold limit (the server decides when; the hub drops)
+
+
+def test_dropping_a_held_inbox_after_the_hold_limit_makes_the_id_unknown(harness):
+    held_offline(harness)
+    s = harness.connect("S", resume=True)
+    harness.send(s, "R")
+    harness.send(s, "R")
+    actions = harness.hub.drop_held("R")
+    assert actions == [DropInbox("R"), Expired("R", dropped=2)]
+    harness.run(actions)
+    assert "R" not in harness.hub.inboxes
+    late = harness.send(s, "R")
+    assert [(e.code, e.seq) for e in s.errors] == [("unknown-peer", late.seq)]
+    harness.check_persistence()
+
+
+def test_only_an_away_held_client_can_be_dropped(harness):
+    harness.connect("R", resume=True)  # here: its inbox stays
+    harness.connect("P")  # plain: holds nothing
+    assert harness.hub.drop_held("R") == []
+    assert harness.hub.drop_held("P") == []
+    assert harness.hub.drop_held("nobody") == []
+    assert "R" in harness.hub.inboxes

@@ -35,6 +35,7 @@ from ..hub import (
     STORE_TYPES,
     Action,
     Close,
+    Expired,
     Forward,
     Hub,
     Joined,
@@ -74,6 +75,7 @@ class ServerConfig:
     max_pending: int = 1 << 20  # bytes queued for a client that does not read
     max_errors: int = 20  # refused frames before a connection is closed
     max_inbox: int = 10_000  # messages kept for one away client
+    hold_for: float = 86_400.0  # seconds an away client's inbox is kept; 0 = forever
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
 
@@ -105,6 +107,11 @@ class Console:
                 self.line(f"{address} joined as {client_id}")
             case Left(client_id=client_id, address=address):
                 self.line(f"{client_id} ({address}) disconnected")
+            case Expired(client_id=client_id, dropped=dropped):
+                self.line(
+                    f"{client_id} did not come back within the hold limit (--hold-for);"
+                    f" its inbox was dropped with {dropped} waiting message(s)"
+                )
             case Received(address=address, client_id=client_id, frame=frame):
                 self.line(f"At {self._now()}, data was received from client")
                 self.line(f"Client Data updated by Server with: {address}")
@@ -217,6 +224,8 @@ class Server:
         self._sync_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Action], None]] = []
+        # Away clients whose inbox is held here -> since when (loop time), for hold_for
+        self._away: dict[str, float] = {}
         # Cluster mode: clients arriving here whose earlier relays are still in flight
         # (see _claim); local sends to them wait, so they do not overtake those relays.
         self._settling: dict[str, asyncio.Future[None]] = {}
@@ -342,7 +351,12 @@ class Server:
             self._handlers.discard(task)
 
     async def _sync_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._away = dict.fromkeys(
+            (i for i in self.hub.inboxes if i not in self.hub.clients), loop.time()
+        )  # held before a restart: away from now on
         while True:
+            self._drop_expired(loop.time())
             self._apply(self.hub.begin_sync_cycle())
             if self._backplane is not None:
                 from ..cluster.messages import Frontier
@@ -350,6 +364,22 @@ class Server:
                 frontier = Frontier(node=self._backplane.node, clock=self.hub.frontier)
                 self._backplane.publish(frontier)
             await asyncio.sleep(self.config.sync_interval)
+
+    def _track_away(self, action: Joined | Left) -> None:
+        if isinstance(action, Joined):
+            self._away.pop(action.client_id, None)
+        elif action.client_id in self.hub.inboxes:  # held: its hold time starts
+            self._away[action.client_id] = asyncio.get_running_loop().time()
+
+    def _drop_expired(self, now: float) -> None:
+        """Drop the inboxes of clients away for longer than ``hold_for``."""
+        hold_for = self.config.hold_for
+        if hold_for <= 0:
+            return
+        for client_id, since in list(self._away.items()):
+            if now - since > hold_for:
+                del self._away[client_id]
+                self._apply(self.hub.drop_held(client_id))
 
     # Cluster mode
 
@@ -543,6 +573,8 @@ class Server:
                 case _ if isinstance(action, STORE_TYPES):
                     pass
                 case _:
+                    if isinstance(action, Joined | Left):
+                        self._track_away(action)
                     if self.console.enabled:  # --quiet costs nothing per message
                         self.console.show(action)
                     if self.log is not None:

@@ -111,6 +111,14 @@ class Left:
 
 
 @dataclass(frozen=True, slots=True)
+class Expired:
+    """A held client did not come back in time: its inbox was dropped."""
+
+    client_id: str
+    dropped: int  # messages it had waiting
+
+
+@dataclass(frozen=True, slots=True)
 class Received:
     """A client's clock reached the server (in a ``send`` or a ``report``)."""
 
@@ -138,6 +146,6 @@ class SyncCycle:
 
 
 StoreAction = SaveClock | SaveCycle | SaveMessage | SaveInbox | SaveBroadcasts | DropInbox
-Notice = Joined | Left | Received | Refused | SyncCycle
+Notice = Joined | Left | Expired | Received | Refused | SyncCycle
 Action = Outgoing | Close | Forward | StoreAction | Notice
 STORE_TYPES = (SaveClock, SaveCycle, SaveMessage, SaveInbox, SaveBroadcasts, DropInbox)

@@ -59,6 +59,7 @@ from .actions import (
     Action,
     Close,
     DropInbox,
+    Expired,
     Forward,
     Joined,
     Left,
@@ -243,6 +244,16 @@ class Hub:
         left = PeerLeft(id=client_id)
         actions += [Outgoing(other, left) for other in self._by_id.values()]
         return actions
+
+    def drop_held(self, client_id: str) -> list[Action]:
+        """Drop the inbox of ``client_id`` if it is held and the client away: the
+        server's hold limit passed (the hub reads no clock; the server decides).
+        From then on a ``send`` to it gets ``unknown-peer``, as after a ``bye``."""
+        inbox = self.inboxes.get(client_id)
+        if inbox is None or client_id in self._by_id:
+            return []
+        del self.inboxes[client_id]
+        return [DropInbox(client_id), Expired(client_id, len(inbox.messages))]
 
     def begin_sync_cycle(self) -> list[Action]:
         """Run one synchronization cycle: send the frontier to whoever lacks part of it."""
