@@ -256,6 +256,8 @@ class Server:
             self._backplane.on_message = self._from_cluster
             self._backplane.is_local = lambda i: i in self.hub.clients or i in self.hub.inboxes
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        # inboxes held before a restart: their clients are away from now on
+        self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self._server = await asyncio.start_server(
             self._handle_connection,
             self.config.host,
@@ -352,9 +354,6 @@ class Server:
 
     async def _sync_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        self._away = dict.fromkeys(
-            (i for i in self.hub.inboxes if i not in self.hub.clients), loop.time()
-        )  # held before a restart: away from now on
         while True:
             self._drop_expired(loop.time())
             self._apply(self.hub.begin_sync_cycle())
