@@ -52,6 +52,7 @@ from .protocol.frames import (
     Delivered,
     Error,
     Hello,
+    Limits,
     PeerJoined,
     PeerLeft,
     Report,
@@ -198,6 +199,7 @@ class NodeState:
         self.bdelivered = VectorClock()  # broadcasts delivered, per sender (own included)
         self.held: list[Deliver] = []  # broadcasts received but not yet causally next
         self.last_seq: dict[str, int] = {}  # per sender: the seq of its last unicast handled
+        self.limits: Limits | None = None  # the server's, if its welcome announced them
 
     def hello(self) -> Hello:
         """The first frame of every session (a new one after each reconnect)."""
@@ -320,6 +322,7 @@ class NodeState:
                 self.welcomed = True
                 self.id = frame.id
                 self.peers = list(frame.peers)
+                self.limits = frame.limits
                 self.clock = self.clock.merge(frame.clock)
                 return Welcomed(frame.id, tuple(frame.peers), self.clock)
             case Deliver():

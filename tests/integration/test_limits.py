@@ -78,6 +78,16 @@ def padded_hello(client_id: str, size: int) -> bytes:
     return head + b" " * (size - len(head) - 1) + b"}"
 
 
+def test_welcome_announces_the_limits_the_server_was_started_with(raw: RawClient) -> None:
+    welcome = raw.hello("lim")
+    assert welcome.limits is not None
+    announced = msgspec.structs.asdict(welcome.limits)
+    assert announced == {
+        "max_frame_size": MAX_FRAME, "max_clock_entries": 3, "max_id_length": 8,
+        "max_rate": 50.0, "max_inbox": 10_000, "window": 256, "hold_for": 86_400.0,
+    }  # fmt: skip
+
+
 def test_frame_over_the_size_limit_gets_frame_too_large_and_the_session_goes_on(
     service: Bystanders, raw: RawClient
 ) -> None:

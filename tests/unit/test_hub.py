@@ -34,6 +34,7 @@ from vclock.protocol import (
     Deliver,
     Error,
     Hello,
+    Limits,
     PeerJoined,
     PeerLeft,
     Report,
@@ -743,3 +744,17 @@ def test_nodes_see_peers_join_and_leave(harness):
     harness.disconnect(b)
     assert a.events[1:] == [PeerChange("B", joined=True), PeerChange("B", joined=False)]
     assert a.node.peers == []
+
+
+def test_welcome_announces_the_limits_the_hub_was_given():
+    limits = Limits(
+        max_frame_size=100, max_clock_entries=8, max_id_length=4, max_rate=10.0,
+        max_inbox=3, window=2, hold_for=60.0,
+    )  # fmt: skip
+    harness = HubHarness(Hub(limits=limits))
+    a = harness.connect("A")
+    welcome = next(f for f in a.received if isinstance(f, Welcome))
+    assert welcome.limits == limits
+    assert a.node.limits == limits  # the client keeps them
+    plain = HubHarness(Hub()).connect("B")
+    assert next(f for f in plain.received if isinstance(f, Welcome)).limits is None

@@ -44,7 +44,7 @@ from ..node import (
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.codec import FrameDecoder, encode_json
-from ..protocol.frames import Broadcast, Bye, Frame, Report, Send
+from ..protocol.frames import Broadcast, Bye, Frame, Limits, Report, Send
 from ..tools.eventlog import EventLog
 
 SERVER = "server"
@@ -154,6 +154,11 @@ class Node:
     def peers(self) -> list[str]:
         """The other connected clients, in the order they joined."""
         return list(self._state.peers)
+
+    @property
+    def limits(self) -> Limits | None:
+        """The server's limits, as its ``welcome`` announced them (None: it did not)."""
+        return self._state.limits
 
     @property
     def unacked(self) -> int:

@@ -31,6 +31,7 @@ from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
 from ..errors import ErrorCode, PeerError
 from ..hub import (
+    DEFAULT_WINDOW,
     SERVER_ID,
     STORE_TYPES,
     Action,
@@ -50,7 +51,17 @@ from ..hub import (
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
-from ..protocol.frames import Ack, Broadcast, ClientFrame, Deliver, Error, Hello, Send, Welcome
+from ..protocol.frames import (
+    Ack,
+    Broadcast,
+    ClientFrame,
+    Deliver,
+    Error,
+    Hello,
+    Limits,
+    Send,
+    Welcome,
+)
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
 
@@ -213,6 +224,15 @@ class Server:
             max_inbox=config.max_inbox,
             max_id_length=config.limits.max_id_length,
             state=self.store.load(),
+            limits=Limits(
+                max_frame_size=config.max_frame_size,
+                max_clock_entries=config.limits.max_entries,
+                max_id_length=config.limits.max_id_length,
+                max_rate=config.max_rate,
+                max_inbox=config.max_inbox,
+                window=DEFAULT_WINDOW,
+                hold_for=config.hold_for,
+            ),
         )
         self.console = console
         self.log = log

@@ -22,11 +22,12 @@ from .actions import (
     StoreAction,
     SyncCycle,
 )
-from .hub import SERVER_ID, Hub, HubState, Inbox
+from .hub import DEFAULT_WINDOW, SERVER_ID, Hub, HubState, Inbox
 from .limits import TokenBucket
 from .state import TRANSITIONS, SessionState, next_state
 
 __all__ = [
+    "DEFAULT_WINDOW",
     "SERVER_ID",
     "STORE_TYPES",
     "TRANSITIONS",

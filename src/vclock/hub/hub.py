@@ -47,6 +47,7 @@ from ..protocol.frames import (
     Delivered,
     Error,
     Hello,
+    Limits,
     PeerJoined,
     PeerLeft,
     Report,
@@ -78,6 +79,8 @@ from .state import SessionState, next_state
 
 #: The id the server uses for itself in logs; no client may take it.
 SERVER_ID = "server"
+#: Numbered deliveries a resume client may leave unacknowledged (flow control).
+DEFAULT_WINDOW = 256
 
 #: Errors that are a normal race or a full receiver, not the client misbehaving.
 _FORGIVEN = frozenset({ErrorCode.UNKNOWN_PEER, ErrorCode.INBOX_FULL})
@@ -140,6 +143,8 @@ class Hub:
             methods.
         id_prefix: put after ``client-`` in assigned ids (cluster nodes use
             their node id, so that assigned ids differ across nodes).
+        limits: announced in every ``welcome`` (the server's limits, most of
+            them enforced by the I/O layer); None announces nothing.
     """
 
     def __init__(
@@ -149,13 +154,15 @@ class Hub:
         auth: Authenticator | None = None,
         max_errors: int = 20,
         max_inbox: int = 10_000,
-        window: int = 256,
+        window: int = DEFAULT_WINDOW,
         max_id_length: int = 64,
         state: HubState | None = None,
         cluster: bool = False,
         id_prefix: str = "",
+        limits: Limits | None = None,
     ) -> None:
         self.sync_interval = sync_interval
+        self.limits = limits
         self.auth = auth
         self.max_errors = max_errors
         self.max_inbox = max_inbox
@@ -424,6 +431,7 @@ class Hub:
             sync_interval=self.sync_interval,
             clock=session.known,
             delta=hello.delta,
+            limits=self.limits,
         )
         actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
         joined = PeerJoined(id=client_id)

@@ -94,6 +94,19 @@ class Bye(_Frame, tag="bye", frozen=True):
 # Server -> client
 
 
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The server's limits (docs/protocol.md, section 9), announced in ``welcome``
+    so a client can stay within them instead of learning them from errors."""
+
+    max_frame_size: int  # bytes in one line, newline excluded
+    max_clock_entries: int
+    max_id_length: int
+    max_rate: float  # frames per second; 0: no limit
+    max_inbox: int  # messages held for one away client
+    window: int  # numbered deliveries a resume client may leave unacknowledged
+    hold_for: float  # seconds an away client's inbox is kept; 0: forever
+
+
 class Welcome(_Frame, tag="welcome", frozen=True):
     """Answer to a valid hello: the client's id, who else is connected, and the
     latest clock the server holds for this id (empty for a new id), which a client
@@ -108,6 +121,7 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     # broadcasts this client will never be sent (sent before it joined, or
     # acknowledged): where its causal-broadcast counts start; None means {}
     bclock: VectorClock | None = None
+    limits: Limits | None = None  # the server's limits, if it announces them
 
 
 class Deliver(_Frame, tag="deliver", frozen=True):
