@@ -24,6 +24,7 @@ from .conftest import (
     ServerProcess,
     count_kinds,
     wait_for_exchanges,
+    wait_until,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -202,3 +203,30 @@ def test_send_before_hello_gets_unexpected_frame(service: Service, raw: RawClien
     raw.hello("Late")
     service.assert_unharmed(before)
     assert service.clients["B"].count(r"receive <- (X|Late) ") == 0
+
+
+def _tcp_timer(local_port: int, remote_port: int) -> str | None:
+    """The kernel's timer field (``tr``) of the IPv4 socket ``local -> remote``
+    on loopback, from /proc/net/tcp: ``02`` is the keepalive timer."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if (int(local, 16), int(remote, 16)) == (local_port, remote_port):
+            return fields[5].split(":")[0]
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
+def test_the_server_keeps_idle_connections_alive_with_tcp_probes(
+    service: Service, raw: RawClient
+) -> None:
+    """A client that vanishes without a FIN (power loss) is found out by TCP
+    keepalive probes, so its id is freed; the server turns them on per connection."""
+    raw.hello("idle")
+    port, client_port = service.server.port, raw.sock.getsockname()[1]
+    # between frames (syncs arrive every 0.5 s): the server's side has the keepalive
+    # timer, ours (keepalive off, the default) none
+    wait_until(
+        lambda: (_tcp_timer(port, client_port), _tcp_timer(client_port, port)) == ("02", "00"),
+        what="the keepalive timer on the server's side of an idle connection",
+    )

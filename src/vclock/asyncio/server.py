@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import itertools
+import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -324,6 +325,7 @@ class Server:
         self._handlers.add(task)
         peer_id = PeerId(next(self._peer_ids))
         address = _address(writer)
+        _keep_alive(writer)
         conn = Connection(
             client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size
         )
@@ -720,6 +722,27 @@ class Server:
 async def _confirmed(durable: Awaitable[object]) -> bool:
     await durable
     return True
+
+
+#: TCP keepalive: probe a connection idle this long, then every KEEPALIVE_INTERVAL
+#: seconds; KEEPALIVE_PROBES unanswered probes close it. A client that vanished
+#: without a FIN (power loss, a dropped network) so frees its id within about a
+#: minute instead of holding it until the operating system gives up (hours).
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 30, 10, 3
+
+
+def _keep_alive(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+    except OSError:
+        pass  # not a TCP socket (a test transport): nothing to keep alive
 
 
 def _address(writer: asyncio.StreamWriter) -> str:
