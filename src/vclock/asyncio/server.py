@@ -3,30 +3,27 @@
 This layer makes no protocol decisions. It feeds each connection's bytes to a
 sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
 :class:`~vclock.hub.Hub`, and carries out the actions the hub returns: writing
-frames, closing connections, printing the console lines and logging events.
+frames, closing connections, printing the console lines
+(:class:`~vclock.asyncio.console.Console`) and logging events.
 
-In cluster mode (a :class:`~vclock.cluster.backplane.ClusterConfig`), it also connects the
-hub to the other nodes over NATS (:mod:`vclock.cluster.backplane`): it claims a
-client's id cluster-wide before handing its ``hello`` to the hub, publishes the
-hub's :class:`~vclock.hub.Forward` actions, its status and its frontier, and
-turns the other nodes' messages into the hub's ``remote_*`` calls.
+In cluster mode (a :class:`~vclock.cluster.backplane.ClusterConfig`), a
+:class:`~vclock.asyncio.cluster_link.ClusterLink` connects the hub to the other
+nodes; the server holds a client's frames back until what they acknowledge is
+durable there, and answers a relayed send whose receiver vanished with
+``unknown-peer`` instead of an ``ack``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as _dt
 import functools
 import itertools
 import socket
 import ssl
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
@@ -37,7 +34,6 @@ from ..hub import (
     STORE_TYPES,
     Action,
     Close,
-    Expired,
     Forward,
     Hub,
     Joined,
@@ -45,7 +41,6 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
-    Refused,
     SyncCycle,
     TokenBucket,
 )
@@ -54,7 +49,6 @@ from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder,
 from ..protocol.connection import EncodeCache
 from ..protocol.frames import (
     Ack,
-    Broadcast,
     ClientFrame,
     Deliver,
     Error,
@@ -65,11 +59,11 @@ from ..protocol.frames import (
 )
 from ..store import MEMORY, Store
 from ..tools.eventlog import EventLog
+from .console import Console
 
 if TYPE_CHECKING:
-    from ..cluster.backplane import Backplane, ClusterConfig
-    from ..cluster.jsstore import JetStreamStore
-    from ..cluster.messages import NodeMessage
+    from ..cluster.backplane import ClusterConfig
+    from .cluster_link import ClusterLink
 
 READ_CHUNK = 64 * 1024
 
@@ -90,65 +84,6 @@ class ServerConfig:
     hold_for: float = 86_400.0  # seconds an away client's inbox is kept; 0 = forever
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
-
-
-class Console:
-    """Prints the server's console lines (the seed's, verbatim, plus a few more)."""
-
-    def __init__(
-        self, out: TextIO | None = sys.stdout, now: Callable[[], _dt.datetime] = _dt.datetime.now
-    ) -> None:
-        self._out = out
-        self._now = now
-
-    @property
-    def enabled(self) -> bool:
-        return self._out is not None
-
-    def line(self, text: str) -> None:
-        """Print one line (nothing when quiet)."""
-        if self._out is not None:
-            print(text, file=self._out, flush=True)
-
-    def connected(self, address: str) -> None:
-        self.line(f"{address} got connected successfully")
-
-    def show(self, action: Action) -> None:
-        match action:
-            case Joined(client_id=client_id, address=address):
-                self.line(f"{address} joined as {client_id}")
-            case Left(client_id=client_id, address=address):
-                self.line(f"{client_id} ({address}) disconnected")
-            case Expired(client_id=client_id, dropped=dropped):
-                self.line(
-                    f"{client_id} did not come back within the hold limit (--hold-for);"
-                    f" its inbox was dropped with {dropped} waiting message(s)"
-                )
-            case Received(address=address, client_id=client_id, frame=frame):
-                self.line(f"At {self._now()}, data was received from client")
-                self.line(f"Client Data updated by Server with: {address}")
-                target = (
-                    f" for {frame.to}"
-                    if isinstance(frame, Send)
-                    else " for everyone"
-                    if isinstance(frame, Broadcast)
-                    else ""
-                )
-                self.line(f"  {client_id}{target}: {frame.clock}")
-            case Refused(address=address, error=error):
-                self.line(f"{address} refused: {error.code.value}: {error}")
-            case SyncCycle(clients=clients, frontier=frontier, synced=synced):
-                self.line("New synchronization cycle started.")
-                self.line(f"Number of clients to be synchronized: {clients}")
-                if clients == 0 or not frontier:
-                    self.line(
-                        "No client data received. Synchronization not applicable"
-                        " at the moment. Waiting for a client."
-                    )
-                else:
-                    self.line(f"Frontier: {frontier}")
-                    who = ", ".join(synced) if synced else "none (every client is up to date)"
-                    self.line(f"Synchronized: {who}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +148,7 @@ class Server:
         self.config = config
         self.store = store or Store(MEMORY)
         self.cluster = cluster
-        self._backplane: Backplane | None = None
-        self._jsstore: JetStreamStore | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._link: ClusterLink | None = None
         self.hub = Hub(
             cluster=cluster is not None,
             id_prefix=f"{cluster.node_id}-" if cluster is not None else "",
@@ -247,9 +180,6 @@ class Server:
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
         self._away: dict[str, float] = {}
-        # Cluster mode: clients arriving here whose earlier relays are still in flight
-        # (see _claim); local sends to them wait, so they do not overtake those relays.
-        self._settling: dict[str, asyncio.Future[None]] = {}
 
     def observe(self, callback: Callable[[Action], None]) -> Callable[[], None]:
         """Call ``callback`` with every action the hub returns (notices, frames sent,
@@ -265,18 +195,9 @@ class Server:
 
     async def start(self) -> None:
         if self.cluster is not None:
-            from ..cluster.backplane import Backplane
-            from ..cluster.jsstore import JetStreamStore
+            from .cluster_link import ClusterLink  # nats-py only when clustering
 
-            self._backplane = await Backplane.connect(self.cluster)
-            self._jsstore = await JetStreamStore.open(
-                self._backplane.js, self.cluster.name, self.cluster.node_id
-            )
-            self.hub.cycle = max(self.hub.cycle, await self._jsstore.load_cycle())
-            self.hub.broadcasts = self.hub.broadcasts.merge(await self._jsstore.load_broadcasts())
-            self._backplane.on_message = self._from_cluster
-            self._backplane.is_local = lambda i: i in self.hub.clients or i in self.hub.inboxes
-            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+            self._link = await ClusterLink.start(self, self.cluster)
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self._server = await asyncio.start_server(
@@ -293,10 +214,8 @@ class Server:
         """Say bye to every client, stop listening, and wait for connections to end."""
         if self._sync_task is not None:
             self._sync_task.cancel()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
         claims = self.hub.clients
-        self._apply(self.hub.shutdown(reason))
+        self.apply(self.hub.shutdown(reason))
         barriers = [p.barrier for p in self._peers.values() if p.barrier is not None]
         if barriers:  # cluster: acks wait for JetStream (bounded)
             await asyncio.wait(barriers, timeout=5)
@@ -307,10 +226,8 @@ class Server:
             peer.writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
-        if self._jsstore is not None:
-            await self._jsstore.close()
-        if self._backplane is not None:
-            await self._backplane.close(claims, held=list(self.hub.inboxes))
+        if self._link is not None:
+            await self._link.close(claims)
         self.store.close()
         if self.log is not None:
             self.log.close()
@@ -334,7 +251,7 @@ class Server:
         now = asyncio.get_running_loop().time
         self._peers[peer_id] = _Peer(writer, conn)
         self.console.connected(address)
-        self._apply(self.hub.connect(peer_id, address))
+        self.apply(self.hub.connect(peer_id, address))
         try:
             while not writer.is_closing():
                 data = await reader.read(READ_CHUNK)
@@ -344,15 +261,16 @@ class Server:
                     conn.receive_eof()
                 actions: list[Action] = []  # one batch: one commit, then the writes
                 while (event := conn.next_event()) is not None:
-                    if isinstance(event, Send) and event.to in self._settling:
-                        self._apply(actions)  # what came before, then wait (FIFO)
+                    link = self._link
+                    if link is not None and isinstance(event, Send) and event.to in link.settling:
+                        self.apply(actions)  # what came before, then wait (FIFO)
                         actions = []
-                        await asyncio.shield(self._settling[event.to])
-                    if isinstance(event, Hello) and self._backplane is not None:
-                        self._apply(actions)  # what came before, then the claim
+                        await asyncio.shield(link.settling[event.to])
+                    if link is not None and isinstance(event, Hello):
+                        self.apply(actions)  # what came before, then the claim
                         actions = []
                         if bucket is None or bucket.take(now()):
-                            actions += self.hub.receive(peer_id, await self._claim(event))
+                            actions += self.hub.receive(peer_id, await link.claim(event))
                             continue
                     if bucket is not None and not bucket.take(now()):
                         limited = PeerError(
@@ -363,14 +281,14 @@ class Server:
                         actions += self.hub.receive(peer_id, limited)
                     else:
                         actions += self.hub.receive(peer_id, event)
-                self._apply(actions)
+                self.apply(actions)
                 if not data:
                     break
         except (ConnectionError, OSError):
             pass  # the client vanished; handled as a disconnect below
         finally:
             self._peers.pop(peer_id, None)
-            self._apply(self.hub.disconnect(peer_id))
+            self.apply(self.hub.disconnect(peer_id))
             writer.close()
             self._handlers.discard(task)
 
@@ -378,12 +296,9 @@ class Server:
         loop = asyncio.get_running_loop()
         while True:
             self._drop_expired(loop.time())
-            self._apply(self.hub.begin_sync_cycle())
-            if self._backplane is not None:
-                from ..cluster.messages import Frontier
-
-                frontier = Frontier(node=self._backplane.node, clock=self.hub.frontier)
-                self._backplane.publish(frontier)
+            self.apply(self.hub.begin_sync_cycle())
+            if self._link is not None:
+                self._link.publish_frontier()
             await asyncio.sleep(self.config.sync_interval)
 
     def _track_away(self, action: Joined | Left) -> None:
@@ -400,164 +315,27 @@ class Server:
         for client_id, since in list(self._away.items()):
             if now - since > hold_for:
                 del self._away[client_id]
-                self._apply(self.hub.drop_held(client_id))
-
-    # Cluster mode
-
-    async def _claim(self, hello: Hello) -> Hello | PeerError:
-        """Claim the hello's id cluster-wide (assigning one if it has none), and
-        take in the clock the cluster has for it. A taken id is refused here."""
-        backplane = self._backplane
-        assert backplane is not None
-        if hello.id is None and self.config.auth is None:
-            hello = msgspec.structs.replace(hello, id=self.hub.free_id())
-        if hello.id is None or hello.id == SERVER_ID or hello.id in self.hub.clients:
-            return hello  # the hub refuses it (auth, reserved id, local duplicate)
-        if self.config.auth is not None and not self.config.auth.check(hello.id, hello.token):
-            return hello  # the hub refuses it, saying nothing about the id
-        jsstore = self._jsstore
-        assert jsstore is not None
-        inbox = None
-        try:
-            owner = await backplane.claim(hello.id)
-            latest = await jsstore.fetch_latest(hello.id)
-            if owner is None:  # its held inbox, as the cluster stores it
-                while True:
-                    generation = jsstore.generation
-                    await jsstore.drain()  # this node's own writes first
-                    inbox = await jsstore.load_inbox(hello.id)
-                    if jsstore.generation == generation:
-                        break
-        except Exception as exc:  # NATS unreachable: refuse; the client retries later
-            return PeerError(
-                f"the cluster cannot claim {hello.id!r} now ({exc}); try again",
-                code=ErrorCode.DUPLICATE_ID,
-                peer=hello.id,
-            )
-        if owner is not None:
-            return PeerError(
-                f"a client named {hello.id!r} is already connected (to node {owner});"
-                " pick another id",
-                code=ErrorCode.DUPLICATE_ID,
-                peer=hello.id,
-            )
-        self.hub.adopt_inbox(hello.id, inbox)
-        # Our earlier relays to it go first (FIFO): they deliver into the adopted
-        # inbox; local sends to it wait meanwhile (_handle_connection).
-        settled = asyncio.get_running_loop().create_future()
-        self._settling.setdefault(hello.id, settled)
-        try:
-            await backplane.settle(hello.id)
-        finally:
-            if self._settling.get(hello.id) is settled:
-                del self._settling[hello.id]
-            settled.set_result(None)
-        if latest is not None:
-            self.hub.merge_latest(hello.id, latest)
-        return hello
-
-    def _from_cluster(self, message: NodeMessage) -> Awaitable[bool] | bool | None:
-        from ..cluster.messages import Frontier, Relay, Status
-
-        backplane = self._backplane
-        assert backplane is not None
-        match message:
-            case Status():
-                now = asyncio.get_running_loop().time()
-                self._membership(*backplane.directory.update(message, now))
-            case Relay(deliver=deliver, to=None):
-                # confirmed once in the held inboxes here (and handed to clients)
-                durable = self._apply(self.hub.deliver_remote(deliver, None))
-                return True if durable is None else _confirmed(durable)
-            case Relay(deliver=deliver, to=to):
-                # the relaying node acks its sender once we answer ok: after the
-                # message is durable here (held client) or handed to the client
-                here = to in self.hub.clients or to in self.hub.inboxes
-                durable = self._apply(self.hub.deliver_remote(deliver, to))
-                if not here:
-                    return False
-                return True if durable is None else _confirmed(durable)
-            case Frontier(clock=clock):
-                self.hub.merge_frontier(clock)
-        return None
-
-    def _membership(self, joined: list[str], left: list[str]) -> None:
-        assert self._backplane is not None
-        actions: list[Action] = []
-        for client_id in joined:
-            self.hub.forget_inbox(client_id)  # its node now keeps its inbox
-            actions += self.hub.remote_joined(client_id)
-        for client_id in left:
-            actions += self.hub.remote_left(client_id)
-        directory = self._backplane.directory
-        # away (held elsewhere) or between nodes (orphans): a send to them is relayed
-        self.hub.remote_held = set(directory.held_clients()) | directory.orphans.keys()
-        self._apply(actions)
-
-    def _publish_status(self) -> None:
-        from ..cluster.messages import Status
-
-        assert self._backplane is not None
-        clients = self.hub.clients
-        held = [i for i in self.hub.inboxes if i not in clients]
-        resume = [i for i in clients if i in self.hub.inboxes]
-        status = Status(node=self._backplane.node, clients=clients, held=held, resume=resume)
-        self._backplane.publish(status)
-
-    async def _heartbeat_loop(self) -> None:
-        backplane = self._backplane
-        assert backplane is not None and self.cluster is not None
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            now = loop.time()
-            if now > due:  # woken late: the loop was too busy to hear the others
-                backplane.directory.pause(now - due, now)
-            self._publish_status()
-            self._membership(*backplane.directory.expire(now))
-            await backplane.refresh(self.hub.clients)
-            due = loop.time() + self.cluster.heartbeat
-            await asyncio.sleep(self.cluster.heartbeat)
-
-    def _to_cluster(self, action: Forward | Joined | Left) -> asyncio.Task[Any] | None:
-        from ..cluster.messages import Relay
-
-        backplane = self._backplane
-        assert backplane is not None
-        match action:
-            case Forward(to=None, frame=frame):
-                return backplane.broadcast(Relay(node=backplane.node, deliver=frame))
-            case Forward(to=to, frame=frame):
-                return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
-            case Joined(client_id=client_id):
-                backplane.directory.orphans.pop(client_id, None)  # it is back, here
-                self.hub.remote_held.discard(client_id)
-                self._publish_status()
-            case Left(client_id=client_id):
-                self._publish_status()
-                if client_id not in self.hub.clients:
-                    task = asyncio.get_running_loop().create_task(backplane.release(client_id))
-                    self._handlers.add(task)
-                    task.add_done_callback(self._handlers.discard)
-        return None
+                self.apply(self.hub.drop_held(client_id))
 
     # Carrying out the hub's actions
 
-    def _apply(self, actions: list[Action]) -> asyncio.Future[object] | None:
-        """Carry out one batch. In cluster mode, returns what the batch's durability
-        waits for (JetStream writes, confirmed relays), or None."""
+    def apply(self, actions: list[Action]) -> asyncio.Future[object] | None:
+        """Carry out one batch of the hub's actions (the server's own calls, and the
+        cluster link's for what other nodes send). In cluster mode, returns what
+        the batch's durability waits for (JetStream writes, confirmed relays), or
+        None."""
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         pending: list[Awaitable[object]] = []
         if stores:
             self.store.apply(stores)  # durable before any ack goes out
-            if self._jsstore is not None:  # cluster: in JetStream before any ack
-                pending.append(self._jsstore.submit(stores))
+            if self._link is not None:  # cluster: in JetStream before any ack
+                pending.append(self._link.submit(stores))
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
         relays: dict[tuple[str, int], _RelayVerdict] = {}  # cluster: (sender, seq) -> relay
         for action in actions:
-            if self._backplane is not None and isinstance(action, Forward | Joined | Left):
-                relayed = self._to_cluster(action)
+            if self._link is not None and isinstance(action, Forward | Joined | Left):
+                relayed = self._link.forward(action)
                 if relayed is not None:
                     pending.append(relayed)
                 if isinstance(action, Forward) and action.to is not None and relayed is not None:
@@ -642,7 +420,7 @@ class Server:
         if error is not None:
             peer_id = self.hub.peer_of(verdict.sender)
             if peer_id is not None:
-                self._apply([Outgoing(peer_id, error)])
+                self.apply([Outgoing(peer_id, error)])
 
     def _wake_after(self, peer_id: PeerId, _: object) -> None:
         self._wake(peer_id)
@@ -697,7 +475,7 @@ class Server:
             code=ErrorCode.SLOW_CONSUMER,
         )
         actions = self.hub.receive(peer_id, error)
-        self._apply([a for a in actions if not isinstance(a, Outgoing | Close)])
+        self.apply([a for a in actions if not isinstance(a, Outgoing | Close)])
         peer.writer.transport.abort()
 
     def _record(self, action: Action) -> None:
@@ -717,11 +495,6 @@ class Server:
                 self.log.record("join", {}, peer=client_id)
             case Left(client_id=client_id):
                 self.log.record("leave", {}, peer=client_id)
-
-
-async def _confirmed(durable: Awaitable[object]) -> bool:
-    await durable
-    return True
 
 
 #: TCP keepalive: probe a connection idle this long, then every KEEPALIVE_INTERVAL

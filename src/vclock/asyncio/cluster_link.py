@@ -1,0 +1,207 @@
+"""A server's link to the other nodes of its cluster (cluster mode).
+
+It connects the server's hub to the other nodes over NATS
+(:mod:`vclock.cluster.backplane`): it claims a client's id cluster-wide before
+the hub sees its ``hello`` (:meth:`ClusterLink.claim`), carries the hub's
+:class:`~vclock.hub.Forward` actions and the node's status and frontier to the
+other nodes (:meth:`ClusterLink.forward`), turns their messages into the hub's
+``remote_*`` and ``deliver_remote`` calls, and writes the hub's store actions to
+JetStream (:meth:`ClusterLink.submit`). Frames to clients stay the server's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..cluster.backplane import Backplane, ClusterConfig
+from ..cluster.jsstore import JetStreamStore
+from ..cluster.messages import Frontier, NodeMessage, Relay, Status
+from ..errors import ErrorCode, PeerError
+from ..hub import SERVER_ID, Action, Forward, Joined, Left, StoreAction
+from ..protocol.frames import Hello
+
+if TYPE_CHECKING:
+    from .server import Server
+
+
+class ClusterLink:
+    """One server's part in a cluster. Create it with :meth:`start`."""
+
+    def __init__(
+        self, server: Server, config: ClusterConfig, backplane: Backplane, jsstore: JetStreamStore
+    ) -> None:
+        self.server = server
+        self.hub = server.hub
+        self.config = config
+        self.backplane = backplane
+        self.jsstore = jsstore
+        #: clients arriving here whose earlier relays are still in flight (see
+        #: :meth:`claim`); local sends to them wait, so they do not overtake those
+        self.settling: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, server: Server, config: ClusterConfig) -> ClusterLink:
+        """Join the cluster: connect to NATS and JetStream, take in the cycle count
+        and broadcast counts the cluster stored, and start the heartbeat."""
+        backplane = await Backplane.connect(config)
+        jsstore = await JetStreamStore.open(backplane.js, config.name, config.node_id)
+        link = cls(server, config, backplane, jsstore)
+        hub = server.hub
+        hub.cycle = max(hub.cycle, await jsstore.load_cycle())
+        hub.broadcasts = hub.broadcasts.merge(await jsstore.load_broadcasts())
+        backplane.on_message = link._on_message
+        backplane.is_local = lambda i: i in hub.clients or i in hub.inboxes
+        link._heartbeat = asyncio.create_task(link._heartbeat_loop())
+        return link
+
+    async def close(self, claims: list[str]) -> None:
+        """Leave the cluster: the JetStream writes are finished, ``claims`` released,
+        and the others told this node is leaving (its held inboxes are orphans)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        await self.jsstore.close()
+        await self.backplane.close(claims, held=list(self.hub.inboxes))
+
+    def submit(self, stores: Iterable[StoreAction]) -> asyncio.Future[None]:
+        """Write store actions to JetStream; the future is done once they are in."""
+        return self.jsstore.submit(stores)
+
+    def publish_frontier(self) -> None:
+        self.backplane.publish(Frontier(node=self.backplane.node, clock=self.hub.frontier))
+
+    async def claim(self, hello: Hello) -> Hello | PeerError:
+        """Claim the hello's id cluster-wide (assigning one if it has none), and
+        take in the clock the cluster has for it. A taken id is refused here."""
+        backplane, hub, auth = self.backplane, self.hub, self.server.config.auth
+        if hello.id is None and auth is None:
+            hello = msgspec.structs.replace(hello, id=hub.free_id())
+        if hello.id is None or hello.id == SERVER_ID or hello.id in hub.clients:
+            return hello  # the hub refuses it (auth, reserved id, local duplicate)
+        if auth is not None and not auth.check(hello.id, hello.token):
+            return hello  # the hub refuses it, saying nothing about the id
+        jsstore = self.jsstore
+        inbox = None
+        try:
+            owner = await backplane.claim(hello.id)
+            latest = await jsstore.fetch_latest(hello.id)
+            if owner is None:  # its held inbox, as the cluster stores it
+                while True:
+                    generation = jsstore.generation
+                    await jsstore.drain()  # this node's own writes first
+                    inbox = await jsstore.load_inbox(hello.id)
+                    if jsstore.generation == generation:
+                        break
+        except Exception as exc:  # NATS unreachable: refuse; the client retries later
+            return PeerError(
+                f"the cluster cannot claim {hello.id!r} now ({exc}); try again",
+                code=ErrorCode.DUPLICATE_ID,
+                peer=hello.id,
+            )
+        if owner is not None:
+            return PeerError(
+                f"a client named {hello.id!r} is already connected (to node {owner});"
+                " pick another id",
+                code=ErrorCode.DUPLICATE_ID,
+                peer=hello.id,
+            )
+        hub.adopt_inbox(hello.id, inbox)
+        # Our earlier relays to it go first (FIFO): they deliver into the adopted
+        # inbox; local sends to it wait meanwhile (Server._handle_connection).
+        settled = asyncio.get_running_loop().create_future()
+        self.settling.setdefault(hello.id, settled)
+        try:
+            await backplane.settle(hello.id)
+        finally:
+            if self.settling.get(hello.id) is settled:
+                del self.settling[hello.id]
+            settled.set_result(None)
+        if latest is not None:
+            hub.merge_latest(hello.id, latest)
+        return hello
+
+    def _on_message(self, message: NodeMessage) -> Awaitable[bool] | bool | None:
+        backplane = self.backplane
+        match message:
+            case Status():
+                now = asyncio.get_running_loop().time()
+                self._membership(*backplane.directory.update(message, now))
+            case Relay(deliver=deliver, to=None):
+                # confirmed once in the held inboxes here (and handed to clients)
+                durable = self.server.apply(self.hub.deliver_remote(deliver, None))
+                return True if durable is None else _confirmed(durable)
+            case Relay(deliver=deliver, to=to):
+                # the relaying node acks its sender once we answer ok: after the
+                # message is durable here (held client) or handed to the client
+                here = to in self.hub.clients or to in self.hub.inboxes
+                durable = self.server.apply(self.hub.deliver_remote(deliver, to))
+                if not here:
+                    return False
+                return True if durable is None else _confirmed(durable)
+            case Frontier(clock=clock):
+                self.hub.merge_frontier(clock)
+        return None
+
+    def _membership(self, joined: list[str], left: list[str]) -> None:
+        actions: list[Action] = []
+        for client_id in joined:
+            self.hub.forget_inbox(client_id)  # its node now keeps its inbox
+            actions += self.hub.remote_joined(client_id)
+        for client_id in left:
+            actions += self.hub.remote_left(client_id)
+        directory = self.backplane.directory
+        # away (held elsewhere) or between nodes (orphans): a send to them is relayed
+        self.hub.remote_held = set(directory.held_clients()) | directory.orphans.keys()
+        self.server.apply(actions)
+
+    def _publish_status(self) -> None:
+        clients = self.hub.clients
+        held = [i for i in self.hub.inboxes if i not in clients]
+        resume = [i for i in clients if i in self.hub.inboxes]
+        status = Status(node=self.backplane.node, clients=clients, held=held, resume=resume)
+        self.backplane.publish(status)
+
+    async def _heartbeat_loop(self) -> None:
+        backplane = self.backplane
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            now = loop.time()
+            if now > due:  # woken late: the loop was too busy to hear the others
+                backplane.directory.pause(now - due, now)
+            self._publish_status()
+            self._membership(*backplane.directory.expire(now))
+            await backplane.refresh(self.hub.clients)
+            due = loop.time() + self.config.heartbeat
+            await asyncio.sleep(self.config.heartbeat)
+
+    def forward(self, action: Forward | Joined | Left) -> asyncio.Task[Any] | None:
+        """Carry a hub action to the other nodes: a relay or a broadcast (the task
+        is done once they confirmed it), or a change of this node's clients."""
+        backplane = self.backplane
+        match action:
+            case Forward(to=None, frame=frame):
+                return backplane.broadcast(Relay(node=backplane.node, deliver=frame))
+            case Forward(to=to, frame=frame):
+                return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
+            case Joined(client_id=client_id):
+                backplane.directory.orphans.pop(client_id, None)  # it is back, here
+                self.hub.remote_held.discard(client_id)
+                self._publish_status()
+            case Left(client_id=client_id):
+                self._publish_status()
+                if client_id not in self.hub.clients:
+                    task = asyncio.get_running_loop().create_task(backplane.release(client_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        return None
+
+
+async def _confirmed(durable: Awaitable[object]) -> bool:
+    await durable
+    return True
