@@ -28,7 +28,7 @@ or did not come back within ``relay_patience``) ends False: the sender gets
 ``unknown-peer`` for it instead of an ``ack``.
 A relay waits for the previous one to the same receiver while that one is being
 resent or went to another node (FIFO). The resume clients of a dead node are
-*orphans* for ``claim_ttl`` seconds (:class:`~vclock.cluster.messages.Directory`):
+*orphans* for ``relay_patience`` seconds (:class:`~vclock.cluster.messages.Directory`):
 a unicast for one is relayed once it shows up somewhere, not refused.
 
 A broadcast is a request to every live node, each answering once it holds the
@@ -144,7 +144,10 @@ class Backplane:
     def __init__(self, config: ClusterConfig, nc: NATS, ids: KeyValue) -> None:
         self.config = config
         self.node = config.node_id
-        self.directory = Directory(config.node_id, config.dead_after, orphan_ttl=config.claim_ttl)
+        # an orphan is waited for as long as a relay to it is retried
+        self.directory = Directory(
+            config.node_id, config.dead_after, orphan_ttl=config.relay_patience
+        )
         self._nc = nc
         self._ids = ids
         self.js: JetStreamContext = nc.jetstream()
