@@ -26,6 +26,7 @@ from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
 from .clock import ClockLimits, VectorClock
 from .demo import demo
+from .errors import VClockError
 from .hub import SERVER_ID
 from .node import (
     Acked,
@@ -264,6 +265,8 @@ def server(
         # A cluster keeps what must survive in NATS, not in a node's SQLite file.
         store = Store(MEMORY if cluster is not None else data)
         _run(_run_server(config, store, quiet, log_dir, cluster, web))
+    except VClockError as exc:  # e.g. the cluster cannot be joined: say why, no traceback
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}."

@@ -32,6 +32,7 @@ from .conftest import (
     ServerProcess,
     count_kinds,
     events_of,
+    vclock_argv,
     wait_for_exchanges,
     wait_until,
 )
@@ -510,3 +511,16 @@ def test_unicast_and_causal_broadcast_over_a_nats_cluster(
     for node in nodes:
         node.stop()
     checked(cluster.logs, require_causal_delivery=True, causal_scope="broadcast")
+
+
+def test_a_node_without_nats_says_what_to_do(processes: Processes) -> None:
+    """No traceback: the reason, and what to check (it gives up after 10 s)."""
+    url = f"nats://{HOST}:{free_port()}"  # nothing listens there
+    argv = vclock_argv("server", "--port", "0", "--cluster", url)
+    node = processes.add(lambda: Process("node", argv, cwd=processes.cwd))
+    assert node.proc.wait(60) != 0
+    node.stop()  # collects the rest of its output
+    err = "\n".join(node.err_lines())
+    assert f"cannot reach NATS at {url} within 10 s" in err, err
+    assert "Is nats-server running there?" in err
+    assert "Traceback" not in err

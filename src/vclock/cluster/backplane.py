@@ -68,7 +68,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from ..clock import ClockLimits
-from ..errors import FrameError
+from ..errors import FrameError, VClockError
 from ..protocol.codec import FrameDecoder, encode_json
 from .messages import Directory, NodeMessage, Relay, Status
 
@@ -78,6 +78,39 @@ ASK_AGAIN = 5.0  # seconds without an answer from a live node before asking agai
 ANSWERS_KEPT = 65536  # requests remembered, so that one asked again is not done twice
 # Clocks between nodes were checked when a client sent them; merged ones may be larger.
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
+
+
+class ClusterError(VClockError):
+    """A node cannot join its cluster (NATS unreachable, JetStream not answering)."""
+
+
+#: How long a starting node tries to reach NATS.
+CONNECT_PATIENCE = 10.0
+#: How long a starting node waits for JetStream (a NATS cluster answers only once
+#: its servers have elected a leader, which takes seconds on a busy machine).
+JETSTREAM_PATIENCE = 20.0
+
+
+async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """Open (or create) a JetStream key-value bucket, retrying while JetStream is
+    not ready for up to ``JETSTREAM_PATIENCE`` seconds.
+
+    Raises:
+        ClusterError: JetStream did not answer in time, or refused.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + JETSTREAM_PATIENCE
+    while True:
+        try:
+            return await js.create_key_value(config)
+        except Exception as exc:  # timeouts, "JetStream not enabled", no leader yet
+            if loop.time() > deadline:
+                raise ClusterError(
+                    f"JetStream did not open bucket {config.bucket!r} within"
+                    f" {JETSTREAM_PATIENCE:g} s ({type(exc).__name__}: {exc}). Does the NATS"
+                    " server run with JetStream on (nats-server -js)?"
+                ) from None
+            await asyncio.sleep(0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,17 +209,30 @@ class Backplane:
         """Connect to NATS, open (or create) the buckets and subscribe.
 
         Raises:
-            OSError: NATS cannot be reached.
+            ClusterError: NATS cannot be reached, or its JetStream does not answer.
         """
-        try:
-            nc = await nats.connect(
-                config.url.split(","), connect_timeout=5, max_reconnect_attempts=-1
-            )
+        errors: list[Exception] = []  # the last one only
+
+        async def error(exc: Exception) -> None:  # instead of nats-py printing tracebacks
+            errors[:] = [exc]
+
+        try:  # (with endless reconnects, nats-py also retries a first connect forever)
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    config.url.split(","), connect_timeout=5, max_reconnect_attempts=-1,
+                    error_cb=error,
+                ),
+                timeout=CONNECT_PATIENCE,
+            )  # fmt: skip
         except Exception as exc:  # nats-py raises its own types for an unreachable server
-            raise OSError(f"cannot reach NATS at {config.url}: {exc}") from None
+            why = errors[-1] if errors else exc
+            raise ClusterError(
+                f"cannot reach NATS at {config.url} within {CONNECT_PATIENCE:g} s"
+                f" ({type(why).__name__}: {why}). Is nats-server running there?"
+            ) from None
         js = nc.jetstream()
-        ids = await js.create_key_value(
-            KeyValueConfig(bucket=f"{config.name}-ids", ttl=config.claim_ttl)
+        ids = await open_bucket(
+            js, KeyValueConfig(bucket=f"{config.name}-ids", ttl=config.claim_ttl)
         )
         backplane = cls(config, nc, ids)
         await nc.subscribe(f"{backplane._replies}.*", cb=backplane._answered)

@@ -47,6 +47,7 @@ from ..hub import (
 )
 from ..protocol.codec import FrameDecoder, encode_frame
 from ..protocol.frames import Deliver
+from .backplane import open_bucket
 
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
 _deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_TRUSTED)
@@ -94,8 +95,8 @@ class JetStreamStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, name: str, node: str) -> JetStreamStore:
-        latest = await js.create_key_value(KeyValueConfig(bucket=f"{name}-latest"))
-        held = await js.create_key_value(KeyValueConfig(bucket=f"{name}-held"))
+        latest = await open_bucket(js, KeyValueConfig(bucket=f"{name}-latest"))
+        held = await open_bucket(js, KeyValueConfig(bucket=f"{name}-held"))
         return cls(node, latest, held)
 
     # Writing
