@@ -19,13 +19,15 @@ exactly once (:func:`vclock.tools.audit.unicast_audit`), unless the sender was
 told it was not delivered (an ``unknown-peer`` error naming it, which the
 clients print; the soak counts these separately, as they should not happen
 while every client comes back within 30 s). It prints a line per
-round, then a summary, and exits 1 if either judgement fails. The run folder is
+round, then a summary (with the size of the held bucket at the end, which
+must stay small however long the run), and exits 1 if either judgement fails. The run folder is
 kept (``--keep`` or on failure) for ``vclock diagram`` or a post-mortem.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as _dt
 import os
 import random
@@ -37,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import nats
 
 from vclock.asyncio.client import load_state
 from vclock.tools.audit import unicast_audit
@@ -106,6 +110,17 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
 
 def receives(logs: Path) -> int:
     return sum(f.read_bytes().count(b'"kind":"receive"') for f in logs.glob("*.jsonl"))
+
+
+async def stream_size(url: str, stream: str) -> int:
+    """How many messages JetStream keeps in ``stream`` (a bucket's entries and
+    markers): what a long-running cluster accumulates."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return int(info.state.messages or 0)
+    finally:
+        await nc.close()
 
 
 def main() -> int:
@@ -186,7 +201,10 @@ def main() -> int:
             child.stop()
         for child in nodes:
             child.stop()
-        nats.stop()
+        try:
+            held = asyncio.run(stream_size(url, "KV_vclock-held"))
+        finally:
+            nats.stop()
 
     report = check(logs)
     refused = {
@@ -201,11 +219,10 @@ def main() -> int:
             unacked |= {f"{child.name}#{frame.seq}" for frame in saved.unacked}
     grace = stopped_at - _dt.timedelta(seconds=0.5)
     ids = {child.name for child in clients}
-    wrong = unicast_audit(
-        read_events(logs), receivers=ids, unacked=unacked | refused, before=grace
-    )
+    wrong = unicast_audit(read_events(logs), receivers=ids, unacked=unacked | refused, before=grace)
     events = report.summary.events
     print(f"soak: {time.monotonic() - start:.0f} s, {round_} faults {faults}, {events} events")
+    print(f"held bucket at the end: {held} entries (inboxes, unacknowledged messages, counters)")
     print(format_report(report))
     if wrong:
         print(f"FAILED: {len(wrong)} acknowledged messages not received exactly once:")
