@@ -315,6 +315,48 @@ def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_uncon
     assert asyncio.run(go()) == ["S#1"]
 
 
+def test_a_send_resent_after_its_relay_died_with_its_node_is_delivered(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node stores its sender's latest clock in JetStream only once what the
+    send caused is durable (here: the relay confirmed), since another node takes
+    a resent frame at or below that clock for a copy. n1's traffic is late (test
+    hook), so its relay is still queued when n1 is killed: S resends on n2, which
+    must deliver it, not ack it as a duplicate."""
+    n2 = cluster.node("n2")
+    monkeypatch.setenv("VCLOCK_TEST_CLUSTER_DELAY", "3")
+    n1 = cluster.node("n1")
+    monkeypatch.delenv("VCLOCK_TEST_CLUSTER_DELAY")
+
+    async def go() -> tuple[list[str], int]:
+        r = await connect(HOST, n2.port, id="R", reconnect=True)
+        sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
+        for _ in range(100):
+            if "R" in sender.peers:
+                break
+            await asyncio.sleep(0.05)
+        await sender.send("R", "in flight when n1 dies")
+        await asyncio.sleep(1.0)  # n1 has written what it would; its relay waits
+        unacked_then = sender.unacked
+        n1.send_signal(signal.SIGKILL)
+        n1.wait()
+        got = []
+        async with asyncio.timeout(20):
+            async for event in r:
+                if isinstance(event, Message):
+                    got.append(event.id)
+                    break
+            while sender.unacked:
+                await asyncio.sleep(0.05)
+        await sender.close()
+        await r.close()
+        return got, unacked_then
+
+    got, unacked_then = asyncio.run(go())
+    assert unacked_then == 1  # the relay had not gone out when n1 died
+    assert got == ["S#1"]
+
+
 def test_a_relay_asked_again_is_answered_again_but_delivered_once(
     cluster: Cluster, raw_client
 ) -> None:

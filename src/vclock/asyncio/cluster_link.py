@@ -12,6 +12,7 @@ JetStream (:meth:`ClusterLink.submit`). Frames to clients stay the server's job.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
 from ..cluster.messages import Frontier, NodeMessage, Relay, Status
 from ..errors import ErrorCode, PeerError
-from ..hub import SERVER_ID, Action, Forward, Joined, Left, StoreAction
+from ..hub import SERVER_ID, Action, Forward, Joined, Left, SaveClock, StoreAction
 from ..protocol.frames import Hello
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class ClusterLink:
         #: :meth:`claim`); local sends to them wait, so they do not overtake those
         self.settling: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: per client, what its next latest-clock write waits for (save_clocks)
+        self._clock_gates: dict[str, asyncio.Future[Any]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
@@ -71,6 +74,34 @@ class ClusterLink:
     def submit(self, stores: Iterable[StoreAction]) -> asyncio.Future[None]:
         """Write store actions to JetStream; the future is done once they are in."""
         return self.jsstore.submit(stores)
+
+    def save_clocks(self, clocks: list[SaveClock], after: list[Awaitable[object]]) -> None:
+        """Write clients' latest clocks to JetStream once ``after`` is done (what the
+        frames they cover caused: inbox writes, relays) and every earlier clock of
+        the same client is written.
+
+        A node that adopts a client takes a resent frame at or below its stored
+        clock for a copy and acks it without delivering it, so the stored clock
+        must never get ahead of what it covers: if this node dies first, the
+        stored clock is older and the resent frame is delivered (the receiver
+        drops a copy by ``seq``). Acks do not wait for these writes."""
+        now: list[StoreAction] = []
+        for clock in {action.client_id: action for action in clocks}.values():
+            earlier = self._clock_gates.get(clock.client_id)
+            waits = after if earlier is None else [*after, earlier]
+            if not waits:
+                now.append(clock)
+                continue
+            gate = asyncio.gather(*waits, return_exceptions=True)
+            self._clock_gates[clock.client_id] = gate
+            gate.add_done_callback(functools.partial(self._clock_ready, clock, gate))
+        if now:
+            self.jsstore.submit(now)
+
+    def _clock_ready(self, clock: SaveClock, gate: asyncio.Future[Any], _: object) -> None:
+        if self._clock_gates.get(clock.client_id) is gate:
+            del self._clock_gates[clock.client_id]
+        self.jsstore.submit([clock])
 
     def publish_frontier(self) -> None:
         self.backplane.publish(Frontier(node=self.backplane.node, clock=self.hub.frontier))

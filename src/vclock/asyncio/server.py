@@ -41,6 +41,7 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
+    SaveClock,
     SyncCycle,
     TokenBucket,
 )
@@ -326,10 +327,14 @@ class Server:
         None."""
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         pending: list[Awaitable[object]] = []
+        clocks: list[SaveClock] = []
         if stores:
             self.store.apply(stores)  # durable before any ack goes out
-            if self._link is not None:  # cluster: in JetStream before any ack
-                pending.append(self._link.submit(stores))
+            if self._link is not None:  # cluster: in JetStream before any ack,
+                clocks = [action for action in stores if isinstance(action, SaveClock)]
+                rest = [action for action in stores if not isinstance(action, SaveClock)]
+                if rest:  # but the clocks only after what they cover (below)
+                    pending.append(self._link.submit(rest))
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
         relays: dict[tuple[str, int], _RelayVerdict] = {}  # cluster: (sender, seq) -> relay
@@ -380,6 +385,9 @@ class Server:
                         self._record(action)
         for verdict in relays.values():  # plain senders: told only if it failed
             verdict.relay.add_done_callback(functools.partial(self._relay_failed, verdict))
+        if clocks:
+            assert self._link is not None
+            self._link.save_clocks(clocks, after=pending)
         durable = self._hold_until_durable(actions, pending) if pending else None
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
