@@ -85,15 +85,20 @@ def test_unicast_membership_and_sync_across_three_nodes(cluster: Cluster) -> Non
     # membership is cluster-wide: A (on n1) hears of B and C (on n2, n3)
     a.wait_for_line(r"peer joined: B")
     a.wait_for_line(r"peer joined: C")
-    # unicast across nodes, both ways
-    wait_for_exchanges(cluster.logs, ["A", "B", "C"], n=4)
-    received = {
-        (e.peer, e.pid)
-        for pid in "ABC"
-        for e in events_of(cluster.logs, pid)
-        if e.kind == "receive"
-    }
-    assert {("B", "A"), ("C", "A"), ("A", "B"), ("A", "C")} <= received
+
+    # unicast across nodes, both ways (clients pick their receivers at random)
+    def received() -> set[tuple[str, str]]:
+        return {
+            (e.peer, e.pid)
+            for pid in "ABC"
+            for e in events_of(cluster.logs, pid)
+            if e.kind == "receive"
+        }
+
+    wait_until(
+        lambda: {("B", "A"), ("C", "A"), ("A", "B"), ("A", "C")} <= received(),
+        what="A to receive from B and C, and B and C from A",
+    )
     # each node syncs its clients to the cluster-wide frontier (it names clients of
     # the other nodes), and the console lines are the single-node ones
     n1.wait_for_line(r'^Frontier: \{"A": \d+, "B": \d+, "C": \d+\}')
@@ -354,6 +359,101 @@ def test_a_send_resent_after_its_relay_died_with_its_node_is_delivered(
 
     got, unacked_then = asyncio.run(go())
     assert unacked_then == 1  # the relay had not gone out when n1 died
+    assert got == ["S#1"]
+
+
+def test_a_resent_send_is_delivered_though_a_later_one_got_through(cluster: Cluster) -> None:
+    """Relays are FIFO per receiver, not per sender: S's second message (to R on
+    n2) is confirmed while its first (to F on n3, frozen) is not when n1 dies.
+    n2 must not take the resent first message for a copy because it saw the
+    second: it is delivered to F once F is back."""
+    n1, n2, n3 = cluster.node("n1"), cluster.node("n2"), cluster.node("n3")
+
+    async def go() -> list[str]:
+        r = await connect(HOST, n2.port, id="R", reconnect=True)
+        far = await connect(HOST, n3.port, id="F", reconnect=True, fallbacks=[(HOST, n2.port)])
+        sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
+        for _ in range(100):
+            if {"R", "F"} <= set(sender.peers):
+                break
+            await asyncio.sleep(0.05)
+        n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
+        try:
+            await sender.send("F", "first, never confirmed")
+            await sender.send("R", "second, confirmed")
+            async with asyncio.timeout(10):
+                async for event in r:
+                    if isinstance(event, Message):
+                        break
+            n1.send_signal(signal.SIGKILL)
+            n1.wait()
+        finally:
+            n3.send_signal(signal.SIGKILL)  # F fails over to n2
+            n3.wait()
+        got = []
+        async with asyncio.timeout(30):
+            async for event in far:
+                if isinstance(event, Message):
+                    got.append(event.id)
+                    break
+        await sender.close()
+        await r.close()
+        await far.close()
+        return got
+
+    assert asyncio.run(go()) == ["S#1"]
+
+
+def test_a_broadcast_resent_after_its_node_died_unacked_is_acked_not_refused(
+    cluster: Cluster,
+) -> None:
+    """S's node relays a broadcast to n2, but n3 is frozen and never confirms it,
+    so S has no ack when its node is killed. S resends it on n2, which already
+    relayed it: a resend, so it is taken (and relayed again) rather than refused
+    for its broadcast count, and R, on n2, delivers it once."""
+    n1, n2, n3 = cluster.node("n1"), cluster.node("n2"), cluster.node("n3")
+
+    async def go() -> tuple[list[ServerError], list[str], int]:
+        r = await connect(HOST, n2.port, id="R", reconnect=True)
+        far = await connect(HOST, n3.port, id="F", reconnect=True)
+        sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
+        errors = asyncio.create_task(errors_of(sender))
+        for _ in range(100):
+            if {"R", "F"} <= set(sender.peers):
+                break
+            await asyncio.sleep(0.05)
+        n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
+        try:
+            await sender.broadcast("to everyone")
+            await asyncio.sleep(0.5)  # n2 has it; n3 is not yet taken for dead
+            unacked_then = sender.unacked
+            n1.send_signal(signal.SIGKILL)
+            n1.wait()
+            got = []
+            async with asyncio.timeout(20):
+                async for event in r:
+                    if isinstance(event, Message):
+                        got.append(event.id)
+                        break
+                while sender.unacked:
+                    await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):  # a second copy would show by now
+                async with asyncio.timeout(1.0):
+                    async for event in r:
+                        if isinstance(event, Message):
+                            got.append(event.id)
+        finally:
+            n3.send_signal(signal.SIGKILL)
+            n3.wait()
+        await sender.close()
+        await r.close()
+        with contextlib.suppress(ConnectionError):
+            await far.close()
+        return await errors, got, unacked_then
+
+    refused, got, unacked_then = asyncio.run(go())
+    assert unacked_then == 1
+    assert refused == []
     assert got == ["S#1"]
 
 

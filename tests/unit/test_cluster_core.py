@@ -7,7 +7,7 @@ from __future__ import annotations
 from vclock import VectorClock
 from vclock.cluster import Directory, Status
 from vclock.hub import Forward, Hub, Outgoing
-from vclock.protocol import Deliver, PeerJoined, PeerLeft, Welcome
+from vclock.protocol import Broadcast, Deliver, PeerJoined, PeerLeft, Welcome
 
 from ..helpers import HubHarness
 
@@ -55,7 +55,7 @@ def test_a_send_to_a_remote_client_is_forwarded_and_a_broadcast_published():
     assert forwards[-1].to is None and forwards[-1].frame.bclock == VectorClock({"A": 1})
 
 
-def test_remote_messages_are_delivered_and_their_clocks_taken_in():
+def test_remote_messages_are_delivered_and_their_clocks_go_into_the_frontier_only():
     hub = Hub(cluster=True)
     harness = HubHarness(hub)
     b = harness.connect("B")
@@ -66,7 +66,10 @@ def test_remote_messages_are_delivered_and_their_clocks_taken_in():
     )
     harness.run(hub.deliver_remote(broadcast))
     assert [m.id for m in b.messages] == ["R#2", "R#3"]
-    assert hub.latest["R"] == VectorClock({"R": 3}) and hub.broadcasts == VectorClock({"R": 1})
+    assert hub.frontier == VectorClock({"R": 3}) and hub.broadcasts == VectorClock({"R": 1})
+    # not latest: R#1 may still be on its way (relays are FIFO per receiver), and
+    # a resent R#1 must not be taken for a copy because R#2 and R#3 came
+    assert "R" not in hub.latest
     assert hub.deliver_remote(unicast, "gone") == []  # left meanwhile: dropped
     hub.merge_frontier(VectorClock({"Z": 9}))
     assert any(isinstance(a, Outgoing) and a.frame.clock["Z"] == 9 for a in hub.begin_sync_cycle())
@@ -109,3 +112,22 @@ def test_a_node_that_leaves_cleanly_turns_its_resume_clients_into_orphans():
     assert set(directory.orphans) == {"A", "R"}  # expected back elsewhere: relayed, not refused
     assert "n2" not in directory.nodes
     assert directory.locate("A") is None
+
+
+def test_a_broadcast_resent_after_a_failover_is_relayed_again_and_dropped_as_a_copy():
+    """S broadcast through another node, which died before acking it; this node
+    had relayed it (so counts it) but has not stored S's clock. S's resend is
+    taken and relayed again, for the nodes that may not have it; a client that
+    already delivered it drops the copy."""
+    hub = Hub(cluster=True)
+    harness = HubHarness(hub)
+    b = harness.connect("B")
+    first = Broadcast(seq=1, clock=VectorClock({"S": 1}), bclock=VectorClock({"S": 1}), body="x")
+    relayed = Deliver(sender="S", seq=1, clock=first.clock, body="x", bclock=first.bclock)
+    harness.run(hub.deliver_remote(relayed))
+    s = harness.connect("S", resume=True)  # it moved here; the same frame, resent
+    actions = harness.send_frame(s, first)
+    assert [(ack.seq, ack.duplicate) for ack in s.acks] == [(1, False)]
+    assert Forward(None, relayed) in actions
+    assert len(b.delivers) == 2 and [m.id for m in b.messages] == ["S#1"]
+    assert not s.errors

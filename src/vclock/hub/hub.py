@@ -316,11 +316,16 @@ class Hub:
         """Another node relays a message: a broadcast (``to`` None, ``deliver.bclock``
         set) for every local client but its sender, or a unicast for client ``to``.
 
-        The sender's clock is taken in (``latest`` and the frontier), so that a
-        client that moves here resumes from it. A unicast for a client that is
-        neither here nor held here is dropped: it left while the message travelled.
+        The sender's clock is taken into the frontier only, not into ``latest``:
+        ``latest`` says which of a client's frames this node has already taken
+        (a resent one at or below it is acked as a duplicate), and relays arrive
+        in per-receiver order, so a later frame of the sender may be here before
+        an earlier one that is still on its way, or lost with its node. A client
+        that moves here resumes from the clock the cluster stored for it
+        (:meth:`merge_latest`). A unicast for a client that is neither here nor
+        held here is dropped: it left while the message travelled.
         """
-        self.merge_latest(deliver.sender, deliver.clock)
+        self.frontier = self.frontier.merge(deliver.clock)
         actions: list[Action] = []
         if to is None:
             if deliver.bclock is None:
@@ -341,9 +346,9 @@ class Hub:
         return actions
 
     def merge_latest(self, client_id: str, clock: VectorClock) -> None:
-        """Take in a clock another node accepted from ``client_id`` (in memory only:
-        the node that accepted it stored it; writing it again from here would
-        cost a write per relay and could put an older clock over a newer one)."""
+        """Take in the clock the cluster stored for ``client_id``, which is moving
+        here (in memory only: the node that accepted its frames stored it, once
+        everything they caused was durable)."""
         latest = self.latest.get(client_id)
         if latest is not None and clock <= latest:
             return
@@ -507,7 +512,10 @@ class Hub:
         if not self._is_new(session, frame):  # a resent frame the server already has
             return [Outgoing(peer, Ack(seq=frame.seq, duplicate=True))]
         relayed = self.broadcasts[client_id]
-        if frame.bclock[client_id] <= relayed:
+        # A resume session's broadcast that was relayed already is a resend after a
+        # failover (its first node died before acking it): relayed again, as some
+        # may not have it; the clients that do drop the copy (docs/protocol.md 13.3).
+        if frame.bclock[client_id] <= relayed and not session.resume:
             raise PeerError(
                 f"bclock {frame.bclock} does not count this broadcast: {client_id!r} has had"
                 f" {relayed} broadcasts relayed, so its own entry must be above that",
