@@ -17,6 +17,7 @@ import pytest
 from vclock import Message, ServerError, VectorClock
 from vclock.asyncio.client import Node, connect, load_state
 from vclock.cluster import Directory, Status
+from vclock.node import Acked, Welcomed
 from vclock.protocol.frames import frame_type
 from vclock.tools.audit import unicast_audit
 from vclock.tools.checker import check, format_report
@@ -402,6 +403,63 @@ def test_a_resent_send_is_delivered_though_a_later_one_got_through(cluster: Clus
         return got
 
     assert asyncio.run(go()) == ["S#1"]
+
+
+def test_a_resent_frame_is_acked_only_once_the_original_is_through(cluster: Cluster) -> None:
+    """An ack means durable, also for a resent frame the node already has. S's
+    send to F (whose node is frozen) is still being relayed when S's connection
+    drops; S reconnects to the same node and resends it. The node must not ack
+    the resend as a duplicate while the original relay is pending (its node
+    could die and lose it): the ack comes once F is back, on n2, and has it."""
+    n1, n2, n3 = cluster.node("n1"), cluster.node("n2"), cluster.node("n3")
+
+    async def go() -> tuple[list[tuple[str, int]], list[str]]:
+        far = await connect(HOST, n3.port, id="F", reconnect=True, fallbacks=[(HOST, n2.port)])
+        sender = await connect(HOST, n1.port, id="S", reconnect=True)
+        phase = "connected"
+        acks: list[tuple[str, int]] = []  # (phase, seq)
+        reconnected = asyncio.Event()
+
+        async def watch() -> None:
+            async for event in sender:
+                if isinstance(event, Acked):
+                    acks.append((phase, event.seq))
+                elif isinstance(event, Welcomed):
+                    reconnected.set()
+
+        watcher = asyncio.create_task(watch())
+        for _ in range(100):
+            if "F" in sender.peers:
+                break
+            await asyncio.sleep(0.05)
+        n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
+        try:
+            await sender.send("F", "across a reconnect")
+            await asyncio.sleep(0.5)
+            phase = "relay pending"
+            sender._writer.transport.abort()  # type: ignore[union-attr]  # the network drops
+            await asyncio.wait_for(reconnected.wait(), 10)  # to n1; S#1 is resent
+            await asyncio.sleep(2.0)
+        finally:
+            phase = "F back"
+            n3.send_signal(signal.SIGKILL)  # F fails over to n2; the relay goes there
+            n3.wait()
+        got = []
+        async with asyncio.timeout(40):
+            async for event in far:
+                if isinstance(event, Message):
+                    got.append(event.id)
+                    break
+            while sender.unacked:
+                await asyncio.sleep(0.05)
+        await sender.close()
+        await watcher
+        await far.close()
+        return acks, got
+
+    acks, got = asyncio.run(go())
+    assert got == ["S#1"]
+    assert acks == [("F back", 1)]
 
 
 def test_a_broadcast_resent_after_its_node_died_unacked_is_acked_not_refused(

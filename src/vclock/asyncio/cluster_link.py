@@ -98,6 +98,12 @@ class ClusterLink:
         if now:
             self.jsstore.submit(now)
 
+    def effects_of(self, client_id: str) -> asyncio.Future[Any] | None:
+        """What the frames this node took from ``client_id`` caused and is still
+        making durable (None: nothing). A resent frame's duplicate ``ack`` waits
+        for it: the original may still be on its way to its receiver."""
+        return self._clock_gates.get(client_id)
+
     def _clock_ready(self, clock: SaveClock, gate: asyncio.Future[Any], _: object) -> None:
         if self._clock_gates.get(clock.client_id) is gate:
             del self._clock_gates[clock.client_id]

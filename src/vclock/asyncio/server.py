@@ -353,6 +353,11 @@ class Server:
                     peer = self._peers.get(peer_id)
                     if peer is None or peer.closing:
                         continue
+                    if isinstance(frame, Ack) and frame.duplicate and self._link is not None:
+                        # a resent frame: durable once what the original caused is
+                        effects = self._link.effects_of(self.hub.client_id(peer_id) or "")
+                        if effects is not None:
+                            pending.append(effects)
                     if isinstance(frame, Ack) and relays:
                         verdict = relays.pop((self.hub.client_id(peer_id) or "", frame.seq), None)
                         if verdict is not None:  # written once the relay is through
