@@ -84,11 +84,15 @@ class ClusterLink:
         clock for a copy and acks it without delivering it, so the stored clock
         must never get ahead of what it covers: if this node dies first, the
         stored clock is older and the resent frame is delivered (the receiver
-        drops a copy by ``seq``). Acks do not wait for these writes."""
+        drops a copy by ``seq``). Only resume sessions resend, so a plain client's
+        clock is written at once (behind its earlier ones). Acks do not wait for
+        these writes."""
         now: list[StoreAction] = []
         for clock in {action.client_id: action for action in clocks}.values():
+            waits = list(after) if clock.client_id in self.hub.inboxes else []
             earlier = self._clock_gates.get(clock.client_id)
-            waits = after if earlier is None else [*after, earlier]
+            if earlier is not None:
+                waits.append(earlier)
             if not waits:
                 now.append(clock)
                 continue
@@ -170,16 +174,16 @@ class ClusterLink:
                 self._membership(*backplane.directory.update(message, now))
             case Relay(deliver=deliver, to=None):
                 # confirmed once in the held inboxes here (and handed to clients)
-                durable = self.server.apply(self.hub.deliver_remote(deliver, None))
-                return True if durable is None else _confirmed(durable)
+                pending = self.server.apply(self.hub.deliver_remote(deliver, None))
+                return _confirmed(pending) if pending else True
             case Relay(deliver=deliver, to=to):
                 # the relaying node acks its sender once we answer ok: after the
                 # message is durable here (held client) or handed to the client
                 here = to in self.hub.clients or to in self.hub.inboxes
-                durable = self.server.apply(self.hub.deliver_remote(deliver, to))
+                pending = self.server.apply(self.hub.deliver_remote(deliver, to))
                 if not here:
                     return False
-                return True if durable is None else _confirmed(durable)
+                return _confirmed(pending) if pending else True
             case Frontier(clock=clock):
                 self.hub.merge_frontier(clock)
         return None
@@ -239,6 +243,6 @@ class ClusterLink:
         return None
 
 
-async def _confirmed(durable: Awaitable[object]) -> bool:
-    await durable
+async def _confirmed(pending: list[Awaitable[object]]) -> bool:
+    await asyncio.gather(*pending, return_exceptions=True)
     return True

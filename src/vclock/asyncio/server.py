@@ -320,11 +320,11 @@ class Server:
 
     # Carrying out the hub's actions
 
-    def apply(self, actions: list[Action]) -> asyncio.Future[object] | None:
+    def apply(self, actions: list[Action]) -> list[Awaitable[object]]:
         """Carry out one batch of the hub's actions (the server's own calls, and the
         cluster link's for what other nodes send). In cluster mode, returns what
-        the batch's durability waits for (JetStream writes, confirmed relays), or
-        None."""
+        the batch's durability waits for (JetStream writes, confirmed relays):
+        empty when nothing."""
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         pending: list[Awaitable[object]] = []
         clocks: list[SaveClock] = []
@@ -393,40 +393,39 @@ class Server:
         if clocks:
             assert self._link is not None
             self._link.save_clocks(clocks, after=pending)
-        durable = self._hold_until_durable(actions, pending) if pending else None
+        if pending:
+            self._hold_until_durable(actions, pending)
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
             for action in actions:
                 observer(action)
-        return durable
+        return pending
 
-    def _hold_until_durable(
-        self, actions: list[Action], pending: list[Awaitable[object]]
-    ) -> asyncio.Future[object]:
+    def _hold_until_durable(self, actions: list[Action], pending: list[Awaitable[object]]) -> None:
         """Cluster mode: hold back the frames of every client this batch acks, or
         hands a numbered ``deliver``, until ``pending`` is done (later frames wait
         behind them: one order per client). An ``ack`` then means durable, and a
         delivery number is in JetStream before the client sees it: a node that
         adopts the client after this one dies never hands the same number to
         another message (which the client would drop as a replay)."""
-        durable: asyncio.Future[Any] = asyncio.gather(*pending, return_exceptions=True)
         held = {
             a.peer
             for a in actions
             if isinstance(a, Outgoing)
             and (isinstance(a.frame, Ack) or (isinstance(a.frame, Deliver) and a.frame.n))
+            and a.peer in self._peers
         }
+        if not held:
+            return
+        durable: asyncio.Future[Any] = asyncio.gather(*pending, return_exceptions=True)
         for peer_id in held:
-            peer = self._peers.get(peer_id)
-            if peer is None:
-                continue
+            peer = self._peers[peer_id]
             barrier: asyncio.Future[Any] = durable
             if peer.barrier is not None and not peer.barrier.done():
                 barrier = asyncio.gather(peer.barrier, durable, return_exceptions=True)
             peer.barrier = barrier
             barrier.add_done_callback(functools.partial(self._wake_after, peer_id))
-        return durable
 
     def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
         error = verdict.answer()
