@@ -214,6 +214,36 @@ async def errors_of(node: Node) -> list[ServerError]:
     return [event async for event in node if isinstance(event, ServerError)]
 
 
+async def until_known(node: Node, *peers: str) -> None:
+    """Wait (up to 5 s) until ``node`` has heard of ``peers``: cluster membership
+    travels on the nodes' heartbeats."""
+    for _ in range(100):
+        if set(peers) <= set(node.peers):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def kill_then_receive(node: ServerProcess, sender: Node, receiver: Node) -> str:
+    """SIGKILL ``node`` (the sender's), so ``sender`` fails over and resends; the
+    id of the next message ``receiver`` delivers, once ``sender`` has nothing
+    unacknowledged."""
+    node.send_signal(signal.SIGKILL)
+    node.wait()
+    async with asyncio.timeout(20):
+        got = await next_message(receiver)
+        while sender.unacked:
+            await asyncio.sleep(0.05)
+    return got
+
+
+async def next_message(node: Node) -> str:
+    """The id of the next message ``node`` delivers."""
+    async for event in node:
+        if isinstance(event, Message):
+            return event.id
+    raise AssertionError(f"the node closed before a message came: {node.closed_reason}")
+
+
 def test_a_send_to_a_plain_client_of_a_dead_node_gets_unknown_peer_not_an_ack(
     cluster: Cluster,
 ) -> None:
@@ -225,10 +255,7 @@ def test_a_send_to_a_plain_client_of_a_dead_node_gets_unknown_peer_not_an_ack(
     async def go() -> tuple[list[ServerError], int]:
         receiver = await connect(HOST, n2.port, id="B")
         sender = await connect(HOST, n1.port, id="S", reconnect=True)
-        for _ in range(100):
-            if "B" in sender.peers:
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "B")
         n2.send_signal(signal.SIGKILL)
         await sender.send("B", "into the void")
         errors: list[ServerError] = []
@@ -258,10 +285,7 @@ def test_the_resume_clients_of_a_node_that_shuts_down_are_waited_for(cluster: Cl
         away = await connect(HOST, n1.port, id="R", reconnect=True)  # n1 only
         sender = await connect(HOST, n2.port, id="S", reconnect=True)
         errors = asyncio.create_task(errors_of(sender))
-        for _ in range(100):
-            if "R" in sender.peers:
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "R")
         await asyncio.to_thread(n1.stop)  # SIGTERM: bye to R, "leaving" to n2
         await away.close()  # R is gone for now (no bye: n1 is not there to hear it)
         for i in range(3):
@@ -295,10 +319,7 @@ def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_uncon
     async def go() -> list[str]:
         r = await connect(HOST, n2.port, id="R", reconnect=True, fallbacks=[(HOST, n1.port)])
         sender = await connect(HOST, n1.port, id="S", reconnect=True)
-        for _ in range(100):
-            if "R" in sender.peers:
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "R")
         n2.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS
         try:
             await sender.broadcast("to everyone")
@@ -310,10 +331,7 @@ def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_uncon
             n2.wait()
         got = []
         async with asyncio.timeout(20):
-            async for event in r:
-                if isinstance(event, Message):
-                    got.append(event.id)
-                    break
+            got.append(await next_message(r))
         await sender.close()
         await r.close()
         return got
@@ -337,23 +355,11 @@ def test_a_send_resent_after_its_relay_died_with_its_node_is_delivered(
     async def go() -> tuple[list[str], int]:
         r = await connect(HOST, n2.port, id="R", reconnect=True)
         sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
-        for _ in range(100):
-            if "R" in sender.peers:
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "R")
         await sender.send("R", "in flight when n1 dies")
         await asyncio.sleep(1.0)  # n1 has written what it would; its relay waits
         unacked_then = sender.unacked
-        n1.send_signal(signal.SIGKILL)
-        n1.wait()
-        got = []
-        async with asyncio.timeout(20):
-            async for event in r:
-                if isinstance(event, Message):
-                    got.append(event.id)
-                    break
-            while sender.unacked:
-                await asyncio.sleep(0.05)
+        got = [await kill_then_receive(n1, sender, r)]
         await sender.close()
         await r.close()
         return got, unacked_then
@@ -374,10 +380,7 @@ def test_a_resent_send_is_delivered_though_a_later_one_got_through(cluster: Clus
         r = await connect(HOST, n2.port, id="R", reconnect=True)
         far = await connect(HOST, n3.port, id="F", reconnect=True, fallbacks=[(HOST, n2.port)])
         sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
-        for _ in range(100):
-            if {"R", "F"} <= set(sender.peers):
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "R", "F")
         n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
         try:
             await sender.send("F", "first, never confirmed")
@@ -393,10 +396,7 @@ def test_a_resent_send_is_delivered_though_a_later_one_got_through(cluster: Clus
             n3.wait()
         got = []
         async with asyncio.timeout(30):
-            async for event in far:
-                if isinstance(event, Message):
-                    got.append(event.id)
-                    break
+            got.append(await next_message(far))
         await sender.close()
         await r.close()
         await far.close()
@@ -428,10 +428,7 @@ def test_a_resent_frame_is_acked_only_once_the_original_is_through(cluster: Clus
                     reconnected.set()
 
         watcher = asyncio.create_task(watch())
-        for _ in range(100):
-            if "F" in sender.peers:
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "F")
         n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
         try:
             await sender.send("F", "across a reconnect")
@@ -446,10 +443,7 @@ def test_a_resent_frame_is_acked_only_once_the_original_is_through(cluster: Clus
             n3.wait()
         got = []
         async with asyncio.timeout(40):
-            async for event in far:
-                if isinstance(event, Message):
-                    got.append(event.id)
-                    break
+            got.append(await next_message(far))
             while sender.unacked:
                 await asyncio.sleep(0.05)
         await sender.close()
@@ -476,25 +470,13 @@ def test_a_broadcast_resent_after_its_node_died_unacked_is_acked_not_refused(
         far = await connect(HOST, n3.port, id="F", reconnect=True)
         sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
         errors = asyncio.create_task(errors_of(sender))
-        for _ in range(100):
-            if {"R", "F"} <= set(sender.peers):
-                break
-            await asyncio.sleep(0.05)
+        await until_known(sender, "R", "F")
         n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
         try:
             await sender.broadcast("to everyone")
             await asyncio.sleep(0.5)  # n2 has it; n3 is not yet taken for dead
             unacked_then = sender.unacked
-            n1.send_signal(signal.SIGKILL)
-            n1.wait()
-            got = []
-            async with asyncio.timeout(20):
-                async for event in r:
-                    if isinstance(event, Message):
-                        got.append(event.id)
-                        break
-                while sender.unacked:
-                    await asyncio.sleep(0.05)
+            got = [await kill_then_receive(n1, sender, r)]
             with contextlib.suppress(TimeoutError):  # a second copy would show by now
                 async with asyncio.timeout(1.0):
                     async for event in r:
