@@ -19,7 +19,7 @@ from vclock.asyncio.client import Node, connect, load_state
 from vclock.cluster import Directory, Status
 from vclock.node import Acked, Welcomed
 from vclock.protocol.frames import frame_type
-from vclock.tools.audit import unicast_audit
+from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog, read_events
 
@@ -205,7 +205,7 @@ def test_killing_a_node_loses_no_acknowledged_message(cluster: Cluster, tmp_path
         unacked |= {f"{pid}#{frame.seq}" for frame in saved.unacked}
     grace = stopped_at - _dt.timedelta(seconds=0.3)  # receivers may be saying bye
     # S's sends to R (acked while R was away, see _send_while_away) are audited too
-    wrong = unicast_audit(read_events(run), receivers=ids, unacked=unacked, before=grace)
+    wrong = delivery_audit(read_events(run), receivers=ids, unacked=unacked, before=grace)
     assert not wrong, f"acknowledged messages not received exactly once: {wrong}"
 
 

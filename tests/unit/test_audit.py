@@ -1,10 +1,10 @@
-"""unicast_audit: every acknowledged unicast received exactly once."""
+"""delivery_audit: every acknowledged unicast and broadcast received exactly once."""
 
 from __future__ import annotations
 
 import datetime as _dt
 
-from vclock.tools.audit import unicast_audit
+from vclock.tools.audit import delivery_audit
 from vclock.tools.eventlog import Event
 
 T0 = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)
@@ -30,5 +30,26 @@ def test_lost_and_doubled_acknowledged_messages_are_named() -> None:
         ev("A", "send", "B", "A#8", at=10),  # too late to tell
     ]
     before = T0 + _dt.timedelta(seconds=5)
-    found = unicast_audit(events, receivers={"A", "B"}, unacked={"A#4"}, before=before)
+    found = delivery_audit(events, receivers={"A", "B"}, unacked={"A#4"}, before=before)
     assert found == [("B", "A#2", 0), ("B", "A#3", 2)]
+
+
+def test_an_acknowledged_broadcast_must_reach_every_other_receiver_once() -> None:
+    events = [
+        ev("A", "send", "*", "A#1"),  # before every receiver had joined: not judged
+        ev("A", "send", "*", "A#2", at=2),  # B has it, C does not
+        ev("B", "receive", "A", "A#2", at=2),
+        ev("A", "send", "*", "A#3", at=3),  # both have it once: fine
+        ev("B", "receive", "A", "A#3", at=3),
+        ev("C", "receive", "A", "A#3", at=3),
+        ev("C", "send", "*", "C#4", at=3),  # C's own is not expected at C
+        ev("A", "receive", "C", "C#4", at=4),
+        ev("B", "receive", "C", "C#4", at=4),
+        ev("B", "receive", "C", "C#4", at=4),  # twice at B
+    ]
+    since, before = T0 + _dt.timedelta(seconds=1), T0 + _dt.timedelta(seconds=5)
+    found = delivery_audit(
+        events, receivers={"A", "B", "C"}, unacked=set(), before=before, since=since
+    )
+    assert found == [("C", "A#2", 0), ("B", "C#4", 2)]
+    assert delivery_audit(events, receivers={"A", "B", "C"}, unacked=set(), before=before) == []

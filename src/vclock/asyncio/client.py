@@ -45,11 +45,9 @@ from ..node import (
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.codec import FrameDecoder, encode_json
 from ..protocol.frames import Broadcast, Bye, Frame, Limits, Report, Send
-from ..tools.eventlog import EventLog
+from ..tools.eventlog import EVERYONE, EventLog
 
 SERVER = "server"
-#: The ``peer`` of a broadcast in event logs (the checker's convention): every other client.
-EVERYONE = "*"
 READ_CHUNK = 64 * 1024
 #: A client trusts its server more than the server trusts clients: a sync carries
 #: one entry per client ever seen, so accept much larger frames and clocks.

@@ -11,7 +11,8 @@ the files of every process of one run. Fields (docs/eventlog.md):
            sync message), ``join`` ``leave`` (a client came or went)
 ``clock``  the process's vector clock after the event (server: the clock received,
            or the frontier sent)
-``peer``   the other side: receiver of a send, sender of a receive, ``"server"``
+``peer``   the other side: receiver of a send, sender of a receive, ``"server"``;
+           ``"*"`` (:data:`EVERYONE`) for a broadcast send
 ``msg``    message id linking a receive to its send: ``"A#7"``, or ``"sync#3"``
 ``to``     server ``sync`` only: the ids the sync was sent to
 ``desc``   free text
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+
+#: The ``peer`` of a broadcast ``send``: every other client.
+EVERYONE = "*"
 
 CAUSAL_KINDS = frozenset({"local", "send", "receive", "sync-receive"})
 

@@ -102,7 +102,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..eventlog import CAUSAL_KINDS
+from ..eventlog import CAUSAL_KINDS, EVERYONE
 from .records import Rec, merge_into
 from .report import Summary
 
@@ -115,7 +115,7 @@ __all__ = [
 ]
 
 SERVER = "server"  # vclock.hub.SERVER_ID; not imported, to keep tools off the hub
-BROADCAST = "*"  # the peer of a broadcast send: every other client
+BROADCAST = EVERYONE  # the peer of a broadcast send: every other client
 ANNOTATIONS = frozenset({"join", "leave"})
 SERVER_KINDS = frozenset({"receive", "sync"}) | ANNOTATIONS
 
