@@ -17,7 +17,7 @@ import pytest
 from vclock import Message, ServerError, VectorClock
 from vclock.asyncio.client import Node, connect, load_state
 from vclock.cluster import Directory, Status
-from vclock.node import Acked, Welcomed
+from vclock.node import Acked, PeerChange, Welcomed
 from vclock.protocol.frames import frame_type
 from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
@@ -495,6 +495,36 @@ def test_a_broadcast_resent_after_its_node_died_unacked_is_acked_not_refused(
     assert unacked_then == 1
     assert refused == []
     assert got == ["S#1"]
+
+
+def test_a_broadcast_reaches_a_resume_client_that_is_between_nodes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """F's node died and the others have forgotten it: F is an orphan, on no
+    node to ask. S's broadcast meanwhile is relayed to F one by one, and F gets
+    it when it shows up on another node."""
+    n1, n3 = cluster.node("n1"), cluster.node("n3")
+    state = tmp_path / "F.state"
+
+    async def go() -> list[str]:
+        sender = await connect(HOST, n1.port, id="S", reconnect=True)
+        far = await connect(HOST, n3.port, id="F", reconnect=True, state_path=state)
+        await until_known(sender, "F")
+        n3.send_signal(signal.SIGKILL)
+        n3.wait()
+        async with asyncio.timeout(10):
+            async for event in sender:
+                if isinstance(event, PeerChange) and event.id == "F" and not event.joined:
+                    break  # n1 forgot n3: F is an orphan
+        await sender.broadcast("while F is between nodes")
+        await far.close()  # still trying n3; F comes back on n1 instead
+        async with connect(HOST, n1.port, id="F", reconnect=True, state_path=state) as back:
+            async with asyncio.timeout(20):
+                got = [await next_message(back)]
+        await sender.close()
+        return got
+
+    assert asyncio.run(go()) == ["S#1"]
 
 
 def test_a_relay_asked_again_is_answered_again_but_delivered_once(

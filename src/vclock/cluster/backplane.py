@@ -290,9 +290,9 @@ class Backplane:
         """Relay a broadcast to every other live node. The task ends once each one
         confirmed it: it is in the inboxes of the resume clients held there (in
         JetStream) and handed to the clients connected there. The resume clients
-        of a node that dies before confirming get it relayed one by one, wherever
-        they show up (in the background: not waited for); their hold-back queue
-        drops a copy."""
+        of a node that dies before confirming, and those whose node died before
+        (orphans), get it relayed one by one, wherever they show up (in the
+        background: not waited for); their hold-back queue drops a copy."""
         assert message.to is None
         return self._loop.create_task(self._broadcast(message))
 
@@ -300,11 +300,19 @@ class Backplane:
         data = encode_json(message)
         directory = self.directory
         now = self._loop.time()
-        nodes = [node for node in directory.nodes if directory.alive(node, now)]
         members = {
             node: directory.held.get(node, frozenset()) | directory.resume.get(node, frozenset())
-            for node in nodes
+            for node in directory.nodes
         }
+        nodes = [node for node in members if directory.alive(node, now)]
+        # The resume clients of a node that died (orphans, and those of a dead node
+        # not forgotten yet) are on no node to ask: each gets it relayed one by
+        # one, the relay waiting for it to show up somewhere.
+        unreached = set(directory.orphans)
+        for node in members.keys() - set(nodes):
+            unreached |= members[node]
+        for client in sorted(unreached):
+            self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
         answers = await asyncio.gather(*(self._ask(node, data, shuffle=True) for node in nodes))
         for node, answer in zip(nodes, answers, strict=True):
             if answer != b"ok":
