@@ -29,13 +29,13 @@ from .hub import (
 from .protocol.codec import FrameDecoder, encode_frame, encode_json
 from .protocol.frames import Deliver
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: inboxes.base
 MEMORY = ":memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS clocks (client_id TEXT PRIMARY KEY, clock TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL, base TEXT);
 CREATE TABLE IF NOT EXISTS messages (
     receiver TEXT NOT NULL, n INTEGER NOT NULL, frame BLOB NOT NULL,
     PRIMARY KEY (receiver, n)
@@ -76,6 +76,9 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] == 1:  # inboxes gain base (NULL, read as empty, for those there)
+            self._db.execute("ALTER TABLE inboxes ADD COLUMN base TEXT")
+            self._db.execute("UPDATE meta SET value = ? WHERE key='schema'", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
             raise RuntimeError(
                 f"{target} has schema version {row[0]}; this vclock reads version {SCHEMA_VERSION}"
@@ -88,8 +91,11 @@ class Store:
         state.cycle = row[0] if row else 0
         for client_id, clock in self._db.execute("SELECT client_id, clock FROM clocks"):
             state.latest[client_id] = VectorClock.from_json(clock, limits=_STORED_LIMITS)
-        for client_id, acked in self._db.execute("SELECT client_id, acked FROM inboxes"):
-            state.inboxes[client_id] = Inbox(acked=acked)
+        for client_id, acked, base in self._db.execute(
+            "SELECT client_id, acked, base FROM inboxes"
+        ):
+            known = VectorClock.from_json(base or b"{}", limits=_STORED_LIMITS)
+            state.inboxes[client_id] = Inbox(acked=acked, base=known)
         counts = dict(self._db.execute("SELECT sender, count FROM broadcasts"))
         state.broadcasts = VectorClock(counts, limits=_STORED_LIMITS)
         query = "SELECT receiver, frame FROM messages ORDER BY receiver, n"
@@ -120,9 +126,10 @@ class Store:
                             "INSERT OR REPLACE INTO messages VALUES (?, ?, ?)",
                             (receiver, deliver.n, encode_frame(deliver)),
                         )
-                    case SaveInbox(receiver=receiver, acked=acked):
+                    case SaveInbox(receiver=receiver, acked=acked, base=base):
                         db.execute(
-                            "INSERT OR REPLACE INTO inboxes VALUES (?, ?)", (receiver, acked)
+                            "INSERT OR REPLACE INTO inboxes VALUES (?, ?, ?)",
+                            (receiver, acked, encode_json(base)),
                         )
                         db.execute(
                             "DELETE FROM messages WHERE receiver = ? AND n <= ?", (receiver, acked)

@@ -11,7 +11,7 @@ import pytest
 from nats.js.client import JetStreamContext
 
 from vclock import VectorClock
-from vclock.cluster.jsstore import JetStreamStore
+from vclock.cluster.jsstore import JetStreamStore, key_token
 from vclock.hub import DropInbox, SaveInbox, SaveMessage
 from vclock.protocol.frames import Deliver
 
@@ -84,3 +84,16 @@ async def test_a_dropped_inbox_leaves_nothing(store: JetStreamStore, js: JetStre
     assert await held_messages(js) == 2  # C's inbox and its message, untouched
     inbox = await store.load_inbox("C")
     assert inbox is not None and [m.n for m in inbox.messages] == [1]
+
+
+async def test_an_inbox_keeps_its_base_and_reads_the_older_format(
+    store: JetStreamStore, js: JetStreamContext
+) -> None:
+    await store.submit([SaveInbox("B", 2, VectorClock({"A": 3}))])
+    await store.drain()
+    inbox = await store.load_inbox("B")
+    assert inbox is not None and (inbox.acked, inbox.base) == (2, VectorClock({"A": 3}))
+    kv = await js.key_value("t-held")
+    await kv.put(f"i.{key_token('O')}", b"4")  # an inbox key as older versions wrote it
+    old = await store.load_inbox("O")
+    assert old is not None and (old.acked, old.base) == (4, VectorClock())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vclock import VectorClock
 from vclock.cluster import Directory, Status
-from vclock.hub import Forward, Hub, Outgoing
+from vclock.hub import Forward, Hub, Inbox, Outgoing
 from vclock.protocol import Broadcast, Deliver, PeerJoined, PeerLeft, Welcome
 
 from ..helpers import HubHarness
@@ -131,3 +131,26 @@ def test_a_broadcast_resent_after_a_failover_is_relayed_again_and_dropped_as_a_c
     assert Forward(None, relayed) in actions
     assert len(b.delivers) == 2 and [m.id for m in b.messages] == ["S#1"]
     assert not s.errors
+
+
+def test_a_returning_resume_client_is_told_what_it_acknowledged_not_the_nodes_counts():
+    """C's node died; this node relayed S's broadcasts 1 and 2 to its own clients
+    and counts them, but they are still on their way into C's inbox (relayed one
+    by one by S's node). C's welcome must not count them as delivered: it says
+    what C acknowledged (its inbox's base), and C delivers both when they come."""
+    hub = Hub(cluster=True)
+    harness = HubHarness(hub)
+    harness.connect("B")
+    first, second = (
+        Deliver(sender="S", seq=n, clock=VectorClock({"S": n}), bclock=VectorClock({"S": n}))
+        for n in (1, 2)
+    )
+    for deliver in (first, second):
+        harness.run(hub.deliver_remote(deliver))
+    assert hub.broadcasts == VectorClock({"S": 2})
+    hub.adopt_inbox("C", Inbox(acked=7, base=VectorClock()))  # as its old node stored it
+    c = harness.connect("C", resume=True)
+    assert c.received[0].bclock is None  # nothing counted as delivered
+    for deliver in (first, second):
+        harness.run(hub.deliver_remote(deliver, "C"))
+    assert [m.id for m in c.messages] == ["S#1", "S#2"]

@@ -213,6 +213,32 @@ def test_a_schema_version_mismatch_is_a_clear_error(tmp_path):
     assert "vclock.sqlite3" in message
 
 
+def test_an_inbox_keeps_the_broadcast_counts_its_client_acknowledged(store):
+    store.apply([SaveInbox("R", 4, VectorClock({"A": 2, "B": 1}))])
+    assert reopened(store).load().inboxes == {
+        "R": Inbox(acked=4, base=VectorClock({"A": 2, "B": 1}))
+    }
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_inboxes(tmp_path):
+    path = tmp_path / "vclock.sqlite3"
+    with sqlite3.connect(path) as db:  # as version 1 left it
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "CREATE TABLE inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL);"
+            "INSERT INTO meta VALUES ('schema', 1); INSERT INTO inboxes VALUES ('R', 3);"
+        )
+    store = Store(path)
+    assert store.load().inboxes == {"R": Inbox(acked=3)}  # base not known: empty
+    store.apply([SaveInbox("R", 5, VectorClock({"A": 1}))])
+    store.close()
+    again = Store(path)
+    assert again.load().inboxes == {"R": Inbox(acked=5, base=VectorClock({"A": 1}))}
+    again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (2,)
+
+
 def test_memory_stores_work_and_are_independent():
     one, two = Store(":memory:"), Store(":memory:")
     assert one.path is None

@@ -7,7 +7,9 @@ survive the loss of a node lives in JetStream key-value buckets instead:
 - ``<name>-held``: held inboxes and counters, keys (ids are hex-encoded, so any
   id is one key token):
 
-  - ``i.<id>``: the inbox of resume client ``<id>`` exists; value: ``acked``;
+  - ``i.<id>``: the inbox of resume client ``<id>`` exists; value: JSON
+    ``{"acked": n, "base": clock}`` (:class:`~vclock.hub.SaveInbox`; a
+    plain number, ``acked``, from older versions);
   - ``m.<id>.<n>``: message ``n`` of that inbox (an encoded ``deliver`` frame),
     removed once a ``delivered`` frame covers it;
   - ``b.<sender>.<node>``: how many broadcasts of ``<sender>`` node ``<node>``
@@ -33,6 +35,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
+import msgspec
 from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
@@ -49,12 +52,22 @@ from ..hub import (
     SaveMessage,
     StoreAction,
 )
-from ..protocol.codec import FrameDecoder, encode_frame
+from ..protocol.codec import FrameDecoder, encode_frame, encode_json
 from ..protocol.frames import Deliver
 from .backplane import open_bucket
 
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
 _deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_TRUSTED)
+
+
+class _InboxKey(msgspec.Struct):
+    """The value of an inbox's ``i.<id>`` key."""
+
+    acked: int
+    base: VectorClock = msgspec.field(default_factory=VectorClock)
+
+
+_inbox_key_decoder: FrameDecoder[_InboxKey] = FrameDecoder(_InboxKey, limits=_TRUSTED)
 
 
 def key_token(client_id: str) -> str:
@@ -164,12 +177,13 @@ class JetStreamStore:
                 await held.put(f"b.{key_token(sender)}.{self.node}", str(count).encode())
             case SaveMessage(receiver=receiver, deliver=deliver):
                 await held.put(f"m.{key_token(receiver)}.{deliver.n}", encode_frame(deliver))
-            case SaveInbox(receiver=receiver, acked=acked):
+            case SaveInbox(receiver=receiver, acked=acked, base=base):
                 token = key_token(receiver)
                 before = self._acked.get(receiver)
                 if before is None:
-                    before = await self._read_acked(receiver)
-                await held.put(f"i.{token}", str(acked).encode())
+                    known = await self._read_inbox(receiver)
+                    before = None if known is None else known.acked
+                await held.put(f"i.{token}", encode_json(_InboxKey(acked, base)))
                 self._acked[receiver] = acked
                 for n in range((before or 0) + 1, acked + 1):
                     await self._remove(f"m.{token}.{n}")
@@ -183,12 +197,15 @@ class JetStreamStore:
         """Remove the held bucket's ``keys`` (a key or a wildcard) leaving no marker."""
         await self._js.purge_stream(f"KV_{self._bucket}", subject=f"$KV.{self._bucket}.{keys}")
 
-    async def _read_acked(self, receiver: str) -> int | None:
+    async def _read_inbox(self, receiver: str) -> _InboxKey | None:
         try:
             entry = await self._held.get(f"i.{key_token(receiver)}")
         except KeyNotFoundError:
             return None
-        return int(entry.value or b"0")
+        value = entry.value or b"0"
+        if value.isdigit():  # written by an older version: acked only
+            return _InboxKey(int(value))
+        return _inbox_key_decoder.decode(value)
 
     # Reading
 
@@ -204,11 +221,11 @@ class JetStreamStore:
         """The held inbox of ``receiver`` as JetStream has it (None: not held).
 
         Call :meth:`drain` first, so this node's own writes are in."""
-        acked = await self._read_acked(receiver)
-        if acked is None:
+        known = await self._read_inbox(receiver)
+        if known is None:
             return None
-        self._acked[receiver] = acked
-        inbox = Inbox(acked=acked)
+        acked = self._acked[receiver] = known.acked
+        inbox = Inbox(acked=acked, base=known.base)
         token = key_token(receiver)
         n = acked + 1
         while True:  # messages are numbered without gaps from acked + 1

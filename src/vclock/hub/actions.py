@@ -72,10 +72,14 @@ class SaveMessage:
 
 @dataclass(frozen=True, slots=True)
 class SaveInbox:
-    """``receiver`` is held (its messages are kept); everything up to ``acked`` is done."""
+    """``receiver`` is held (its messages are kept); everything up to ``acked`` is done.
+
+    ``base``: per sender, the broadcasts ``receiver`` will never be sent from this
+    inbox (relayed before it existed, or acknowledged)."""
 
     receiver: str
     acked: int
+    base: VectorClock = VectorClock()
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,10 @@ class Inbox:
 
     acked: int = 0
     messages: deque[Deliver] = field(default_factory=deque)  # n > acked, in order
+    #: per sender, the broadcasts this client will never be sent from this inbox
+    #: (relayed before it existed, or acknowledged): a returning client's
+    #: welcome.bclock (empty for inboxes stored by older versions)
+    base: VectorClock = field(default_factory=VectorClock)
     sent: int = field(default=0, compare=False)  # last n sent this session (not stored)
 
     @property
@@ -442,7 +446,12 @@ class Hub:
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
         inbox = self.inboxes.get(client_id)
-        baseline = self._broadcast_baseline(inbox)
+        if hello.resume and inbox is not None:
+            # What it acknowledged, not this node's counts: in a cluster, broadcasts
+            # this node counted may still be on their way into the inbox.
+            baseline: VectorClock | None = inbox.base
+        else:
+            baseline = self._broadcast_baseline(inbox)
         if baseline:
             welcome = msgspec.structs.replace(welcome, bclock=baseline)
             actions[0] = Outgoing(peer, welcome)
@@ -456,8 +465,8 @@ class Hub:
             del self.inboxes[client_id]
             actions.append(DropInbox(client_id))
         elif hello.resume:
-            self.inboxes[client_id] = Inbox()
-            actions.append(SaveInbox(client_id, 0))
+            self.inboxes[client_id] = Inbox(base=self.broadcasts)
+            actions.append(SaveInbox(client_id, 0, self.broadcasts))
         return actions
 
     def _send(self, peer: PeerId, session: _Session, frame: Send) -> list[Action]:
@@ -652,10 +661,13 @@ class Hub:
                 code=ErrorCode.BAD_FRAME,
             )
         while inbox.messages and (inbox.messages[0].n or 0) <= frame.upto:
-            inbox.messages.popleft()
+            done = inbox.messages.popleft()
+            if done.bclock is not None:
+                count = VectorClock._trusted({done.sender: done.bclock[done.sender]})
+                inbox.base = inbox.base.merge(count)
         inbox.acked = max(inbox.acked, frame.upto)
         inbox.sent = max(inbox.sent, inbox.acked)
-        actions: list[Action] = [SaveInbox(client_id, inbox.acked)]
+        actions: list[Action] = [SaveInbox(client_id, inbox.acked, inbox.base)]
         return actions + self._release(peer, session, inbox)
 
     # Private helpers
