@@ -446,12 +446,7 @@ class Hub:
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
         inbox = self.inboxes.get(client_id)
-        if hello.resume and inbox is not None:
-            # What it acknowledged, not this node's counts: in a cluster, broadcasts
-            # this node counted may still be on their way into the inbox.
-            baseline: VectorClock | None = inbox.base
-        else:
-            baseline = self._broadcast_baseline(inbox)
+        baseline = self._broadcast_baseline(inbox, hello.resume)
         if baseline:
             welcome = msgspec.structs.replace(welcome, bclock=baseline)
             actions[0] = Outgoing(peer, welcome)
@@ -557,7 +552,7 @@ class Hub:
         count = deliver.bclock[sender]
         actions: list[Action] = []
         if count > self.broadcasts[sender]:
-            self.broadcasts = self.broadcasts.merge(VectorClock._trusted({sender: count}))
+            self.broadcasts = _counted(self.broadcasts, deliver)
             actions.append(SaveBroadcasts(sender, count))
         for client_id, inbox in self.inboxes.items():
             if client_id == sender:
@@ -576,10 +571,14 @@ class Hub:
             receiver.known = receiver.known.merge(deliver.clock)
         return actions
 
-    def _broadcast_baseline(self, inbox: Inbox | None) -> VectorClock | None:
+    def _broadcast_baseline(self, inbox: Inbox | None, resume: bool) -> VectorClock | None:
         """What goes in ``welcome.bclock``: per sender, the broadcasts this client
-        will not be sent. Everything relayed so far, except what waits in its inbox
-        (those come next, in order)."""
+        will not be sent. A resume client whose inbox is kept: what that inbox
+        says (not this node's counts: in a cluster, broadcasts this node counted
+        may still be on their way into the inbox). Otherwise everything relayed
+        so far, except what waits in its inbox (those come next, in order)."""
+        if resume and inbox is not None:
+            return inbox.base or None
         base = self.broadcasts.to_dict()
         if inbox is not None:
             for deliver in inbox.messages:
@@ -663,8 +662,7 @@ class Hub:
         while inbox.messages and (inbox.messages[0].n or 0) <= frame.upto:
             done = inbox.messages.popleft()
             if done.bclock is not None:
-                count = VectorClock._trusted({done.sender: done.bclock[done.sender]})
-                inbox.base = inbox.base.merge(count)
+                inbox.base = _counted(inbox.base, done)
         inbox.acked = max(inbox.acked, frame.upto)
         inbox.sent = max(inbox.sent, inbox.acked)
         actions: list[Action] = [SaveInbox(client_id, inbox.acked, inbox.base)]
@@ -701,6 +699,13 @@ class Hub:
             taken = self._by_id.keys() | self.latest.keys() | self.inboxes.keys()
             if candidate not in taken:
                 return candidate
+
+
+def _counted(counts: VectorClock, deliver: Deliver) -> VectorClock:
+    """Broadcast counts that include the broadcast ``deliver`` (its sender's count)."""
+    assert deliver.bclock is not None
+    sender = deliver.sender
+    return counts.merge(VectorClock._trusted({sender: deliver.bclock[sender]}))
 
 
 def _error_frame(exc: ProtocolError) -> Error:

@@ -8,7 +8,8 @@ Each reads the graph timestamps of :class:`~.graph.HappenedBefore`; how they do 
 
 from __future__ import annotations
 
-from .graph import BROADCAST, HappenedBefore
+from ..eventlog import EVERYONE
+from .graph import HappenedBefore
 from .records import Rec, below, fmt, unique_recs, violation
 from .report import Violation, plural
 
@@ -152,7 +153,7 @@ def delivery_violations(
             if vector is None or graph.counts[receive.node] is None:
                 continue
             sender = send.proc
-            stream = (sender, send.event.peer == BROADCAST)
+            stream = (sender, send.event.peer == EVERYONE)
             last = latest.get(stream)
             scoped = stream[1] or not broadcasts_only
             if last is not None and send.pos < last[1].pos:

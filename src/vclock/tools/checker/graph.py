@@ -102,20 +102,18 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..eventlog import CAUSAL_KINDS, EVERYONE
+from ..eventlog import CAUSAL_KINDS
 from .records import Rec, merge_into
 from .report import Summary
 
 __all__ = [
     "ANNOTATIONS",
-    "BROADCAST",
     "SERVER",
     "SERVER_KINDS",
     "HappenedBefore",
 ]
 
 SERVER = "server"  # vclock.hub.SERVER_ID; not imported, to keep tools off the hub
-BROADCAST = EVERYONE  # the peer of a broadcast send: every other client
 ANNOTATIONS = frozenset({"join", "leave"})
 SERVER_KINDS = frozenset({"receive", "sync"}) | ANNOTATIONS
 

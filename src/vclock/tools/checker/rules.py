@@ -10,9 +10,9 @@ docstring of :mod:`vclock.tools.checker.graph`.
 
 from __future__ import annotations
 
-from ..eventlog import CAUSAL_KINDS
+from ..eventlog import CAUSAL_KINDS, EVERYONE
 from .causality import causality_violations, cycle_violations, delivery_violations
-from .graph import ANNOTATIONS, BROADCAST, SERVER, SERVER_KINDS, HappenedBefore
+from .graph import ANNOTATIONS, SERVER, SERVER_KINDS, HappenedBefore
 from .records import Rec, fmt, fmt_entries, merge_into, violation
 from .report import CheckReport, Violation
 
@@ -160,9 +160,9 @@ class Checker:
             self.fail(
                 "malformed", f"{rec}: peer {rec.event.peer} is not the sender of {send}", rec, send
             )
-        if send.event.peer == BROADCAST and send.pid == rec.pid:
+        if send.event.peer == EVERYONE and send.pid == rec.pid:
             self.fail("unmatched-receive", f"{rec}: {send} was its own broadcast", rec, send)
-        elif send.event.peer not in (rec.pid, BROADCAST):
+        elif send.event.peer not in (rec.pid, EVERYONE):
             to = "a report to the server" if send.event.peer == SERVER else f"to {send.event.peer}"
             self.fail("unmatched-receive", f"{rec}: {send} was {to}, not to {rec.pid}", rec, send)
         elif rec.msg in received:
