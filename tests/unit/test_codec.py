@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from vclock import ClockLimits, ErrorCode, FrameError, ProtocolError, VectorClock
@@ -247,3 +250,35 @@ def test_counters_beyond_64_bits_are_refused():
     with pytest.raises(FrameError) as info:
         CLIENT.decode(b'{"type":"report","seq":1,"clock":{"A":99999999999999999999}}')
     assert info.value.path == "$.clock"
+
+
+def _slowest_over_fastest(encode_a: Callable[[], object], encode_b: Callable[[], object]) -> float:
+    def best(encode: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            encode()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(encode_a) / best(encode_b)
+
+
+@pytest.mark.parametrize("field", ["clock", "body"])
+def test_encoding_cost_does_not_depend_on_the_key_order_a_client_chose(field):
+    """65,535 sorted ids then one smaller id made msgspec's order="deterministic"
+    take seconds (an insertion sort), freezing the server for every client. The
+    cost must be linear-ish whatever the order: a ratio, not a time, is asserted
+    (it was about 2,000 before the fix)."""
+    ids = [f"k{i:06d}" for i in range(1, 65_535)]
+    adversarial = dict.fromkeys([*ids, "a"], 1)
+    ordered = dict.fromkeys(["a", *ids], 1)
+
+    def frame(entries: dict[str, int]) -> Report | Send:
+        if field == "clock":
+            return Report(seq=1, clock=VectorClock(entries))
+        return Send(to="B", seq=1, clock=VectorClock({"A": 1}), body=entries)
+
+    bad, good = frame(adversarial), frame(ordered)
+    ratio = _slowest_over_fastest(lambda: encode_frame(bad), lambda: encode_frame(good))
+    assert ratio < 20, f"adversarial key order costs {ratio:.0f}x the sorted order"
