@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     INBOX_FULL = "inbox-full"
     TOO_MANY_ERRORS = "too-many-errors"
     SLOW_CONSUMER = "slow-consumer"
+    DELTA_LOST = "delta-lost"
 
 
 #: Codes after which the server closes the connection.
@@ -46,6 +47,7 @@ FATAL_CODES = frozenset(
         ErrorCode.AUTH_FAILED,
         ErrorCode.TOO_MANY_ERRORS,
         ErrorCode.SLOW_CONSUMER,
+        ErrorCode.DELTA_LOST,
     }
 )
 
@@ -75,11 +77,18 @@ class ProtocolError(VClockError):
 
 
 class FrameError(ProtocolError):
-    """A line could not be decoded into a frame; ``path`` locates the bad field."""
+    """A line could not be decoded into a frame; ``path`` locates the bad field.
+
+    ``delta_lost`` is set by a delta-encoded :class:`~vclock.protocol.Connection`
+    when the line's clock could not be read either: the two ends of the
+    connection no longer agree on the previous clock, so the session cannot go on
+    (docs/protocol.md, section 12).
+    """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.delta_lost = False
 
 
 class FrameTooLarge(FrameError):

@@ -162,3 +162,70 @@ def test_valid_frames_arrive_intact_whatever_the_chunking(frames, data):
     assert events_for([stream], limit) == frames
     assert events_for([stream[i : i + 1] for i in range(len(stream))], limit) == frames
     assert events_for(data.draw(chunked(stream)), limit) == frames
+
+
+# Delta-encoded connections: both ends agree on the previous clock after a bad line
+
+
+def delta_pair(max_frame_size: int = 1024, entries: int = 65_536) -> tuple[Connection, Connection]:
+    """(client's end, server's end) of one connection with delta encoding on."""
+    from vclock import ClockLimits
+
+    client = Connection(server_frame_decoder())
+    server = Connection(
+        client_frame_decoder(ClockLimits(max_entries=entries)), max_frame_size=max_frame_size
+    )
+    client.enable_delta()
+    server.enable_delta()
+    return client, server
+
+
+def carry(client: Connection, server: Connection, frame: object) -> object:
+    client.send(frame)  # type: ignore[arg-type]
+    server.receive_data(client.data_to_send())
+    (event,) = server.events_received()
+    return event
+
+
+def test_a_refused_line_whose_clock_can_be_read_still_moves_the_delta_reference():
+    """The client's encoder moved on for a frame the server cannot decode (here an
+    invalid ``to``): the server must move too, or every later clock is wrong."""
+    client, server = delta_pair()
+    bad = carry(client, server, Send(to="a b", seq=1, clock=VectorClock({"A": 1, "B": 5})))
+    assert isinstance(bad, FrameError) and not bad.delta_lost
+    good = Send(to="B", seq=2, clock=VectorClock({"A": 2, "B": 5}))
+    assert carry(client, server, good) == good
+
+
+def test_an_oversized_line_on_a_delta_connection_loses_the_reference():
+    client, server = delta_pair(max_frame_size=64)
+    big = Send(to="B", seq=1, clock=VectorClock({"A": 1}), body="x" * 100)
+    error = carry(client, server, big)
+    assert isinstance(error, FrameTooLarge) and error.delta_lost
+
+
+def test_a_clock_over_the_entry_limit_on_a_delta_connection_loses_the_reference():
+    client, server = delta_pair(entries=2)
+    first = Report(seq=1, clock=VectorClock({"A": 1, "B": 1}))
+    assert carry(client, server, first) == first
+    error = carry(client, server, Report(seq=2, clock=VectorClock({"A": 2, "B": 1, "C": 1})))
+    assert isinstance(error, FrameError) and error.delta_lost
+
+
+def test_a_bad_line_without_a_clock_leaves_the_reference_alone():
+    client, server = delta_pair()
+    server.receive_data(b'{"type":"sned"}\nnot json\n')
+    unknown, garbage = server.events_received()
+    assert isinstance(unknown, FrameError) and not unknown.delta_lost
+    assert isinstance(garbage, FrameError) and garbage.delta_lost  # can't tell: lost
+    client2, server2 = delta_pair()
+    server2.receive_data(b'{"type":"sned"}\n')
+    server2.events_received()
+    frame = Report(seq=1, clock=VectorClock({"A": 1}))
+    assert carry(client2, server2, frame) == frame
+
+
+def test_a_plain_connection_never_loses_anything():
+    conn = server_side(max_frame_size=16)
+    conn.receive_data(b"x" * 40 + b"\nnot json\n")
+    assert all(not e.delta_lost for e in conn.events_received())  # type: ignore[union-attr]

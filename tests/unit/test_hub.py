@@ -350,7 +350,7 @@ def test_a_frame_error_is_answered_to_that_peer_only(harness):
 
 
 def test_bad_bytes_on_the_wire_become_a_bad_frame_error(harness):
-    a = harness.connect("A")
+    a = harness.connect("A", delta=False)
     harness.send_bytes(a, b'{"type":"report","seq":1,"clock":{"A":-1}}\n')
     (error,) = a.errors
     assert error.code == ErrorCode.BAD_FRAME
@@ -358,7 +358,7 @@ def test_bad_bytes_on_the_wire_become_a_bad_frame_error(harness):
 
 
 def test_an_oversized_frame_is_refused_and_the_next_frame_still_works():
-    harness = HubHarness(max_frame_size=100)
+    harness = HubHarness(max_frame_size=100, delta=False)  # delta: see section 12 tests
     a = harness.connect("A")
     harness.send_bytes(a, b'{"type":"bye","reason":"' + b"x" * 1000 + b'"}\n')
     assert codes(a) == [ErrorCode.FRAME_TOO_LARGE]
@@ -374,9 +374,9 @@ def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str
     h = HubHarness(max_frame_size=200)
     a = h.connect("A")
     seen: dict[ErrorCode, HarnessClient] = {}
-    seen[ErrorCode.BAD_FRAME] = c = h.connect("bad")
+    seen[ErrorCode.BAD_FRAME] = c = h.connect("bad", delta=False)
     h.send_bytes(c, b"{not json\n")
-    seen[ErrorCode.FRAME_TOO_LARGE] = c = h.connect("large")
+    seen[ErrorCode.FRAME_TOO_LARGE] = c = h.connect("large", delta=False)
     h.send_bytes(c, b"[" * 300 + b"\n")
     seen[ErrorCode.UNSUPPORTED_VERSION] = c = h.connect(None, hello=False)
     h.send_frame(c, Hello(v=99))
@@ -402,11 +402,14 @@ def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str
     seen[ErrorCode.INBOX_FULL] = c = small.connect("S")
     for _ in range(3):
         small.send(c, "R")
-    seen[ErrorCode.TOO_MANY_ERRORS] = c = small.connect("messy")
+    seen[ErrorCode.TOO_MANY_ERRORS] = c = small.connect("messy", delta=False)
     for _ in range(3):
         small.send_bytes(c, b"{not json\n")
     expected = {code: [code] for code in seen}
+    seen[ErrorCode.DELTA_LOST] = c = h.connect("lost-delta", delta=True)
+    h.send_bytes(c, b"{not json\n")
     expected[ErrorCode.TOO_MANY_ERRORS] = [ErrorCode.BAD_FRAME] * 3 + [ErrorCode.TOO_MANY_ERRORS]
+    expected[ErrorCode.DELTA_LOST] = [ErrorCode.BAD_FRAME, ErrorCode.DELTA_LOST]
     return {code: (client, expected[code]) for code, client in seen.items()}
 
 
@@ -478,7 +481,7 @@ def test_a_slow_consumer_is_closed_and_the_others_are_told(harness):
 
 
 def test_too_many_refused_frames_close_the_session():
-    h = HubHarness(Hub(max_errors=3))
+    h = HubHarness(Hub(max_errors=3), delta=False)
     a = h.connect("A")
     h.send_bytes(a, b"{not json\n")
     h.send_frame(a, Hello(v=PROTOCOL_VERSION, id="A"))  # unexpected-frame
@@ -492,7 +495,7 @@ def test_too_many_refused_frames_close_the_session():
 
 
 def test_unknown_peer_and_inbox_full_are_not_held_against_the_sender():
-    h = HubHarness(Hub(max_errors=2, max_inbox=1))
+    h = HubHarness(Hub(max_errors=2, max_inbox=1), delta=False)
     h.disconnect(h.connect("R", resume=True))
     a = h.connect("A")
     for _ in range(4):
@@ -507,7 +510,7 @@ def test_unknown_peer_and_inbox_full_are_not_held_against_the_sender():
 
 
 def test_the_error_budget_is_per_session():
-    h = HubHarness(Hub(max_errors=2))
+    h = HubHarness(Hub(max_errors=2), delta=False)
     a = h.connect("A")
     h.send_bytes(a, b"{not json\n")
     h.disconnect(a)
@@ -758,3 +761,49 @@ def test_welcome_announces_the_limits_the_hub_was_given():
     assert a.node.limits == limits  # the client keeps them
     plain = HubHarness(Hub()).connect("B")
     assert next(f for f in plain.received if isinstance(f, Welcome)).limits is None
+
+
+# Delta-encoded connections stay in step after every refusal (protocol section 12)
+
+
+def test_every_refusal_leaves_both_ends_of_a_delta_connection_agreeing():
+    """Frames refused by the hub (bad seq, stale clock, unknown peer, a bad ``to``)
+    were decoded, so both delta references moved; the clocks that follow, relayed
+    to B, are exactly what A sent."""
+    harness = HubHarness(Hub(), delta=True)
+    a, b = harness.connect("A"), harness.connect("B")
+    harness.send(a, "B")
+    refused = [
+        Send(to="B", seq=5, clock=VectorClock({"A": 4, "Z": 1})),  # seq is not the own entry
+        Send(to="B", seq=1, clock=VectorClock({"A": 1, "Y": 3})),  # stale
+        Send(to="nobody", seq=2, clock=VectorClock({"A": 2})),  # unknown peer (counts)
+    ]
+    for frame in refused:
+        harness.send_frame(a, frame)
+    harness.send_frame(a, Send(to="a b", seq=3, clock=VectorClock({"A": 3, "X": 9})))
+    assert codes(a) == ["bad-frame", "stale-clock", "unknown-peer", "bad-frame"]
+    a.node.clock = VectorClock({"A": 3})
+    for _ in range(3):
+        sent = harness.send(a, "B")
+        assert b.delivers[-1].clock == sent.clock
+    assert a.closed is None
+
+
+def test_a_line_whose_clock_is_lost_on_a_delta_connection_closes_it_with_delta_lost():
+    harness = HubHarness(Hub(), delta=True, max_frame_size=200)
+    a, b = harness.connect("A"), harness.connect("B")
+    harness.send(a, "B", body="x" * 300)  # A's encoder moved on; the server skipped it
+    assert codes(a) == ["frame-too-large", "delta-lost"]
+    assert a.closed is not None and "delta-lost" not in a.closed
+    assert harness.hub.clients == ["B"]
+    assert b.closed is None
+    refusals = [n.error.code for n in harness.notices_of(Refused)]
+    assert refusals == [ErrorCode.FRAME_TOO_LARGE, ErrorCode.DELTA_LOST]
+
+
+def test_a_plain_connection_survives_the_same_line():
+    harness = HubHarness(Hub(), delta=False, max_frame_size=200)
+    a, _ = harness.connect("A"), harness.connect("B")
+    harness.send(a, "B", body="x" * 300)
+    assert codes(a) == ["frame-too-large"]
+    assert a.closed is None

@@ -36,7 +36,7 @@ import msgspec
 
 from ..auth import Authenticator
 from ..clock import VectorClock, merge_all
-from ..errors import ErrorCode, PeerError, ProtocolError
+from ..errors import ErrorCode, FrameError, PeerError, ProtocolError
 from ..protocol.frames import (
     PROTOCOL_VERSION,
     Ack,
@@ -678,6 +678,18 @@ class Hub:
         if exc.fatal:
             session.state = SessionState.CLOSED
             return actions + [Close(peer, str(exc))]
+        if isinstance(exc, FrameError) and exc.delta_lost:
+            lost = PeerError(
+                "that line's clock could not be read, so this delta-encoded connection"
+                " lost its previous clock (protocol section 12); closing it: reconnect",
+                code=ErrorCode.DELTA_LOST,
+            )
+            session.state = SessionState.CLOSED
+            return actions + [
+                Outgoing(peer, _error_frame(lost)),
+                Refused(peer, session.address, lost),
+                Close(peer, str(lost)),
+            ]
         if exc.code not in _FORGIVEN:
             session.errors += 1
             if session.errors >= self.max_errors:

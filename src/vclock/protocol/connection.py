@@ -13,7 +13,7 @@ Use it like websockets' sans-I/O protocols::
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -29,6 +29,15 @@ T = TypeVar("T")
 EncodeCache = dict[tuple[int, int], tuple[object, object, bytes]]
 
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024  # a full clock of ~50,000 entries
+
+
+class _ClockField(msgspec.Struct):
+    """Reads only the ``clock`` of a line that failed to decode as a frame."""
+
+    clock: dict[str, Any] | None = None
+
+
+_clock_probe = msgspec.json.Decoder(_ClockField)
 
 
 class Connection(Generic[T]):
@@ -82,12 +91,17 @@ class Connection(Generic[T]):
         self._lines.extend(self._reader.feed_eof())
 
     def next_event(self) -> T | FrameError | None:
-        """The next frame, a FrameError in place of a bad line, or None for now."""
+        """The next frame, a FrameError in place of a bad line, or None for now.
+
+        On a delta-encoded connection a bad line still moves the delta reference
+        when its ``clock`` can be read (the sender's encoder moved on too); when it
+        cannot, the FrameError has ``delta_lost`` set: the session must end.
+        """
         if not self._lines:
             return None
         line = self._lines.popleft()
         if isinstance(line, FrameError):
-            return line
+            return self._lost(line)
         try:
             frame = self._decoder.decode(line)
             clock = getattr(frame, "clock", None)
@@ -104,9 +118,28 @@ class Connection(Generic[T]):
                 frame = msgspec.structs.replace(frame, bclock=full)  # type: ignore[type-var]
             return frame
         except FrameError as exc:
-            return exc
+            return self._refused(line, exc)
         except InvalidClock as exc:
-            return FrameError(f"{exc} - at `$.clock`", path="$.clock")
+            return self._refused(line, FrameError(f"{exc} - at `$.clock`", path="$.clock"))
+
+    def _refused(self, line: bytes, error: FrameError) -> FrameError:
+        """A line that does not decode. On a delta connection, keep the reference in
+        step with the sender: apply the line's ``clock`` if it can be read."""
+        rx = self._rx
+        if rx is None:
+            return error
+        try:
+            clock = _clock_probe.decode(line).clock
+            if clock is not None:
+                rx.decode(ClockDelta.parse(clock, self._decoder.limits))
+        except (msgspec.DecodeError, InvalidClock, UnicodeDecodeError, RecursionError):
+            return self._lost(error)
+        return error
+
+    def _lost(self, error: FrameError) -> FrameError:
+        if self._rx is not None:
+            error.delta_lost = True
+        return error
 
     def events_received(self) -> list[T | FrameError]:
         """Every event :meth:`next_event` would return now."""
