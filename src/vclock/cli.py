@@ -317,10 +317,20 @@ async def _run_server(
         dashboard = Dashboard(srv, token=token)
         await dashboard.start(web_host, web_port)
         click.echo(f"vclock dashboard at {dashboard.url}")
-    await _until_signalled()
+    failed = asyncio.create_task(srv.wait_failed())
+    signalled = asyncio.create_task(_until_signalled())
+    await asyncio.wait({failed, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    failed.cancel()
     if dashboard is not None:
         await dashboard.close()
     await srv.close()
+    if srv.failure is not None:
+        raise click.ClickException(
+            f"{srv.failure}. The server stopped rather than acknowledge what it could not"
+            " store; everything acknowledged before is in the database. Free some space"
+            " (or fix the disk), then start it again with the same --data."
+        )
     if not quiet:
         click.echo("Server stopped.")
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .clock import ClockLimits, VectorClock
+from .errors import VClockError
 from .hub import (
     DropInbox,
     HubState,
@@ -48,6 +49,17 @@ CREATE TABLE IF NOT EXISTS broadcasts (sender TEXT PRIMARY KEY, count INTEGER NO
 # more entries than one frame may carry.)
 _STORED_LIMITS = ClockLimits(max_entries=2**31, max_id_length=2**31)
 _deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_STORED_LIMITS)
+
+
+class StoreError(VClockError):
+    """The database refused a write (disk full, an I/O error): nothing of the batch
+    was stored. ``path`` is the database, ``cause`` SQLite's own error."""
+
+    def __init__(self, path: Path | None, cause: sqlite3.Error) -> None:
+        self.path = path
+        self.cause = cause
+        where = path if path is not None else MEMORY
+        super().__init__(f"cannot write to {where}: {cause}")
 
 
 class Store:
@@ -104,13 +116,17 @@ class Store:
         return state
 
     def apply(self, actions: Iterable[StoreAction]) -> None:
-        """Write a batch of store actions in one transaction; returns once committed."""
+        """Write a batch of store actions in one transaction; returns once committed.
+
+        Raises:
+            StoreError: the write failed; nothing of the batch is stored.
+        """
         db = self._db
         actions = list(actions)
         # A client's latest clock only grows: the last one of the batch is enough.
         clocks = {a.client_id: a.clock for a in actions if isinstance(a, SaveClock)}
-        db.execute("BEGIN")
         try:
+            db.execute("BEGIN")
             db.executemany(
                 "INSERT OR REPLACE INTO clocks VALUES (?, ?)",
                 [(client_id, encode_json(clock)) for client_id, clock in clocks.items()],
@@ -142,9 +158,22 @@ class Store:
                         db.execute("DELETE FROM inboxes WHERE client_id = ?", (receiver,))
                         db.execute("DELETE FROM messages WHERE receiver = ?", (receiver,))
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(self.path, exc) from exc
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Undo a failed batch, keeping the error that made it fail the one reported:
+        after some errors (disk full) SQLite has already rolled back, and a
+        ROLLBACK of its own would raise "no transaction is active"."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         self._db.close()

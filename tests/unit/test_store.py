@@ -21,7 +21,7 @@ from vclock.hub import (
     SaveMessage,
 )
 from vclock.protocol import Deliver, Hello, Report, Send
-from vclock.store import SCHEMA_VERSION, Store
+from vclock.store import SCHEMA_VERSION, Store, StoreError
 
 from ..helpers import assert_same_state
 
@@ -140,8 +140,9 @@ def test_a_failing_batch_leaves_nothing_behind(store):
         SaveMessage("R", deliver(None)),  # n NULL: the INSERT fails (NOT NULL)
         SaveInbox("Q", 0),
     ]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError) as failed:
         store.apply(batch)
+    assert isinstance(failed.value.cause, sqlite3.IntegrityError)
     for state in (store.load(), reopened(store).load()):
         assert state.cycle == 1
         assert state.latest == {}
@@ -156,7 +157,7 @@ def test_a_batch_failing_in_python_is_rolled_back_too(store):
 
 
 def test_the_store_works_after_a_failed_batch(store):
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError):
         store.apply([SaveInbox("R", 0), SaveMessage("R", deliver(None))])
     store.apply([SaveCycle(3)])
     assert reopened(store).load().cycle == 3
@@ -266,3 +267,18 @@ def test_a_latest_clock_above_the_wire_limits_loads_again(store):
     assert len(hub.latest["A"]) > DEFAULT_LIMITS.max_entries
     store.apply([a for a in actions if isinstance(a, SaveClock)])
     assert reopened(store).load().latest == hub.latest
+
+
+def test_a_full_disk_reports_sqlites_error_not_the_rollbacks(store):
+    """SQLite rolls a transaction back itself when the disk is full; a ROLLBACK
+    after that failed with "no transaction is active" and hid the real error."""
+    store.apply([SaveInbox("R", 0)])
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # a disk that is full
+    big = [SaveMessage("R", deliver(n, body="x" * 4000)) for n in range(1, 20)]
+    with pytest.raises(StoreError) as failed:
+        store.apply(big)
+    assert "full" in str(failed.value), failed.value
+    assert "no transaction" not in str(failed.value)
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert reopened(store).load().inboxes == {"R": Inbox()}

@@ -21,6 +21,8 @@ import functools
 import itertools
 import socket
 import ssl
+import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,7 +60,7 @@ from ..protocol.frames import (
     Send,
     Welcome,
 )
-from ..store import MEMORY, Store
+from ..store import MEMORY, Store, StoreError
 from ..tools.eventlog import EventLog
 from .console import Console
 
@@ -181,6 +183,9 @@ class Server:
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
         self._away: dict[str, float] = {}
+        #: Why the server stopped by itself (a failed store write), or None.
+        self.failure: StoreError | None = None
+        self._failed = asyncio.Event()
 
     def observe(self, callback: Callable[[Action], None]) -> Callable[[], None]:
         """Call ``callback`` with every action the hub returns (notices, frames sent,
@@ -188,6 +193,12 @@ class Server:
         the callback must not block. Returns a function that stops the calls."""
         self._observers.append(callback)
         return lambda: self._observers.remove(callback)
+
+    async def wait_failed(self) -> StoreError:
+        """Wait until the server stops by itself, and say why (see :meth:`_fail`)."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
 
     @property
     def port(self) -> int:
@@ -294,12 +305,18 @@ class Server:
             self._handlers.discard(task)
 
     async def _sync_loop(self) -> None:
+        """A cycle (and the --hold-for check) every sync_interval seconds. A cycle
+        that fails is reported and the next one runs as planned: the cycles never
+        stop silently."""
         loop = asyncio.get_running_loop()
-        while True:
-            self._drop_expired(loop.time())
-            self.apply(self.hub.begin_sync_cycle())
-            if self._link is not None:
-                self._link.publish_frontier()
+        while self.failure is None:
+            try:
+                self._drop_expired(loop.time())
+                self.apply(self.hub.begin_sync_cycle())
+                if self._link is not None:
+                    self._link.publish_frontier()
+            except Exception:
+                _report_bug("a synchronization cycle failed; the next one runs as planned")
             await asyncio.sleep(self.config.sync_interval)
 
     def _track_away(self, action: Joined | Left) -> None:
@@ -325,11 +342,17 @@ class Server:
         cluster link's for what other nodes send). In cluster mode, returns what
         the batch's durability waits for (JetStream writes, confirmed relays):
         empty when nothing."""
+        if self.failure is not None:
+            return []  # stopped: nothing is written any more
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         pending: list[Awaitable[object]] = []
         clocks: list[SaveClock] = []
         if stores:
-            self.store.apply(stores)  # durable before any ack goes out
+            try:
+                self.store.apply(stores)  # durable before any ack goes out
+            except StoreError as exc:
+                self._fail(exc)
+                return []
             if self._link is not None:  # cluster: in JetStream before any ack,
                 clocks = [action for action in stores if isinstance(action, SaveClock)]
                 rest = [action for action in stores if not isinstance(action, SaveClock)]
@@ -398,9 +421,32 @@ class Server:
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
-            for action in actions:
-                observer(action)
+            try:
+                for action in actions:
+                    observer(action)
+            except Exception:
+                _report_bug(f"observer {observer!r} failed; the server goes on")
         return pending
+
+    def _fail(self, exc: StoreError) -> None:
+        """A batch could not be stored. The hub has already taken it in (in memory
+        only), so going on would acknowledge, as a duplicate, a resent frame that
+        is not durable. Stop instead, loudly: drop every connection at once without
+        writing anything more (no ack of what is not durable goes out), stop
+        listening and the cycles. Everything acknowledged before is in the
+        database; a restart on it carries on from there, and clients resend what
+        was not acknowledged."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        if self._sync_task is not None and self._sync_task is not asyncio.current_task():
+            self._sync_task.cancel()
+        if self._server is not None:
+            self._server.close()
+        for peer in self._peers.values():
+            peer.out.clear()
+            peer.writer.transport.abort()
+        self._failed.set()
 
     def _hold_until_durable(self, actions: list[Action], pending: list[Awaitable[object]]) -> None:
         """Cluster mode: hold back the frames of every client this batch acks, or
@@ -445,6 +491,8 @@ class Server:
     def _flush(self) -> None:
         """Write what each client got this loop iteration, in one call per client."""
         self._flush_handle = None
+        if self.failure is not None:
+            return
         dirty, self._dirty = self._dirty, set()
         for peer_id in dirty:
             peer = self._peers.get(peer_id)
@@ -507,6 +555,12 @@ class Server:
                 self.log.record("join", {}, peer=client_id)
             case Left(client_id=client_id):
                 self.log.record("leave", {}, peer=client_id)
+
+
+def _report_bug(what: str) -> None:
+    """An exception that is a bug, where the server can go on: say so on stderr."""
+    print(f"vclock server: {what}:", file=sys.stderr)
+    traceback.print_exc()
 
 
 #: TCP keepalive: probe a connection idle this long, then every KEEPALIVE_INTERVAL

@@ -1,0 +1,154 @@
+"""A store that cannot write (a full disk) stops the server loudly: nothing that is
+not durable is acknowledged, and a restart on the same data loses nothing that was.
+
+The disk is made "full" for the real server process with RLIMIT_FSIZE, so its
+SQLite writes fail as they would on a full file system (EFBIG; Python ignores
+SIGXFSZ)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vclock.hub import Action
+from vclock.protocol.frames import Ack, Deliver
+
+from .conftest import (
+    Processes,
+    RawClient,
+    ServerProcess,
+    start_server_on_port,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+FSIZE = 300_000  # bytes any one file of the server may reach
+BODY = "x" * 3000
+
+
+def limited_server(processes: Processes, data: Path) -> ServerProcess:
+    code = (
+        "import resource, sys;"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FSIZE}, {FSIZE}));"
+        "from vclock.cli import main; main(sys.argv[1:])"
+    )
+    argv = [sys.executable, "-c", code, "server", "--port", "0", "--sync-interval", "60"]
+    argv += ["--data", str(data)]
+    return processes.add(lambda: ServerProcess(argv, cwd=processes.cwd))
+
+
+def resume_hello(raw: RawClient, client_id: str) -> None:
+    raw.send_line({"type": "hello", "v": 1, "id": client_id, "resume": True})
+    raw.expect("welcome")
+
+
+def send(raw: RawClient, seq: int) -> None:
+    raw.send_line({"type": "send", "to": "R", "seq": seq, "clock": {"A": seq}, "body": BODY})
+
+
+def test_a_full_disk_stops_the_server_and_a_restart_loses_nothing_acknowledged(
+    processes: Processes, raw_client, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    server = limited_server(processes, data)
+    r = raw_client(server.port)
+    resume_hello(r, "R")
+    r.close()  # R is away; its messages are held in the database
+
+    a = raw_client(server.port)
+    resume_hello(a, "A")
+    acked: list[int] = []
+    seq = 0
+    while True:
+        seq += 1
+        send(a, seq)
+        frames = [a.read_frame()]
+        if frames[0] is None:
+            break  # the server dropped us instead of answering
+        assert isinstance(frames[0], Ack) and not frames[0].duplicate, frames
+        acked.append(seq)
+        assert seq < 500, "the disk never filled up"
+    unanswered = seq
+    assert acked == list(range(1, unanswered))
+
+    # The server stopped by itself, saying why in one line, without a traceback.
+    assert server.wait(timeout=20) == 1, server.describe()
+    err = "\n".join(server.err_lines())
+    assert "cannot write to" in err and "disk I/O error" in err, server.describe()
+    assert "Traceback" not in err, server.describe()
+
+    # Restarted on the same data (the disk has room again): A resends what was not
+    # acknowledged, and it is new to the server, not a "duplicate"; R gets it all.
+    again = start_server_on_port(processes, server.port, "--data", str(data))
+    a = raw_client(again.port)
+    resume_hello(a, "A")
+    send(a, unanswered)
+    ack = a.expect("ack")
+    assert ack.seq == unanswered and not ack.duplicate
+    r = raw_client(again.port)
+    resume_hello(r, "R")
+    got: list[int] = []
+    while len(got) < unanswered:
+        frame = r.expect("deliver")
+        assert isinstance(frame, Deliver)
+        got.append(frame.seq)
+        r.send_line({"type": "delivered", "upto": frame.n})
+    assert got == list(range(1, unanswered + 1))
+    a.close()
+
+
+# A failure inside the server's own timer never stops the cycles silently
+
+
+async def test_cycles_and_hold_expiry_go_on_after_a_cycle_fails(capsys) -> None:
+    from vclock.asyncio import Console, serve
+    from vclock.asyncio.server import ServerConfig
+
+    server = await serve(ServerConfig(port=0, sync_interval=0.05, hold_for=0.3), Console(None))
+    calls = 0
+    real = server.hub.begin_sync_cycle
+
+    def failing_once() -> list[Action]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("injected bug")
+        return real()
+
+    server.hub.begin_sync_cycle = failing_once  # type: ignore[method-assign]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b'{"type":"hello","v":1,"id":"H","resume":true}\n')
+        await reader.readline()  # welcome
+        writer.close()  # gone without bye: H is held, until hold_for passes
+        await asyncio.wait_for(_until(lambda: "H" not in server.hub.inboxes), 10)
+        assert calls > 3
+    finally:
+        await server.close()
+    assert "injected bug" in capsys.readouterr().err
+
+
+async def test_an_observer_that_fails_does_not_stop_the_server(capsys) -> None:
+    from vclock.asyncio import Console, serve
+    from vclock.asyncio.server import ServerConfig
+
+    server = await serve(ServerConfig(port=0, sync_interval=0.05), Console(None))
+
+    def broken(action: object) -> None:
+        raise ValueError("observer bug")
+
+    server.observe(broken)
+    try:
+        await asyncio.wait_for(_until(lambda: server.hub.cycle > 3), 10)
+    finally:
+        await server.close()
+    assert "observer bug" in capsys.readouterr().err
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.02)
