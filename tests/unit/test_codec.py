@@ -282,3 +282,11 @@ def test_encoding_cost_does_not_depend_on_the_key_order_a_client_chose(field):
     bad, good = frame(adversarial), frame(ordered)
     ratio = _slowest_over_fastest(lambda: encode_frame(bad), lambda: encode_frame(good))
     assert ratio < 20, f"adversarial key order costs {ratio:.0f}x the sorted order"
+
+
+@pytest.mark.parametrize("value", ["null", "false", "0", '""', "[]"])
+def test_a_clock_that_is_not_an_object_is_refused(value: str) -> None:
+    """Protocol 2.2: a clock is a JSON object; null, [] and the like are not the zero clock."""
+    line = f'{{"type":"report","seq":1,"clock":{value}}}'.encode()
+    with pytest.raises(FrameError, match=r"a clock must be a JSON object.*\$\.clock"):
+        client_frame_decoder().decode(line)

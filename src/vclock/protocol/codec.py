@@ -45,6 +45,12 @@ def encode_json(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
+def _json_kind(obj: Any) -> str:
+    return {type(None): "null", bool: "a boolean", str: "a string", list: "an array"}.get(
+        type(obj), "a number"
+    )
+
+
 class FrameDecoder(Generic[T]):
     """Decodes one line into a frame of type ``frame_type``, validating clocks with ``limits``.
 
@@ -61,6 +67,8 @@ class FrameDecoder(Generic[T]):
 
         def dec_hook(type_: type, obj: Any) -> Any:
             if type_ is VectorClock:
+                if type(obj) is not dict:  # VectorClock() would read null or [] as empty
+                    raise ValueError(f"a clock must be a JSON object, not {_json_kind(obj)}")
                 # InvalidClock is a ValueError: msgspec reports it with the field's path.
                 if delta:
                     return ClockDelta.parse(obj, limits)
