@@ -43,7 +43,12 @@ def render() -> str:
         for tag in allowed:
             lines.append(f"| `{state.value}` | `{tag}` | `{TRANSITIONS[state, tag].value}` |")
         refused = [f"`{tag}`" for tag in tags if tag not in allowed]
-        if refused:
+        if refused and not allowed:  # a final state: the hub ignores what still arrives
+            lines.append(
+                f"| `{state.value}` | {', '.join(refused)} |"
+                " unchanged: ignored (the server is closing the connection) |"
+            )
+        elif refused:
             lines.append(
                 f"| `{state.value}` | {', '.join(refused)} |"
                 " unchanged: answered with an `unexpected-frame` error |"

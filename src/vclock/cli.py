@@ -160,6 +160,36 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     help="How long an away resume client's inbox is kept; 0 keeps it forever.",
 )
 @click.option(
+    "--max-inbox-bytes",
+    default=DEFAULTS.max_inbox_bytes,
+    show_default=True,
+    help="Bytes kept for one away client.",
+)
+@click.option(
+    "--max-held",
+    default=DEFAULTS.max_held,
+    show_default=True,
+    help="Away resume clients whose messages are kept.",
+)
+@click.option(
+    "--max-held-bytes",
+    default=DEFAULTS.max_held_bytes,
+    show_default=True,
+    help="Bytes kept for all away clients together.",
+)
+@click.option(
+    "--max-ids",
+    default=DEFAULTS.max_ids,
+    show_default=True,
+    help="Distinct client ids the server tracks (clocks name no more).",
+)
+@click.option(
+    "--max-lead",
+    type=click.IntRange(min=0),
+    help="How far a clock may raise another id's entry past what that id reported"
+    " itself [default: 0; 1000000 with --cluster].",
+)
+@click.option(
     "--web",
     "web_address",
     metavar="HOST:PORT",
@@ -205,6 +235,11 @@ def server(
     max_errors: int,
     max_inbox: int,
     hold_for: float,
+    max_inbox_bytes: int,
+    max_held: int,
+    max_held_bytes: int,
+    max_ids: int,
+    max_lead: int | None,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,
@@ -258,6 +293,11 @@ def server(
         max_errors=max_errors,
         max_inbox=max_inbox,
         hold_for=hold_for,
+        max_inbox_bytes=max_inbox_bytes,
+        max_held=max_held,
+        max_held_bytes=max_held_bytes,
+        max_ids=max_ids,
+        max_lead=max_lead,
         auth=auth,
         ssl=context,
     )

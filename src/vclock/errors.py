@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_ERRORS = "too-many-errors"
     SLOW_CONSUMER = "slow-consumer"
     DELTA_LOST = "delta-lost"
+    FORGED_CLOCK = "forged-clock"
+    TOO_MANY_IDS = "too-many-ids"
+    TOO_MANY_HELD = "too-many-held"
+    STORE_FULL = "store-full"
 
 
 #: Codes after which the server closes the connection.

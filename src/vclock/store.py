@@ -11,8 +11,11 @@ start, :meth:`Store.load` gives the hub back its :class:`~vclock.hub.HubState`.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+import msgspec
 
 from .clock import ClockLimits, VectorClock
 from .errors import VClockError
@@ -30,15 +33,19 @@ from .hub import (
 from .protocol.codec import FrameDecoder, encode_frame, encode_json
 from .protocol.frames import Deliver
 
-SCHEMA_VERSION = 2  # 2: inboxes.base
+SCHEMA_VERSION = 3  # 2: inboxes.base; 3: a held message's frame stored once (payloads)
 MEMORY = ":memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS clocks (client_id TEXT PRIMARY KEY, clock TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL, base TEXT);
-CREATE TABLE IF NOT EXISTS messages (
-    receiver TEXT NOT NULL, n INTEGER NOT NULL, frame BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS payloads (
+    sender TEXT NOT NULL, seq INTEGER NOT NULL, frame BLOB NOT NULL, refs INTEGER NOT NULL,
+    PRIMARY KEY (sender, seq)
+);
+CREATE TABLE IF NOT EXISTS held (
+    receiver TEXT NOT NULL, n INTEGER NOT NULL, sender TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (receiver, n)
 );
 CREATE TABLE IF NOT EXISTS broadcasts (sender TEXT PRIMARY KEY, count INTEGER NOT NULL);
@@ -88,13 +95,33 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] == 1:  # inboxes gain base (NULL, read as empty, for those there)
-            self._db.execute("ALTER TABLE inboxes ADD COLUMN base TEXT")
-            self._db.execute("UPDATE meta SET value = ? WHERE key='schema'", (SCHEMA_VERSION,))
+        elif row[0] in (1, 2):
+            self._upgrade(row[0])
         elif row[0] != SCHEMA_VERSION:
             raise RuntimeError(
                 f"{target} has schema version {row[0]}; this vclock reads version {SCHEMA_VERSION}"
             )
+
+    def _upgrade(self, version: int) -> None:
+        """Upgrade a database of an older schema in place, in one transaction."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            if version == 1:  # inboxes gain base (NULL, read as empty, for those there)
+                db.execute("ALTER TABLE inboxes ADD COLUMN base TEXT")
+            # 2 -> 3: each held message was a whole frame per receiver; now the frame
+            # is stored once (payloads) and each inbox refers to it (held).
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if "messages" in tables:
+                rows = db.execute("SELECT receiver, n, frame FROM messages").fetchall()
+                for receiver, n, frame in rows:
+                    self._hold(receiver, n, _deliver_decoder.decode(frame))
+                db.execute("DROP TABLE messages")
+            db.execute("UPDATE meta SET value = ? WHERE key='schema'", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def load(self) -> HubState:
         """The state a previous run left (empty for a new database)."""
@@ -110,9 +137,14 @@ class Store:
             state.inboxes[client_id] = Inbox(acked=acked, base=known)
         counts = dict(self._db.execute("SELECT sender, count FROM broadcasts"))
         state.broadcasts = VectorClock(counts, limits=_STORED_LIMITS)
-        query = "SELECT receiver, frame FROM messages ORDER BY receiver, n"
-        for receiver, frame in self._db.execute(query):
-            state.inboxes[receiver].messages.append(_deliver_decoder.decode(frame))
+        query = (
+            "SELECT h.receiver, h.n, p.frame FROM held h JOIN payloads p USING (sender, seq)"
+            " ORDER BY h.receiver, h.n"
+        )
+        replace = msgspec.structs.replace
+        for receiver, n, frame in self._db.execute(query):
+            deliver = replace(_deliver_decoder.decode(frame), n=n)
+            state.inboxes[receiver].messages.append(deliver)
         return state
 
     def apply(self, actions: Iterable[StoreAction]) -> None:
@@ -138,25 +170,21 @@ class Store:
                     case SaveCycle(cycle=cycle):
                         db.execute("INSERT OR REPLACE INTO meta VALUES ('cycle', ?)", (cycle,))
                     case SaveMessage(receiver=receiver, deliver=deliver):
-                        db.execute(
-                            "INSERT OR REPLACE INTO messages VALUES (?, ?, ?)",
-                            (receiver, deliver.n, encode_frame(deliver)),
-                        )
+                        self._unhold("receiver = ? AND n = ?", (receiver, deliver.n))
+                        self._hold(receiver, deliver.n, deliver)
                     case SaveInbox(receiver=receiver, acked=acked, base=base):
                         db.execute(
                             "INSERT OR REPLACE INTO inboxes VALUES (?, ?, ?)",
                             (receiver, acked, encode_json(base)),
                         )
-                        db.execute(
-                            "DELETE FROM messages WHERE receiver = ? AND n <= ?", (receiver, acked)
-                        )
+                        self._unhold("receiver = ? AND n <= ?", (receiver, acked))
                     case SaveBroadcasts(sender=sender, count=count):
                         db.execute(
                             "INSERT OR REPLACE INTO broadcasts VALUES (?, ?)", (sender, count)
                         )
                     case DropInbox(receiver=receiver):
                         db.execute("DELETE FROM inboxes WHERE client_id = ?", (receiver,))
-                        db.execute("DELETE FROM messages WHERE receiver = ?", (receiver,))
+                        self._unhold("receiver = ?", (receiver,))
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -164,6 +192,34 @@ class Store:
         except BaseException:
             self._rollback()
             raise
+
+    def _hold(self, receiver: str, n: int | None, deliver: Deliver) -> None:
+        """Keep ``deliver`` as message ``n`` of ``receiver``: its frame once, however
+        many inboxes hold it (a broadcast), and a reference to it per inbox."""
+        frame = encode_frame(msgspec.structs.replace(deliver, n=None))
+        self._db.execute(
+            "INSERT INTO payloads VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (sender, seq) DO UPDATE SET refs = refs + 1",
+            (deliver.sender, deliver.seq, frame),
+        )
+        self._db.execute(
+            "INSERT INTO held VALUES (?, ?, ?, ?)", (receiver, n, deliver.sender, deliver.seq)
+        )
+
+    def _unhold(self, where: str, args: tuple[object, ...]) -> None:
+        """Forget the held messages ``where`` says, and the frames no inbox holds."""
+        db = self._db
+        gone = Counter(db.execute(f"SELECT sender, seq FROM held WHERE {where}", args))
+        if not gone:
+            return
+        db.execute(f"DELETE FROM held WHERE {where}", args)
+        db.executemany(
+            "UPDATE payloads SET refs = refs - ? WHERE sender = ? AND seq = ?",
+            [(count, sender, seq) for (sender, seq), count in gone.items()],
+        )
+        db.executemany(
+            "DELETE FROM payloads WHERE sender = ? AND seq = ? AND refs <= 0", list(gone)
+        )
 
     def _rollback(self) -> None:
         """Undo a failed batch, keeping the error that made it fail the one reported:

@@ -347,7 +347,18 @@ def test_operations_documents_every_server_setting() -> None:
         assert f"`{field.name}`" in OPERATIONS, field.name
 
 
-LIMITS = ["sync_interval", "max_frame_size", "max_rate", "max_pending", "max_errors", "max_inbox"]
+LIMITS = [
+    "sync_interval",
+    "max_frame_size",
+    "max_rate",
+    "max_pending",
+    "max_errors",
+    "max_inbox",
+    "max_inbox_bytes",
+    "max_held",
+    "max_held_bytes",
+    "max_ids",
+]
 
 
 @pytest.mark.parametrize("name", LIMITS)

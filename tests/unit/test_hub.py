@@ -260,7 +260,9 @@ def test_report_updates_latest_and_frontier(harness):
 
 
 def test_latest_is_the_maximum_of_every_clock_received(harness):
-    a = harness.connect("A")
+    a, x, y = harness.connect("A"), harness.connect("X"), harness.connect("Y")
+    harness.send_frame(x, Report(seq=5, clock=VectorClock({"X": 5})))
+    harness.send_frame(y, Report(seq=1, clock=VectorClock({"Y": 1})))
     harness.send_frame(a, Report(seq=1, clock=VectorClock({"A": 1, "X": 5})))
     harness.send_frame(a, Report(seq=2, clock=VectorClock({"A": 2, "Y": 1})))
     assert harness.hub.latest["A"] == VectorClock({"A": 2, "X": 5, "Y": 1})
@@ -405,6 +407,14 @@ def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str
     seen[ErrorCode.TOO_MANY_ERRORS] = c = small.connect("messy", delta=False)
     for _ in range(3):
         small.send_bytes(c, b"{not json\n")
+    seen[ErrorCode.FORGED_CLOCK] = c = h.connect("forger")
+    h.send_frame(c, Report(seq=1, clock=VectorClock({"forger": 1, "A": 9})))
+    seen[ErrorCode.TOO_MANY_IDS] = HubHarness(Hub(max_ids=0)).connect("new")
+    seen[ErrorCode.TOO_MANY_HELD] = HubHarness(Hub(max_held=0)).connect("R", resume=True)
+    roomless = HubHarness(Hub(max_held_bytes=10))
+    roomless.disconnect(roomless.connect("R", resume=True))
+    seen[ErrorCode.STORE_FULL] = c = roomless.connect("S")
+    roomless.send(c, "R")
     expected = {code: [code] for code in seen}
     seen[ErrorCode.DELTA_LOST] = c = h.connect("lost-delta", delta=True)
     h.send_bytes(c, b"{not json\n")

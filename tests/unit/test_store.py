@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sqlite3
 
+import msgspec
 import pytest
 
 from vclock import VectorClock
@@ -20,7 +21,7 @@ from vclock.hub import (
     SaveInbox,
     SaveMessage,
 )
-from vclock.protocol import Deliver, Hello, Report, Send
+from vclock.protocol import Deliver, Hello, Report, Send, encode_frame
 from vclock.store import SCHEMA_VERSION, Store, StoreError
 
 from ..helpers import assert_same_state
@@ -237,7 +238,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_inboxes(tmp_path):
     assert again.load().inboxes == {"R": Inbox(acked=5, base=VectorClock({"A": 1}))}
     again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (2,)
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (3,)
 
 
 def test_memory_stores_work_and_are_independent():
@@ -256,7 +257,7 @@ def test_memory_stores_work_and_are_independent():
 def test_a_latest_clock_above_the_wire_limits_loads_again(store):
     # Two wire-valid clocks from one client with disjoint ids: latest is their
     # merge, which has more entries than one frame may carry.
-    hub = Hub()
+    hub = Hub(max_lead=1, max_ids=1 << 20, max_frame_size=1 << 30)  # ids it never heard
     hub.connect(1, "x")
     hub.receive(1, Hello(v=1, id="A"))
     half = DEFAULT_LIMITS.max_entries - 1
@@ -282,3 +283,40 @@ def test_a_full_disk_reports_sqlites_error_not_the_rollbacks(store):
     assert "no transaction" not in str(failed.value)
     store._db.execute("PRAGMA max_page_count = 1073741823")
     assert reopened(store).load().inboxes == {"R": Inbox()}
+
+
+def test_a_version_2_database_is_migrated_and_keeps_its_held_messages(tmp_path):
+    path = tmp_path / "vclock.sqlite3"
+    broadcast = Deliver(sender="A", seq=1, clock=VectorClock({"A": 1}), body="all", n=1)
+    with sqlite3.connect(path) as db:  # as version 2 left it: a frame per receiver
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "CREATE TABLE inboxes (client_id TEXT PRIMARY KEY, acked INTEGER NOT NULL, base TEXT);"
+            "CREATE TABLE messages (receiver TEXT NOT NULL, n INTEGER NOT NULL,"
+            " frame BLOB NOT NULL, PRIMARY KEY (receiver, n));"
+            "INSERT INTO meta VALUES ('schema', 2);"
+            "INSERT INTO inboxes VALUES ('R', 0, NULL); INSERT INTO inboxes VALUES ('Q', 4, NULL);"
+        )
+        for receiver, n in (("R", 1), ("Q", 5)):
+            frame = encode_frame(msgspec.structs.replace(broadcast, n=n))
+            db.execute("INSERT INTO messages VALUES (?, ?, ?)", (receiver, n, frame))
+    store = Store(path)
+    inboxes = store.load().inboxes
+    assert list(inboxes["R"].messages) == [broadcast]
+    assert list(inboxes["Q"].messages) == [msgspec.structs.replace(broadcast, n=5)]
+    assert store._db.execute("SELECT count(*), max(refs) FROM payloads").fetchone() == (1, 2)
+    store.apply([SaveInbox("R", 1), SaveInbox("Q", 5)])
+    assert store._db.execute("SELECT count(*) FROM payloads").fetchone() == (0,)
+    store.close()
+
+
+def test_a_message_held_by_many_inboxes_is_stored_once(store):
+    body = "x" * 100_000
+    broadcast = Deliver(sender="A", seq=1, clock=VectorClock({"A": 1}), body=body)
+    receivers = [f"R{i}" for i in range(50)]
+    store.apply([SaveInbox(r, 0) for r in receivers])
+    store.apply([SaveMessage(r, msgspec.structs.replace(broadcast, n=1)) for r in receivers])
+    (size,) = store._db.execute("SELECT sum(length(frame)) FROM payloads").fetchone()
+    assert size < 2 * len(body)  # once, not 50 times
+    state = reopened(store).load()
+    assert all(list(state.inboxes[r].messages)[0].body == body for r in receivers)

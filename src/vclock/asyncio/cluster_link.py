@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ..clock import VectorClock
 from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
 from ..cluster.messages import Frontier, NodeMessage, Relay, Status
@@ -114,7 +115,10 @@ class ClusterLink:
         self.jsstore.submit([clock])
 
     def publish_frontier(self) -> None:
-        self.backplane.publish(Frontier(node=self.backplane.node, clock=self.hub.frontier))
+        said = VectorClock(self.hub.said)
+        self.backplane.publish(
+            Frontier(node=self.backplane.node, clock=self.hub.frontier, said=said)
+        )
 
     async def claim(self, hello: Hello) -> Hello | PeerError:
         """Claim the hello's id cluster-wide (assigning one if it has none), and
@@ -184,8 +188,8 @@ class ClusterLink:
                 if not here:
                     return False
                 return _confirmed(pending) if pending else True
-            case Frontier(clock=clock):
-                self.hub.merge_frontier(clock)
+            case Frontier(clock=clock, said=said):
+                self.hub.merge_frontier(clock, said)
         return None
 
     def _membership(self, joined: list[str], left: list[str]) -> None:

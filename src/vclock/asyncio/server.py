@@ -85,8 +85,20 @@ class ServerConfig:
     max_errors: int = 20  # refused frames before a connection is closed
     max_inbox: int = 10_000  # messages kept for one away client
     hold_for: float = 86_400.0  # seconds an away client's inbox is kept; 0 = forever
+    max_inbox_bytes: int = 64 << 20  # bytes kept for one away client
+    max_held: int = 10_000  # away clients whose messages are kept
+    max_held_bytes: int = 1 << 30  # bytes kept for all away clients together
+    max_ids: int = 65_536  # distinct client ids tracked (also bounded by max_frame_size)
+    # How far a clock may carry another id's entry past what that id reported
+    # itself; None: 0 on one server, 1,000,000 in a cluster (reports arrive late).
+    max_lead: int | None = None
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
+
+
+#: The default ``max_lead`` of a cluster node: an id's own reports reach other
+#: nodes a little after the clocks that carry them.
+CLUSTER_MAX_LEAD = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +171,16 @@ class Server:
             auth=config.auth,
             max_errors=config.max_errors,
             max_inbox=config.max_inbox,
+            max_inbox_bytes=config.max_inbox_bytes,
+            max_held=config.max_held,
+            max_held_bytes=config.max_held_bytes,
+            max_ids=config.max_ids,
+            max_frame_size=config.max_frame_size,
+            max_lead=(
+                config.max_lead
+                if config.max_lead is not None
+                else (CLUSTER_MAX_LEAD if cluster is not None else 0)
+            ),
             max_id_length=config.limits.max_id_length,
             state=self.store.load(),
             limits=Limits(

@@ -53,7 +53,11 @@ class Relay(_Message, tag="relay", frozen=True):
 
 
 class Frontier(_Message, tag="frontier", frozen=True):
+    """A node's frontier, and ``said``: per id, the highest own entry that id
+    reported itself (the ceiling of the hub's ``max_lead`` check)."""
+
     clock: VectorClock
+    said: VectorClock | None = None
 
 
 NodeMessage = Status | Relay | Frontier

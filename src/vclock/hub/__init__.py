@@ -22,7 +22,8 @@ from .actions import (
     StoreAction,
     SyncCycle,
 )
-from .hub import DEFAULT_WINDOW, SERVER_ID, Hub, HubState, Inbox
+from .hub import DEFAULT_WINDOW, SERVER_ID, Hub, HubState
+from .inbox import HeldBytes, Inbox
 from .limits import TokenBucket
 from .state import TRANSITIONS, SessionState, next_state
 
@@ -36,6 +37,7 @@ __all__ = [
     "DropInbox",
     "Expired",
     "Forward",
+    "HeldBytes",
     "Hub",
     "HubState",
     "Inbox",

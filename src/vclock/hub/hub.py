@@ -29,7 +29,7 @@ newcomer's ``welcome.bclock`` says which broadcasts it will never be sent.
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -37,6 +37,7 @@ import msgspec
 from ..auth import Authenticator
 from ..clock import VectorClock, merge_all
 from ..errors import ErrorCode, FrameError, PeerError, ProtocolError
+from ..protocol.codec import encode_json
 from ..protocol.frames import (
     PROTOCOL_VERSION,
     Ack,
@@ -75,6 +76,7 @@ from .actions import (
     SaveMessage,
     SyncCycle,
 )
+from .inbox import HeldBytes, Inbox
 from .state import SessionState, next_state
 
 #: The id the server uses for itself in logs; no client may take it.
@@ -82,26 +84,19 @@ SERVER_ID = "server"
 #: Numbered deliveries a resume client may leave unacknowledged (flow control).
 DEFAULT_WINDOW = 256
 
+#: The longest line a client may send, by default (the protocol's 1 MiB).
+DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+#: What a frame carries besides its clock and body ("type", "to", "seq", ...).
+_FRAME_OVERHEAD = 256
+
 #: Errors that are a normal race or a full receiver, not the client misbehaving.
-_FORGIVEN = frozenset({ErrorCode.UNKNOWN_PEER, ErrorCode.INBOX_FULL})
+_FORGIVEN = frozenset({ErrorCode.UNKNOWN_PEER, ErrorCode.INBOX_FULL, ErrorCode.STORE_FULL})
 
 
-@dataclass(slots=True)
-class Inbox:
-    """The messages kept for a held (resume) client until it acknowledges them."""
-
-    acked: int = 0
-    messages: deque[Deliver] = field(default_factory=deque)  # n > acked, in order
-    #: per sender, the broadcasts this client will never be sent from this inbox
-    #: (relayed before it existed, or acknowledged): a returning client's
-    #: welcome.bclock (empty for inboxes stored by older versions)
-    base: VectorClock = field(default_factory=VectorClock)
-    sent: int = field(default=0, compare=False)  # last n sent this session (not stored)
-
-    @property
-    def next_n(self) -> int:
-        last = self.messages[-1].n if self.messages else None
-        return (last if last is not None else self.acked) + 1
+def _entry_bytes(client_id: str) -> int:
+    """The most bytes one clock entry of this id can take on the wire:
+    ``"id":9223372036854775807,``."""
+    return len(encode_json(client_id)) + 21
 
 
 @dataclass(slots=True)
@@ -135,6 +130,24 @@ class Hub:
             (``unknown-peer`` and ``inbox-full`` are not held against it).
         max_inbox: messages kept for one held client; past that, senders get
             ``inbox-full``.
+        max_inbox_bytes: bytes kept for one held client (``inbox-full`` too).
+        max_held_bytes: bytes kept for all held clients together, each message
+            counted once however many inboxes hold it; past that, senders get
+            ``store-full``.
+        max_held: held clients at once; a resume hello for one more gets
+            ``too-many-held``.
+        max_ids: ids the hub keeps track of (every id it has a clock entry for,
+            and every connected one); a hello for one more gets ``too-many-ids``.
+            Fewer when a clock with an entry for each would not fit in
+            ``max_frame_size`` bytes: a sync, and an honest client's full clock,
+            always fit in a frame.
+        max_frame_size: the longest line the I/O layer accepts (see max_ids).
+        max_lead: how far above what the hub has heard from an id itself
+            (its own entry in its own frames) another client's clock may put
+            that id's entry (``forged-clock`` beyond). 0 for one server: every
+            entry a client can honestly know came through it. A cluster node
+            allows a lead for what a client that changed nodes knows and the new
+            node has not heard yet.
         window: deliveries a resume client may have unacknowledged; more wait in
             its inbox until ``delivered`` frames make room (flow control, so a
             long replay never swamps a client).
@@ -164,12 +177,24 @@ class Hub:
         cluster: bool = False,
         id_prefix: str = "",
         limits: Limits | None = None,
+        max_inbox_bytes: int = 64 << 20,
+        max_held_bytes: int = 1 << 30,
+        max_held: int = 10_000,
+        max_ids: int = 65_536,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_lead: int = 0,
     ) -> None:
         self.sync_interval = sync_interval
         self.limits = limits
         self.auth = auth
         self.max_errors = max_errors
         self.max_inbox = max_inbox
+        self.max_inbox_bytes = max_inbox_bytes
+        self.max_held_bytes = max_held_bytes
+        self.max_held = max_held
+        self.max_ids = max_ids
+        self.max_lead = max_lead
+        self._id_budget = max_frame_size - _FRAME_OVERHEAD
         self.window = window
         self.max_id_length = max_id_length
         state = state or HubState()
@@ -178,6 +203,17 @@ class Hub:
         self.inboxes = state.inboxes
         self.broadcasts = state.broadcasts
         self.frontier = merge_all(self.latest.values())
+        #: per id, the highest own entry heard from that id itself (in its frames)
+        self.said: dict[str, int] = {i: clock[i] for i, clock in self.latest.items()}
+        #: every id with an entry in the frontier or ``said``, or connected, and
+        #: the most bytes its entry can take (``max_ids``)
+        self._ids: dict[str, int] = {}
+        self._ids_bytes = 0
+        self._track(self.frontier._entries)
+        self._track(self.said)
+        self.held = HeldBytes()
+        for inbox in self.inboxes.values():
+            self.held.count(inbox)
         self._sessions: dict[PeerId, _Session] = {}
         self._by_id: dict[str, PeerId] = {}
         self._auto_ids = itertools.count(1)
@@ -251,6 +287,8 @@ class Hub:
             return []
         client_id = session.client_id
         del self._by_id[client_id]
+        if client_id not in self.said and client_id not in self.frontier._entries:
+            self._untrack(client_id)  # reserved at hello, never used
         actions: list[Action] = [Left(peer, client_id, session.address)]
         left = PeerLeft(id=client_id)
         actions += [Outgoing(other, left) for other in self._by_id.values()]
@@ -263,7 +301,7 @@ class Hub:
         inbox = self.inboxes.get(client_id)
         if inbox is None or client_id in self._by_id:
             return []
-        del self.inboxes[client_id]
+        self._drop_inbox(client_id)
         return [DropInbox(client_id), Expired(client_id, len(inbox.messages))]
 
     def begin_sync_cycle(self) -> list[Action]:
@@ -329,7 +367,8 @@ class Hub:
         (:meth:`merge_latest`). A unicast for a client that is neither here nor
         held here is dropped: it left while the message travelled.
         """
-        self.frontier = self.frontier.merge(deliver.clock)
+        self._set_frontier(self.frontier.merge(deliver.clock))
+        self._heard(deliver.sender, deliver.clock[deliver.sender])
         actions: list[Action] = []
         if to is None:
             if deliver.bclock is None:
@@ -338,11 +377,7 @@ class Hub:
         inbox = self.inboxes.get(to)
         target = self._by_id.get(to)
         if inbox is not None:
-            deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
-            inbox.messages.append(deliver)
-            actions.append(SaveMessage(to, deliver))
-            if target is not None:
-                actions += self._release(target, self._sessions[target], inbox)
+            actions += self._hold(to, inbox, deliver, self.held.size(deliver)[0])
         elif target is not None:
             actions.append(Outgoing(target, msgspec.structs.replace(deliver, n=None)))
             receiver = self._sessions[target]
@@ -357,25 +392,31 @@ class Hub:
         if latest is not None and clock <= latest:
             return
         self.latest[client_id] = clock if latest is None else latest.merge(clock)
-        self.frontier = self.frontier.merge(clock)
+        self._set_frontier(self.frontier.merge(clock))
+        self._heard(client_id, clock[client_id])
 
     def adopt_inbox(self, client_id: str, inbox: Inbox | None) -> None:
         """Cluster mode: the inbox of ``client_id`` as the cluster stores it (None:
         not held), read before its hello; it replaces what this node had."""
-        if inbox is None:
-            self.inboxes.pop(client_id, None)
-        else:
+        if client_id in self.inboxes:
+            self._drop_inbox(client_id)
+        if inbox is not None:
+            self.held.count(inbox)
             self.inboxes[client_id] = inbox
 
     def forget_inbox(self, client_id: str) -> None:
         """Cluster mode: ``client_id`` is back on another node, which now keeps its
         inbox; drop this node's copy (nothing to store: the inbox lives on)."""
-        if client_id not in self._by_id:
-            self.inboxes.pop(client_id, None)
+        if client_id not in self._by_id and client_id in self.inboxes:
+            self._drop_inbox(client_id)
 
-    def merge_frontier(self, clock: VectorClock) -> None:
-        """Take in another node's frontier: the next cycle syncs to the cluster's."""
-        self.frontier = self.frontier.merge(clock)
+    def merge_frontier(self, clock: VectorClock, said: VectorClock | None = None) -> None:
+        """Take in another node's frontier (the next cycle syncs to the cluster's)
+        and what it heard from each id itself (``said``, for ``max_lead``)."""
+        self._set_frontier(self.frontier.merge(clock))
+        if said is not None:
+            for client_id, count in said._entries.items():
+                self._heard(client_id, count)
 
     # Frame handlers
 
@@ -397,7 +438,8 @@ class Hub:
             case Bye():
                 close = Close(peer, frame.reason or "client said bye")
                 client_id = session.client_id
-                if client_id is not None and self.inboxes.pop(client_id, None) is not None:
+                if client_id is not None and client_id in self.inboxes:
+                    self._drop_inbox(client_id)
                     return [close, DropInbox(client_id)]  # leaving for good
                 return [close]
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
@@ -426,6 +468,20 @@ class Hub:
                 code=ErrorCode.DUPLICATE_ID,
                 peer=client_id,
             )
+        if client_id not in self._ids and not self._room_for_id(client_id):
+            raise PeerError(
+                f"this server keeps track of {len(self._ids)} ids, as many as fit in"
+                f" one clock of {self.max_ids} entries and {self._id_budget} bytes;"
+                " it takes no new id (use one it knows)",
+                code=ErrorCode.TOO_MANY_IDS,
+            )
+        if hello.resume and client_id not in self.inboxes and len(self.inboxes) >= self.max_held:
+            raise PeerError(
+                f"this server already holds messages for {self.max_held} clients;"
+                " it holds no more (connect without resume, or later)",
+                code=ErrorCode.TOO_MANY_HELD,
+            )
+        self._track([client_id])
         peers = list(self._by_id)
         self._remote.pop(client_id, None)  # it moved here from another node
         everyone = peers + [r for r in self._remote if r not in self._by_id]
@@ -457,7 +513,7 @@ class Hub:
             for deliver in inbox.messages:
                 session.known = session.known.merge(deliver.clock)
                 actions.append(Outgoing(peer, deliver))
-            del self.inboxes[client_id]
+            self._drop_inbox(client_id)
             actions.append(DropInbox(client_id))
         elif hello.resume:
             self.inboxes[client_id] = Inbox(base=self.broadcasts)
@@ -465,32 +521,22 @@ class Hub:
         return actions
 
     def _send(self, peer: PeerId, session: _Session, frame: Send) -> list[Action]:
+        client_id = session.client_id
+        assert client_id is not None
         inbox = self.inboxes.get(frame.to)
-        full = inbox is not None and len(inbox.messages) >= self.max_inbox
-        if full and self._is_new(session, frame):
+        deliver = Deliver(sender=client_id, seq=frame.seq, clock=frame.clock, body=frame.body)
+        size = 0
+        if inbox is not None and self._is_new(session, frame):
             # Refused before its clock is taken in, so that the same frame, sent
             # again later, is new to the server (not acked as a duplicate and lost).
-            raise PeerError(
-                f"{frame.to!r} already has {self.max_inbox} messages waiting; try later",
-                code=ErrorCode.INBOX_FULL,
-                peer=frame.to,
-                seq=frame.seq,
-            )
+            size = self._room_for(deliver, [(frame.to, inbox)])
         actions = self._update(peer, session, frame)
         if not actions:  # a resent frame the server already has
             return [Outgoing(peer, Ack(seq=frame.seq, duplicate=True))]
-        assert session.client_id is not None
-        deliver = Deliver(
-            sender=session.client_id, seq=frame.seq, clock=frame.clock, body=frame.body
-        )
         target = self._by_id.get(frame.to)
         if inbox is not None:
-            deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
-            inbox.messages.append(deliver)
-            actions.append(SaveMessage(frame.to, deliver))
-            if target is not None:
-                actions += self._release(target, self._sessions[target], inbox)
-                target = None  # sent (or waiting for room) above
+            actions += self._hold(frame.to, inbox, deliver, size)
+            target = None  # sent (or waiting for room) by _hold
         elif target is None and (frame.to in self._remote or frame.to in self.remote_held):
             actions.append(Forward(frame.to, deliver))  # its node delivers it
         elif target is None:
@@ -526,27 +572,25 @@ class Hub:
                 code=ErrorCode.BAD_FRAME,
                 seq=frame.seq,
             )
-        for receiver, inbox in self.inboxes.items():
-            if receiver != client_id and len(inbox.messages) >= self.max_inbox:
-                raise PeerError(  # refused whole, as a send to a full inbox
-                    f"{receiver!r} already has {self.max_inbox} messages waiting; try later",
-                    code=ErrorCode.INBOX_FULL,
-                    peer=receiver,
-                    seq=frame.seq,
-                )
-        actions = self._update(peer, session, frame)
         deliver = Deliver(
             sender=client_id, seq=frame.seq, clock=frame.clock, body=frame.body, bclock=frame.bclock
         )
-        actions += self._fan_out(deliver)
+        # refused whole, as a send to a full inbox
+        held = [
+            (receiver, inbox) for receiver, inbox in self.inboxes.items() if receiver != client_id
+        ]
+        size = self._room_for(deliver, held) if held else 0
+        actions = self._update(peer, session, frame)
+        actions += self._fan_out(deliver, size)
         if self.cluster:
             actions.append(Forward(None, deliver))
         if session.resume:
             actions.append(Outgoing(peer, Ack(seq=frame.seq)))
         return actions
 
-    def _fan_out(self, deliver: Deliver) -> list[Action]:
-        """Relay a broadcast to every connected or held client but its sender."""
+    def _fan_out(self, deliver: Deliver, size: int | None = None) -> list[Action]:
+        """Relay a broadcast to every connected or held client but its sender
+        (``size``: what it takes in an inbox, if known)."""
         sender = deliver.sender
         assert deliver.bclock is not None
         count = deliver.bclock[sender]
@@ -557,12 +601,9 @@ class Hub:
         for client_id, inbox in self.inboxes.items():
             if client_id == sender:
                 continue
-            held = msgspec.structs.replace(deliver, n=inbox.next_n)
-            inbox.messages.append(held)
-            actions.append(SaveMessage(client_id, held))
-            target = self._by_id.get(client_id)
-            if target is not None:
-                actions += self._release(target, self._sessions[target], inbox)
+            if size is None:
+                size = self.held.size(deliver)[0]
+            actions += self._hold(client_id, inbox, deliver, size)
         for client_id, target in self._by_id.items():
             if client_id == sender or client_id in self.inboxes:
                 continue
@@ -596,12 +637,63 @@ class Hub:
             return []
         client_id = session.client_id
         assert client_id is not None
+        frontier = self._check_claims(client_id, frame)
         latest = self.latest.get(client_id)
         clock = frame.clock if latest is None else latest.merge(frame.clock)
         self.latest[client_id] = clock
-        self.frontier = self.frontier.merge(frame.clock)
+        self._set_frontier(frontier)
+        self._heard(client_id, frame.seq)
         session.known = session.known.merge(frame.clock)
         return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
+
+    def _check_claims(self, client_id: str, frame: Send | Report | Broadcast) -> VectorClock:
+        """What a frame says about *other* ids must be what the hub has heard: an
+        entry of another id at most what that id said itself (plus ``max_lead``),
+        no new id past ``max_ids``, and a broadcast vector at most the broadcasts
+        relayed. Returns the frontier with the frame's clock in.
+
+        One merge and two totals tell, in O(1) beyond the merge, that nothing but
+        the sender's own entry goes above the frontier (which is, on one server,
+        exactly what each id said: every entry got in through this check); only a
+        frame that does is looked at entry by entry.
+
+        Raises:
+            PeerError: ``forged-clock`` or ``too-many-ids``.
+        """
+        clock, frontier = frame.clock, self.frontier
+        merged = frontier.merge(clock)
+        own_gain = max(0, clock[client_id] - frontier[client_id])
+        if merged.total - frontier.total > own_gain:
+            for pid, count in clock._entries.items():
+                ceiling = max(frontier[pid], self.said.get(pid, 0) + self.max_lead)
+                if count > ceiling and pid != client_id:
+                    raise PeerError(
+                        f"clock {_short(clock)} gives {pid!r} {count} events, but the server"
+                        f" has heard of {self.said.get(pid, 0)} from {pid!r} itself;"
+                        " a clock can only carry what its sender received",
+                        code=ErrorCode.FORGED_CLOCK,
+                        seq=frame.seq,
+                    )
+            new = [pid for pid in clock._entries if pid not in self._ids]
+            if new and not self._room_for_id(*new):
+                raise PeerError(
+                    f"clock {_short(clock)} names {len(new)} id(s) this server does not"
+                    f" know, and it keeps track of no more than {len(self._ids)}",
+                    code=ErrorCode.TOO_MANY_IDS,
+                    seq=frame.seq,
+                )
+        if isinstance(frame, Broadcast):
+            relayed = self.broadcasts
+            for pid, count in frame.bclock._entries.items():
+                most = relayed[pid] + self.max_lead + (1 if pid == client_id else 0)
+                if count > most:
+                    raise PeerError(
+                        f"bclock {_short(frame.bclock)} counts {count} broadcasts of {pid!r},"
+                        f" but {relayed[pid]} were relayed; receivers would wait for ever",
+                        code=ErrorCode.FORGED_CLOCK,
+                        seq=frame.seq,
+                    )
+        return merged
 
     def _is_new(self, session: _Session, frame: Send | Report | Broadcast) -> bool:
         """Check a send or report's seq; False for a resent frame of a resume session.
@@ -661,12 +753,88 @@ class Hub:
             )
         while inbox.messages and (inbox.messages[0].n or 0) <= frame.upto:
             done = inbox.messages.popleft()
+            self.held.release(inbox, done)
             if done.bclock is not None:
                 inbox.base = _counted(inbox.base, done)
         inbox.acked = max(inbox.acked, frame.upto)
         inbox.sent = max(inbox.sent, inbox.acked)
         actions: list[Action] = [SaveInbox(client_id, inbox.acked, inbox.base)]
         return actions + self._release(peer, session, inbox)
+
+    # Held messages and the ids the hub keeps track of
+
+    def _hold(self, receiver: str, inbox: Inbox, deliver: Deliver, size: int) -> list[Action]:
+        """Keep ``deliver`` in ``receiver``'s inbox (numbered) and send it if it can."""
+        deliver = msgspec.structs.replace(deliver, n=inbox.next_n)
+        self.held.hold(inbox, deliver, size)
+        actions: list[Action] = [SaveMessage(receiver, deliver)]
+        target = self._by_id.get(receiver)
+        if target is not None:
+            actions += self._release(target, self._sessions[target], inbox)
+        return actions
+
+    def _room_for(self, deliver: Deliver, inboxes: list[tuple[str, Inbox]]) -> int:
+        """Check that every one of ``inboxes`` may hold ``deliver`` (and the server as
+        a whole); returns the bytes it takes in one inbox.
+
+        Raises:
+            PeerError: ``inbox-full`` (an inbox's message count or bytes) or
+                ``store-full`` (the bytes held for everyone).
+        """
+        size, adds = self.held.size(deliver)
+        for receiver, inbox in inboxes:
+            if len(inbox.messages) >= self.max_inbox:
+                why = f"already has {self.max_inbox} messages waiting"
+            elif inbox.nbytes + size > self.max_inbox_bytes:
+                why = f"has {inbox.nbytes} bytes waiting; {size} more pass {self.max_inbox_bytes}"
+            else:
+                continue
+            raise PeerError(
+                f"{receiver!r} {why}; try later",
+                code=ErrorCode.INBOX_FULL,
+                peer=receiver,
+                seq=deliver.seq,
+            )
+        if self.held.total + adds > self.max_held_bytes:
+            raise PeerError(
+                f"the server holds {self.held.total} bytes for away clients; {adds} more"
+                f" pass its limit of {self.max_held_bytes}; try later",
+                code=ErrorCode.STORE_FULL,
+                peer=inboxes[0][0] if len(inboxes) == 1 else None,
+                seq=deliver.seq,
+            )
+        return size
+
+    def _drop_inbox(self, client_id: str) -> None:
+        self.held.forget(self.inboxes.pop(client_id))
+
+    def _set_frontier(self, frontier: VectorClock) -> None:
+        if len(frontier) > len(self.frontier):
+            self._track(frontier._entries)
+        self.frontier = frontier
+
+    def _heard(self, client_id: str, count: int) -> None:
+        """``client_id`` itself said it had ``count`` events."""
+        if count > self.said.get(client_id, 0):
+            if client_id not in self.said:
+                self._track([client_id])
+            self.said[client_id] = count
+
+    def _room_for_id(self, *client_ids: str) -> bool:
+        if len(self._ids) + len(client_ids) > self.max_ids:
+            return False
+        more = sum(_entry_bytes(client_id) for client_id in client_ids)
+        return self._ids_bytes + more <= self._id_budget
+
+    def _track(self, client_ids: Iterable[str]) -> None:
+        ids = self._ids
+        for client_id in client_ids:
+            if client_id not in ids:
+                ids[client_id] = cost = _entry_bytes(client_id)
+                self._ids_bytes += cost
+
+    def _untrack(self, client_id: str) -> None:
+        self._ids_bytes -= self._ids.pop(client_id, 0)
 
     # Private helpers
 
@@ -718,6 +886,14 @@ def _counted(counts: VectorClock, deliver: Deliver) -> VectorClock:
     assert deliver.bclock is not None
     sender = deliver.sender
     return counts.merge(VectorClock._trusted({sender: deliver.bclock[sender]}))
+
+
+def _short(clock: VectorClock, most: int = 8) -> str:
+    """A clock for a message: at most ``most`` entries."""
+    if len(clock) <= most:
+        return str(clock)
+    shown = VectorClock._trusted(dict(clock.items()[:most]))
+    return f"{str(shown)[:-1]}, ... {len(clock) - most} more}}"
 
 
 def _error_frame(exc: ProtocolError) -> Error:
