@@ -43,7 +43,7 @@ from ..node import (
     sync_id,
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
-from ..protocol.frames import Broadcast, Frame, Limits, Report, Send
+from ..protocol.frames import Broadcast, Deliver, Frame, Limits, Report, Send
 from ..tools.eventlog import EVERYONE, EventLog
 from .statefile import StateFile, StateFileError, load_state, save_state
 
@@ -403,6 +403,7 @@ class Node:
         else:
             self._conn.receive_eof()
         events: list[Event] = []
+        taken = False  # a delivery changed the state without an event (held back, a copy)
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
                 raise item
@@ -412,7 +413,8 @@ class Node:
                 # Nothing of this frame or after it is taken, nor acknowledged.
                 self._failure = exc
                 break
-        if events:
+            taken = taken or isinstance(item, Deliver)
+        if events or taken:
             self._commit(*(line for event in events if (line := self._event_line(event))))
         if self._state.ack_due:
             await self._write(self._state.delivered_frame())  # saved above
