@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from vclock.asyncio.client import ClientOptions, Node
 from vclock.asyncio.statefile import SQLITE_MAGIC, StateFile, StateFileError, load_state, save_state
 from vclock.clock import VectorClock
 from vclock.node import NodeState, SavedNode
 from vclock.protocol import PROTOCOL_VERSION, Deliver, Welcome
 from vclock.protocol.codec import encode_json
 from vclock.store import Store
+from vclock.tools.eventlog import EventLog
 
 IO = Path("/proc/self/io")
 needs_proc_io = pytest.mark.skipif(not IO.exists(), reason="needs /proc/self/io (Linux)")
@@ -156,3 +158,18 @@ def test_another_programs_database_is_refused_untouched(tmp_path: Path) -> None:
     with pytest.raises(StateFileError, match="not a vclock client state file"):
         StateFile(path)
     assert path.read_bytes() == before
+
+
+def test_a_node_converts_a_json_state_file_and_completes_its_log(tmp_path: Path) -> None:
+    log = EventLog(tmp_path, "A")
+    sent = log.line("send", {"A": 5}, peer="B", msg="A#5")
+    path = tmp_path / "A.state"
+    path.write_bytes(encode_json(SavedNode(id="A", clock=VectorClock({"A": 5}), journal=[sent])))
+    node = Node(ClientOptions(id="A", state_path=path, log=log))  # crashed before the log line
+    assert log.path.read_text().splitlines() == [sent]
+    assert node.clock == VectorClock({"A": 5})
+    node.local_event("after the upgrade")
+    assert path.read_bytes().startswith(SQLITE_MAGIC)
+    saved = load_state(path)
+    assert saved is not None and saved.clock == VectorClock({"A": 6})
+    assert saved.journal == log.path.read_text().splitlines()[-1:]

@@ -235,7 +235,7 @@ class Node:
         self._closing = True
         writer = self._writer
         open_ = writer is not None and not writer.is_closing()
-        bye = self._state.bye(reason) if open_ else None  # saved with our leave:
+        bye = self._state.bye(reason) if open_ else None  # saved with our leave, below
         self._finish(reason)  # logged as our leave, unless the session had ended already
         if writer is not None and bye is not None:
             try:
@@ -552,7 +552,12 @@ class connect:
 
     async def _connect(self) -> Node:
         node = Node(self._options)
-        await node._open_any()
+        try:
+            await node._open_any()
+        except BaseException:
+            if node._store is not None:
+                node._store.close()
+            raise
         node._task = asyncio.create_task(node._run())
         return node
 
