@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .asyncio.client import EVERYONE, SERVER, ConnectError, connect, run
+from .asyncio.client import EVERYONE, SERVER, ConnectError, StateFileError, connect, run
 from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
 from .clock import ClockLimits, VectorClock
 from .demo import demo
-from .errors import VClockError
+from .errors import HoldBackFull, VClockError
 from .hub import SERVER_ID
 from .node import (
+    DEFAULT_MAX_HELD,
     Acked,
     Disconnected,
     Event,
@@ -433,7 +434,16 @@ STOPPED = "client stopped"
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Keep this client's clock and unacknowledged messages in FILE across restarts.",
+    help="Keep this client's clock and unacknowledged messages in FILE across restarts"
+    " (SQLite; a JSON state file of earlier versions is converted).",
+)
+@click.option(
+    "--max-held",
+    default=DEFAULT_MAX_HELD,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Causal broadcasts to hold back at most while they wait for earlier ones;"
+    " one more ends the session with an error (they stay in --state).",
 )
 @click.option("--token", envvar="VCLOCK_TOKEN", help="Authentication token (or $VCLOCK_TOKEN).")
 @click.option(
@@ -463,6 +473,7 @@ def client(
     use_tls: bool,
     broadcast_every: int,
     servers: tuple[str, ...],
+    max_held: int,
 ) -> None:
     """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
     bounds = _interval(interval)
@@ -482,12 +493,18 @@ def client(
         ssl=context,
         log=EventLog(log_dir, client_id) if log_dir and client_id else None,
         fallbacks=addresses[1:],
+        max_held=max_held,
     )
     try:
         reason = _run(_run_client(options, bounds, seed, broadcast_every))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
         raise click.ClickException(f"{exc}.{hint}") from None
+    except StateFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except HoldBackFull as exc:
+        kept = f" They are kept in {state_path}." if state_path and reconnect else ""
+        raise click.ClickException(f"{exc}.{kept}") from None
     if reason == STOPPED:
         click.echo("Client stopped.")
     else:
@@ -548,14 +565,16 @@ async def _run_client(
     )
     done, _ = await asyncio.wait({stop, session}, return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
-    if session in done:
-        reason = session.result()
-    else:
-        await node.close(STOPPED)
-        session.cancel()
-        reason = STOPPED
-    if node.options.log is not None:
-        node.options.log.close()
+    try:
+        if session in done:
+            reason = session.result()  # raises HoldBackFull if that ended the session
+        else:
+            await node.close(STOPPED)
+            session.cancel()
+            reason = STOPPED
+    finally:
+        if node.options.log is not None:
+            node.options.log.close()
     return reason
 
 

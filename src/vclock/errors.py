@@ -4,6 +4,8 @@ The hierarchy::
 
     VClockError
     ├── InvalidClock (also ValueError)    a clock that breaks the rules or the limits
+    ├── LimitExceeded (also ValueError)   a frame we were about to send is over the server's limits
+    ├── HoldBackFull                       a client's causal-broadcast hold-back queue is full
     └── ProtocolError                      the wire protocol was broken; carries a wire `code`
         ├── FrameError                     a line that is not a valid frame (with a JSON path)
         │   └── FrameTooLarge              a line longer than the size limit
@@ -62,6 +64,48 @@ class VClockError(Exception):
 
 class InvalidClock(VClockError, ValueError):
     """A vector clock with a bad id or counter, or over a configured limit."""
+
+
+class LimitExceeded(VClockError, ValueError):
+    """A frame this client was about to send is over a limit the server announced
+    in ``welcome.limits`` (``limit`` names it: ``max_frame_size`` or
+    ``max_clock_entries``), so the server would refuse it.
+
+    Raised before anything happens: no tick, no event logged, nothing sent, and the
+    connection's delta-encoding reference unmoved (docs/protocol.md, section 12).
+    The session goes on; send something smaller.
+    """
+
+    def __init__(self, limit: str, size: int, maximum: int, what: str = "frame") -> None:
+        self.limit = limit
+        self.size = size
+        self.maximum = maximum
+        unit = "bytes" if limit == "max_frame_size" else "clock entries"
+        super().__init__(
+            f"this {what} would be {size} {unit}; the server's {limit} is {maximum};"
+            " it was not sent"
+        )
+
+
+class HoldBackFull(VClockError):
+    """A client's causal-broadcast hold-back queue reached its cap (``limit``
+    broadcasts waiting for ones that have not arrived; ``waiting`` says what the
+    oldest one waits for).
+
+    The broadcast that did not fit, and everything after it, is neither taken
+    nor acknowledged (a resume session's inbox keeps them on the server); the
+    broadcasts already held stay held (and in the state file). The session ends:
+    reading on would only meet the same wall.
+    """
+
+    def __init__(self, held: int, limit: int, waiting: str) -> None:
+        self.held = held
+        self.limit = limit
+        self.waiting = waiting
+        super().__init__(
+            f"{held} causal broadcasts are held back (the limit is {limit}),"
+            f" the oldest waiting for {waiting}; ending the session"
+        )
 
 
 class ProtocolError(VClockError):

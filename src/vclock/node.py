@@ -36,13 +36,15 @@ delivered, or the node would wait for them forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from .clock import VectorClock
-from .errors import ErrorCode, PeerError
+from .errors import ErrorCode, HoldBackFull, LimitExceeded, PeerError
+from .protocol.codec import encode_frame
 from .protocol.frames import (
     PROTOCOL_VERSION,
     Ack,
@@ -51,6 +53,7 @@ from .protocol.frames import (
     Deliver,
     Delivered,
     Error,
+    Frame,
     Hello,
     Limits,
     PeerJoined,
@@ -62,8 +65,14 @@ from .protocol.frames import (
     Welcome,
 )
 
-#: Refusals after which a frame is kept and resent on the next reconnect.
-_RETRY_LATER = frozenset({ErrorCode.INBOX_FULL.value, ErrorCode.RATE_LIMITED.value})
+#: Broadcasts a node holds back at most before it ends the session with
+#: :class:`~vclock.errors.HoldBackFull`: as many messages as a server keeps for
+#: one away client by default (``max_inbox``), so the replay of a full inbox fits.
+DEFAULT_MAX_HELD = 10_000
+
+#: The bytes a frame takes on the wire, newline excluded (default: encoded in full).
+Measure = Callable[[Frame], int]
+_F = TypeVar("_F", Send, Report, Broadcast)
 
 
 def message_id(sender: str, seq: int) -> str:
@@ -119,12 +128,18 @@ class PeerChange:
 
 @dataclass(frozen=True, slots=True)
 class ServerError:
-    """The server refused one of our frames; the session goes on unless it closes."""
+    """The server refused one of our frames; the session goes on unless it closes.
+
+    ``frame`` is the refused frame when the node still had it (a resume session
+    keeps its frames until they are answered). It is never resent automatically
+    (docs/protocol.md 7.2): to try again, send its body again, as a new frame.
+    """
 
     code: str
     message: str
     peer: str | None = None
     seq: int | None = None
+    frame: Send | Report | Broadcast | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +176,8 @@ class SavedNode(msgspec.Struct, kw_only=True):
     unacked: list[Send | Report | Broadcast] = msgspec.field(default_factory=list)
     bdelivered: VectorClock = msgspec.field(default_factory=VectorClock)
     held: list[Deliver] = msgspec.field(default_factory=list)  # broadcasts held back
+    # broadcasts we will never be sent, not counted yet: a held one comes first
+    bskip: VectorClock = msgspec.field(default_factory=VectorClock)
     last_seq: dict[str, int] = msgspec.field(default_factory=dict)  # unicasts, per sender
     # The event-log lines of the events this state includes, saved before they are
     # appended to the log: a crash in between is repaired on restart (write-ahead).
@@ -177,6 +194,7 @@ class NodeState:
             are away and acknowledges our frames; we deduplicate deliveries by
             their number and resend what was not acknowledged after a reconnect.
         delta: ask for delta-encoded clocks (fewer bytes with many processes).
+        max_held: causal broadcasts held back at most (:class:`HoldBackFull` past it).
     """
 
     def __init__(
@@ -186,18 +204,24 @@ class NodeState:
         token: str | None = None,
         resume: bool = False,
         delta: bool = True,
+        max_held: int = DEFAULT_MAX_HELD,
     ) -> None:
         self.id = id
         self.token = token
         self.resume = resume
         self.delta = delta
+        self.max_held = max_held
         self.clock = VectorClock()
         self.peers: list[str] = []
         self.welcomed = False
-        self.delivered = 0  # resume: the last delivery number handled
+        self.delivered = 0  # resume: the last delivery number handled (its inbox's)
+        self.ack_due = False  # resume: deliveries handled since the last `delivered` frame
         self.unacked: dict[int, Send | Report | Broadcast] = {}  # resume: seq -> frame
         self.bdelivered = VectorClock()  # broadcasts delivered, per sender (own included)
         self.held: list[Deliver] = []  # broadcasts received but not yet causally next
+        #: per sender, broadcasts we will never be sent (welcome.bclock) that are not
+        #: counted as delivered yet, because a held broadcast of theirs comes first
+        self.bskip = VectorClock()
         self.last_seq: dict[str, int] = {}  # per sender: the seq of its last unicast handled
         self.limits: Limits | None = None  # the server's, if its welcome announced them
 
@@ -218,6 +242,7 @@ class NodeState:
             bdelivered=self.bdelivered,
             held=list(self.held),
             last_seq=dict(self.last_seq),
+            bskip=self.bskip,
         )
 
     def restore(self, saved: SavedNode) -> None:
@@ -231,6 +256,7 @@ class NodeState:
         self.bdelivered = self.bdelivered.merge(saved.bdelivered)
         self.held = list(saved.held)
         self.last_seq = dict(saved.last_seq)
+        self.bskip = self.bskip.merge(saved.bskip)
 
     def to_resend(self) -> list[Send | Report | Broadcast]:
         """After a reconnect's welcome: the frames to send again, in order."""
@@ -243,38 +269,93 @@ class NodeState:
         self.clock = self.clock.tick(self._own_id())
         return self.clock
 
-    def send(self, to: str, body: Any = None) -> Send:
-        """Tick for a send and build the ``send`` frame carrying a copy of our clock."""
-        clock = self.local_event()
+    def send(self, to: str, body: Any = None, *, measure: Measure | None = None) -> Send:
+        """Tick for a send and build the ``send`` frame carrying a copy of our clock.
+
+        ``measure`` tells a frame's size on the wire (see :meth:`check_limits`).
+
+        Raises:
+            LimitExceeded: the frame is over the server's limits; nothing changed.
+        """
+        clock = self.clock.tick(self._own_id())
         frame = Send(to=to, seq=clock[self._own_id()], clock=clock, body=body)
-        if self.resume:
-            self.unacked[frame.seq] = frame
-        return frame
+        return self._sent(frame, measure)
 
-    def report(self) -> Report:
-        """Tick for a send to the server and build the ``report`` frame."""
-        clock = self.local_event()
+    def report(self, *, measure: Measure | None = None) -> Report:
+        """Tick for a send to the server and build the ``report`` frame.
+
+        Raises:
+            LimitExceeded: the frame is over the server's limits; nothing changed.
+        """
+        clock = self.clock.tick(self._own_id())
         frame = Report(seq=clock[self._own_id()], clock=clock)
-        if self.resume:
-            self.unacked[frame.seq] = frame
-        return frame
+        return self._sent(frame, measure)
 
-    def broadcast(self, body: Any = None) -> Broadcast:
+    def broadcast(self, body: Any = None, *, measure: Measure | None = None) -> Broadcast:
         """Tick for a broadcast to every other client and build the ``broadcast`` frame.
 
         Our own broadcast counts as delivered to us at once (it is in our past).
+
+        Raises:
+            LimitExceeded: the frame is over the server's limits; nothing changed.
         """
-        clock = self.local_event()
         own = self._own_id()
-        self.bdelivered = self.bdelivered.tick(own)
-        frame = Broadcast(seq=clock[own], clock=clock, bclock=self.bdelivered, body=body)
+        clock = self.clock.tick(own)
+        bclock = self.bdelivered.tick(own)
+        frame = Broadcast(seq=clock[own], clock=clock, bclock=bclock, body=body)
+        frame = self._sent(frame, measure)
+        self.bdelivered = bclock
+        return frame
+
+    def check_limits(
+        self, frame: Send | Report | Broadcast, measure: Measure | None = None
+    ) -> None:
+        """Refuse a frame the server would refuse for its size (docs/protocol.md 9.1,
+        9.2), judged by the limits its ``welcome`` announced (none: no check).
+
+        The server cannot decode such a frame, so on a delta-encoded connection
+        it would not move its reference while ours moved (section 12): every
+        later clock would be read wrong. ``measure(frame)`` gives the bytes the
+        frame takes on the wire; the default, its full encoding, is the most it
+        can take (a resend opens a new connection with a full clock).
+
+        Raises:
+            LimitExceeded: too many clock entries, or too many bytes.
+        """
+        limits = self.limits
+        if limits is None:
+            return
+        entries = len(frame.clock)
+        if isinstance(frame, Broadcast):
+            entries = max(entries, len(frame.bclock))
+        if entries > limits.max_clock_entries:
+            raise LimitExceeded("max_clock_entries", entries, limits.max_clock_entries)
+        size = measure(frame) if measure is not None else len(encode_frame(frame)) - 1
+        if size > limits.max_frame_size:
+            raise LimitExceeded("max_frame_size", size, limits.max_frame_size)
+
+    def _sent(self, frame: _F, measure: Measure | None) -> _F:
+        """Take a frame built from a ticked clock as sent, once it passed the limits."""
+        self.check_limits(frame, measure)
+        self.clock = frame.clock
         if self.resume:
             self.unacked[frame.seq] = frame
         return frame
 
     def delivered_frame(self) -> Delivered:
         """Resume sessions: the frame acknowledging every delivery handled so far."""
+        self.ack_due = False
         return Delivered(upto=self.delivered)
+
+    def bye(self, reason: str = "") -> Bye:
+        """The frame that ends the session for good.
+
+        The server drops a held inbox on it, and the id's next inbox numbers its
+        deliveries from 1 again: ``delivered`` starts again from 0 (protocol 7.7).
+        """
+        self.delivered = 0
+        self.ack_due = False
+        return Bye(reason=reason)
 
     # What the server sent
 
@@ -308,7 +389,7 @@ class NodeState:
         event = self._receive_one(frame)
         events: list[Event] = [] if event is None else [event]
         if isinstance(frame, Welcome):
-            events += self._welcome_broadcasts(frame.bclock)
+            events += self._welcome_broadcasts(frame.bclock, frame.resumed)
         return events
 
     def _receive_one(self, frame: ServerFrame) -> Event | None:
@@ -324,12 +405,15 @@ class NodeState:
                 self.peers = list(frame.peers)
                 self.limits = frame.limits
                 self.clock = self.clock.merge(frame.clock)
+                if frame.resumed is False:
+                    # A new inbox (the old one was dropped, or lost with the
+                    # server's memory): its numbers start again from 1 (7.7).
+                    self.delivered = 0
                 return Welcomed(frame.id, tuple(frame.peers), self.clock)
             case Deliver():
-                if frame.n is not None:
-                    if frame.n <= self.delivered:
-                        return None
-                    self.delivered = frame.n
+                if frame.n is not None and frame.n <= self.delivered:
+                    return None
+                self._handled(frame.n)
                 if frame.seq <= self.last_seq.get(frame.sender, 0):
                     return None  # had it: a copy (a relay resent after a node failed)
                 self.last_seq[frame.sender] = frame.seq
@@ -347,9 +431,11 @@ class NodeState:
                     self.peers.remove(frame.id)
                 return PeerChange(frame.id, joined=False)
             case Error():
-                if frame.seq is not None and frame.code not in _RETRY_LATER:
-                    self.unacked.pop(frame.seq, None)  # refused for good: never resend
-                return ServerError(frame.code, frame.message, frame.peer, frame.seq)
+                # Whatever the code, the error is the frame's answer: resent later
+                # with its old seq it would be taken for a duplicate (7.2, 7.3), so
+                # it is handed to the application, which may send it again anew.
+                refused = self.unacked.pop(frame.seq, None) if frame.seq is not None else None
+                return ServerError(frame.code, frame.message, frame.peer, frame.seq, refused)
             case Ack():
                 for seq in [seq for seq in self.unacked if seq <= frame.seq]:
                     del self.unacked[seq]
@@ -363,15 +449,43 @@ class NodeState:
     def _receive_broadcast(self, frame: Deliver) -> list[Event]:
         if not self.welcomed:
             raise PeerError("server sent Deliver before welcome", code=ErrorCode.UNEXPECTED_FRAME)
-        if frame.n is not None:
-            if frame.n <= self.delivered:
-                return []
-            self.delivered = frame.n
+        if frame.n is not None and frame.n <= self.delivered:
+            return []
         assert frame.bclock is not None
-        if frame.bclock[frame.sender] <= self.bdelivered[frame.sender]:
-            return []  # delivered before (or counted as such by welcome.bclock)
+        sender, count = frame.sender, frame.bclock[frame.sender]
+        if count <= self.bdelivered[sender] or any(
+            held.sender == sender and held.bclock is not None and held.bclock[sender] == count
+            for held in self.held
+        ):
+            self._handled(frame.n)
+            return []  # delivered before (or counted as such by welcome.bclock), or held
+        if len(self.held) >= self.max_held and not self.deliverable(frame):
+            # Not taken (nor acknowledged): a resume session's inbox keeps it.
+            raise HoldBackFull(len(self.held), self.max_held, self._waiting_for(self.held[0]))
+        self._handled(frame.n)
         self.held.append(frame)
         return self._release_held()
+
+    def _handled(self, n: int | None) -> None:
+        """A numbered delivery was taken (delivered, held back or dropped as a copy)."""
+        if n is not None:
+            self.delivered = n
+            self.ack_due = self.resume
+
+    def _waiting_for(self, frame: Deliver) -> str:
+        """The first broadcast that held-back ``frame`` waits for, in words."""
+        assert frame.bclock is not None
+        sender = frame.sender
+        missing = [(sender, self.bdelivered[sender] + 1)]
+        missing += [
+            (pid, self.bdelivered[pid] + 1)
+            for pid, count in frame.bclock.items()
+            if pid != sender and count > self.bdelivered[pid]
+        ]
+        if frame.bclock[sender] == self.bdelivered[sender] + 1:
+            del missing[0]  # it is its sender's next one: it waits for another's
+        pid, number = missing[0]
+        return f"broadcast {number} of {pid!r} ({message_id(sender, frame.seq)} is held)"
 
     def deliverable(self, frame: Deliver) -> bool:
         """The BSS condition: ``frame`` is its sender's next broadcast, and every
@@ -383,7 +497,15 @@ class NodeState:
         return all(count <= delivered[pid] for pid, count in frame.bclock.items() if pid != sender)
 
     def _release_held(self) -> list[Event]:
-        """Deliver every held broadcast that has become deliverable, in causal order."""
+        """Deliver every held broadcast that has become deliverable, in causal order,
+        counting the broadcasts of ``bskip`` as delivered as soon as they are next."""
+        events: list[Event] = []
+        while True:
+            events += self._deliver_deliverable()
+            if not self._skip_missing():
+                return events
+
+    def _deliver_deliverable(self) -> list[Event]:
         events: list[Event] = []
         progress = True
         while progress:
@@ -409,18 +531,51 @@ class NodeState:
         self.clock = self.clock.receive(frame.clock, self._own_id())
         return Message(frame.sender, frame.seq, frame.clock, frame.body, self.clock, broadcast=True)
 
-    def _welcome_broadcasts(self, baseline: VectorClock | None) -> list[Event]:
+    def _welcome_broadcasts(
+        self, baseline: VectorClock | None, resumed: bool | None
+    ) -> list[Event]:
         """Count the broadcasts we will never be sent as delivered.
 
-        A resume node that still holds broadcasts back keeps its counts: the
-        server's inbox replays whatever they wait for. Otherwise (a new node, or a
-        plain session, which misses what was sent while it was away) we start
-        from the server's counts, and held broadcasts they cover are dropped.
+        A resume node that still holds broadcasts back keeps its counts when the
+        server kept its inbox: the inbox replays whatever they wait for. Otherwise
+        (a new node, a plain session, which misses what was sent while it was
+        away, or a new inbox, ``resumed`` false, as the old one and whatever it
+        still had are gone) we start from the server's counts.
+
+        A held broadcast those counts cover reached us all the same: it is
+        delivered (in causal order), never dropped. Only the broadcasts we lack
+        are counted as delivered, up to just below each held one.
         """
-        if not baseline or (self.resume and self.held):
+        if not baseline or (self.resume and self.held and resumed is not False):
             return []
-        self.bdelivered = self.bdelivered.merge(baseline)
+        self.bskip = self.bskip.merge(baseline)
         return self._release_held()
+
+    def _skip_missing(self) -> bool:
+        """Count the broadcasts of ``bskip`` as delivered, for each sender up to
+        just below its first held broadcast (that one reached us: it is delivered
+        in its turn, never dropped). True if any was counted."""
+        if not self.bskip:
+            return False
+        held: dict[str, list[int]] = {}
+        for frame in self.held:
+            assert frame.bclock is not None
+            held.setdefault(frame.sender, []).append(frame.bclock[frame.sender])
+        skipped: dict[str, int] = {}
+        pending: dict[str, int] = {}
+        for pid, count in self.bskip.items():
+            mine = self.bdelivered[pid]
+            above = [n for n in held.get(pid, ()) if n > mine]
+            upto = min(count, min(above) - 1) if above else count
+            if upto > mine:
+                skipped[pid] = upto
+            if count > max(mine, upto):
+                pending[pid] = count
+        self.bskip = VectorClock._trusted(pending)
+        if not skipped:
+            return False
+        self.bdelivered = self.bdelivered.merge(VectorClock._trusted(skipped))
+        return True
 
     def _own_id(self) -> str:
         if self.id is None:

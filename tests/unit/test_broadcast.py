@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vclock import Message, VectorClock
+from vclock import HoldBackFull, Message, VectorClock
 from vclock.hub import Hub, SaveBroadcasts
 from vclock.node import NodeState, SavedNode
 from vclock.protocol import (
@@ -107,10 +107,33 @@ def test_a_plain_reconnect_skips_what_was_missed_while_away():
     assert node.receive_all(bcast("A", 2, vc(A=2), vc(A=2))) == []  # A#1 was lost
     node.hello()
     events = node.receive_all(
-        Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0, bclock=vc(A=2))
+        Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0, bclock=vc(A=3))
     )
-    assert [type(e).__name__ for e in events] == ["Welcomed"]  # A#2 covered: dropped
-    assert node.held == []
+    # A#1 and A#3 will never come: counted as delivered. A#2, covered too, was
+    # received: delivered, not dropped.
+    assert [type(e).__name__ for e in events] == ["Welcomed", "Message"]
+    assert events[1].id == "A#2"
+    assert node.held == [] and node.bdelivered == vc(A=3)
+
+
+def test_a_baseline_delivers_covered_held_broadcasts_in_causal_order():
+    node = welcomed("C")
+    a3 = bcast("A", 3, vc(A=3, B=2), vc(A=3, B=2))  # after B's second
+    b2 = bcast("B", 2, vc(B=2), vc(B=2))
+    a5 = bcast("A", 5, vc(A=5), vc(A=5, X=1))  # waits for X's first, not covered
+    for frame in (a3, b2, a5):
+        assert node.receive_all(frame) == []
+    node.hello()
+    events = node.receive_all(
+        Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0, bclock=vc(A=9, B=4))
+    )
+    assert [e.id for e in events if isinstance(e, Message)] == ["B#2", "A#3"]
+    assert node.held == [a5]  # still waiting: its A count is the next one here
+    assert node.bdelivered == vc(A=4, B=4)
+    assert node.bskip == vc(A=9)  # A's 6th to 9th never come: counted after A#5
+    assert [e.id for e in node.receive_all(bcast("X", 1, vc(X=1), vc(X=1)))] == ["X#1", "A#5"]
+    assert node.bdelivered == vc(A=9, B=4, X=1) and node.bskip == VectorClock()
+    assert [e.id for e in node.receive_all(bcast("A", 12, vc(A=12), vc(A=10)))] == ["A#12"]
 
 
 def test_a_resume_node_with_held_broadcasts_keeps_its_counts_on_welcome():
@@ -273,3 +296,48 @@ def test_a_unicast_may_overtake_a_held_broadcast_of_the_same_sender():
     report = check(events, require_causal_delivery=True, causal_scope="broadcast")
     assert report.ok, report.violations
     assert not check(events, require_causal_delivery=True).ok  # all messages: not causal
+
+
+# The hold-back queue has a cap (HoldBackFull); a new inbox brings the baseline
+
+
+def full_queue(max_held: int = 3) -> NodeState:
+    """C holds ``max_held`` broadcasts of X, which all wait for X's first."""
+    node = NodeState("C", resume=True, max_held=max_held)
+    node.receive_all(Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0))
+    for n in range(1, max_held + 1):
+        assert node.receive_all(bcast("X", n + 1, vc(X=n + 1), vc(X=n + 1), n=n)) == []
+    return node
+
+
+def test_a_full_hold_back_queue_refuses_the_next_broadcast_without_taking_it():
+    node = full_queue(3)
+    held, clock = list(node.held), node.clock
+    with pytest.raises(HoldBackFull) as info:
+        node.receive_all(bcast("Y", 1, vc(Y=1, X=5), vc(Y=1, X=5), n=4))
+    assert (info.value.held, info.value.limit) == (3, 3)
+    assert "broadcast 1 of 'X' (X#2 is held)" in str(info.value)
+    # Not taken: not counted for `delivered`, so the server keeps it for later.
+    assert node.delivered == 3 and node.held == held and node.clock == clock
+
+
+def test_a_full_hold_back_queue_still_takes_what_needs_no_holding():
+    node = full_queue(3)
+    assert node.receive_all(bcast("X", 2, vc(X=2), vc(X=2), n=4)) == []  # a copy of one held
+    assert node.delivered == 4
+    events = node.receive_all(bcast("X", 1, vc(X=1), vc(X=1), n=5))  # the one they wait for
+    assert [e.id for e in events] == ["X#1", "X#2", "X#3", "X#4"]
+    assert node.held == [] and node.delivered == 5
+
+
+def test_a_resume_node_on_a_new_inbox_takes_the_baseline_despite_held_broadcasts():
+    # The old inbox, and the X#1 it still had for C, are gone: waiting is vain.
+    node = full_queue(3)
+    node.hello()
+    events = node.receive_all(
+        Welcome(
+            v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0, bclock=vc(X=6), resumed=False
+        )
+    )
+    assert [e.id for e in events if isinstance(e, Message)] == ["X#2", "X#3", "X#4"]
+    assert node.held == [] and node.bdelivered == vc(X=6) and node.delivered == 0

@@ -229,3 +229,31 @@ def test_a_plain_connection_never_loses_anything():
     conn = server_side(max_frame_size=16)
     conn.receive_data(b"x" * 40 + b"\nnot json\n")
     assert all(not e.delta_lost for e in conn.events_received())  # type: ignore[union-attr]
+
+
+def test_measure_gives_the_line_size_and_leaves_the_delta_reference_alone():
+    def delta_client() -> Connection:
+        conn = Connection(server_frame_decoder())
+        conn.enable_delta()
+        return conn
+
+    client, twin = delta_client(), delta_client()
+    server = server_side(max_frame_size=1 << 20)
+    server.enable_delta()
+    first = Send(to="B", seq=1, clock=VectorClock({"A": 1, "B": 7, "C": 2}), body="x")
+    big = Send(to="B", seq=2, clock=VectorClock({"A": 2, "B": 8, "C": 2}), body="y" * 500)
+    after = Send(to="B", seq=3, clock=VectorClock({"A": 3, "B": 8, "C": 2}))
+    server.receive_data(client.encode(first))
+    twin.encode(first)
+    size = client.measure(big)
+    assert size == len(twin.encode(big)) - 1  # its delta-encoded line, newline excluded
+    assert size < len(encode_frame(big)) - 1
+    # Measured, then dropped (too large, say): the next frame is a delta against
+    # `first`, as the server expects.
+    server.receive_data(client.encode(after))
+    assert server.events_received() == [first, after]
+
+
+def test_measure_without_delta_is_the_full_line():
+    conn = Connection(server_frame_decoder())
+    assert conn.measure(REPORT) == len(encode_frame(REPORT)) - 1

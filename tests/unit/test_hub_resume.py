@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vclock import ErrorCode, VectorClock
+from vclock import ErrorCode, ServerError, VectorClock
 from vclock.hub import (
     DropInbox,
     Expired,
@@ -17,7 +17,7 @@ from vclock.hub import (
     SaveMessage,
     SyncCycle,
 )
-from vclock.protocol import Ack, Bye, Deliver, Delivered, Report, Send, Welcome
+from vclock.protocol import Ack, Bye, Deliver, Delivered, Report, Send, Welcome, encode_frame
 from vclock.store import Store
 
 from ..helpers import HarnessClient, HubHarness, assert_same_state
@@ -479,7 +479,9 @@ def test_a_restarted_hub_resumes_the_clock_of_every_id(harness):
     h.restart()
     h.reconnect(a)
     (welcome,) = [f for f in a.received if isinstance(f, Welcome)][-1:]
-    assert welcome == Welcome(v=1, id="A", peers=[], sync_interval=2.5, clock=latest, delta=True)
+    assert welcome == Welcome(
+        v=1, id="A", peers=[], sync_interval=2.5, clock=latest, delta=True, resumed=True
+    )
     report = h.report(a)
     assert report.seq == latest["A"] + 1
     assert a.acks[-1] == Ack(seq=report.seq)
@@ -515,7 +517,7 @@ def test_a_frame_lost_before_it_was_stored_is_taken_as_new_after_the_restart(har
 # Inbox limit
 
 
-def test_an_inbox_full_send_can_be_resent_later(harness):
+def test_an_inbox_full_send_is_answered_by_its_error_and_sent_again_as_new(harness):
     h = HubHarness(Hub(max_inbox=1), store=harness.store)
     r = held_offline(h)
     s = h.connect("S", resume=True)
@@ -527,13 +529,109 @@ def test_an_inbox_full_send_can_be_resent_later(harness):
     assert s.acks == [Ack(seq=refused.seq - 1)]
     assert h.hub.latest["S"]["S"] == refused.seq - 1  # its clock was not taken in
     assert h.stored_of(SaveClock)[-1] == SaveClock("S", VectorClock({"S": refused.seq - 1}))
-    assert list(s.node.unacked) == [refused.seq]
+    # The error is the frame's answer (7.2): never resent, handed to the application.
+    assert s.node.unacked == {}
+    (event,) = [e for e in s.events if isinstance(e, ServerError)]
+    assert event.frame == refused
     h.reconnect(r)
     h.acknowledge(r)
-    h.reconnect(s)  # resends "second"
-    assert s.acks[-1] == Ack(seq=refused.seq)  # stored now, not a duplicate
+    again = h.send(s, "R", event.frame.body)  # the application sends it again, anew
+    assert again.seq > refused.seq and s.acks[-1] == Ack(seq=again.seq)
     assert [m.body for m in r.messages] == ["first", "second"]
     h.check_persistence()
+
+
+@pytest.mark.parametrize("later", ["send", "report"])
+def test_a_refused_frame_is_not_resent_behind_a_later_accepted_one(harness, later):
+    # Defect: frames refused with inbox-full (or rate-limited) stayed unacknowledged
+    # and were resent after a reconnect with their old seq. When a later frame had
+    # been accepted (its ack lost with the connection), the server took the resend
+    # for a duplicate: acknowledged, never delivered.
+    h = HubHarness(Hub(max_inbox=1), store=harness.store)
+    r = held_offline(h)
+    h.connect("B")
+    s = h.connect("S", resume=True)
+    h.send(s, "R", "first")
+    refused = h.send(s, "R", "second")
+    frame = s.node.send("B", "later") if later == "send" else s.node.report()
+    s.client_conn.send(frame)
+    s.conn.receive_data(s.client_conn.data_to_send())
+    actions = h.hub.receive(s.peer, s.conn.next_event())
+    s.closed = "connection lost"  # before the ack of the later frame arrives
+    h.run(actions)
+    h.disconnect(s)
+    h.reconnect(s)
+    # Only the later frame is resent (its ack was lost): a true duplicate.
+    assert [a for a in s.acks if a.duplicate] == [Ack(seq=frame.seq, duplicate=True)]
+    assert refused.seq not in [a.seq for a in s.acks]
+    h.reconnect(r)
+    assert [m.body for m in r.messages] == ["first"]  # and S's application was told
+
+
+# welcome.resumed: does the numbering of deliver.n go on?
+
+
+def test_welcome_says_whether_a_resume_session_found_its_inbox(harness):
+    r = harness.connect("R", resume=True)
+    harness.disconnect(r)
+    harness.reconnect(r)
+    plain = harness.connect("P")
+    welcomes = [f for f in r.received if isinstance(f, Welcome)]
+    assert [w.resumed for w in welcomes] == [False, True]  # a new inbox, then kept
+    (welcome,) = [f for f in plain.received if isinstance(f, Welcome)]
+    assert welcome.resumed is None
+    assert b'"resumed"' not in encode_frame(welcome)  # absent: as from older servers
+
+
+def inbox_numbers_restart(harness: HubHarness, lose: str) -> tuple[HarnessClient, HarnessClient]:
+    """R handles five deliveries, then its inbox is lost (``lose``); A sends again."""
+    r = harness.connect("R", resume=True)
+    a = harness.connect("A", resume=True)
+    for i in range(5):
+        harness.send(a, "R", f"old{i}")
+    harness.acknowledge(r)
+    assert r.node.delivered == 5
+    if lose == "bye":
+        harness.send_frame(r, Bye(reason="done"))  # the server closes: the inbox goes
+    elif lose == "restart":  # a server without durable storage
+        harness.hub = Hub()
+        for client in (r, a):
+            client.closed = "server restarted"
+    else:  # the hold limit passed
+        harness.disconnect(r)
+        harness.hub.drop_held("R")
+    harness.reconnect(r)
+    if lose == "restart":
+        harness.reconnect(a)
+    for i in range(3):
+        harness.send(a, "R", f"new{i}")
+    return r, a
+
+
+@pytest.mark.parametrize("lose", ["bye", "restart", "expired"])
+def test_a_resume_client_on_a_new_inbox_handles_every_new_message(harness, lose):
+    # Defect: the node kept its old delivery number; the new inbox numbers from 1,
+    # so it dropped the next five messages as replays.
+    r, _ = inbox_numbers_restart(harness, lose)
+    welcome = [f for f in r.received if isinstance(f, Welcome)][-1]
+    assert welcome.resumed is False
+    assert [d.n for d in r.delivers[-3:]] == [1, 2, 3]
+    assert [m.body for m in r.messages] == [f"old{i}" for i in range(5)] + ["new0", "new1", "new2"]
+    assert r.node.delivered == 3
+    harness.acknowledge(r)
+    assert harness.hub.inboxes["R"].acked == 3
+
+
+def test_a_kept_inbox_goes_on_numbering_and_replays_are_still_dropped(harness):
+    r = harness.connect("R", resume=True)
+    a = harness.connect("A")
+    harness.send(a, "R", 1)
+    harness.send(a, "R", 2)
+    harness.reconnect(r)  # not acknowledged: 1 and 2 are replayed, and dropped
+    harness.send(a, "R", 3)
+    assert [f.resumed for f in r.received if isinstance(f, Welcome)] == [False, True]
+    assert [m.body for m in r.messages] == [1, 2, 3]
+    assert r.node.delivered == 3
 
 
 # Flow control: at most `window` unacknowledged deliveries

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from vclock import (
     ErrorCode,
     Goodbye,
+    LimitExceeded,
     Message,
     PeerChange,
     PeerError,
@@ -22,12 +24,14 @@ from vclock.protocol import (
     Deliver,
     Error,
     Hello,
+    Limits,
     PeerJoined,
     PeerLeft,
     Report,
     Send,
     Sync,
     Welcome,
+    encode_frame,
 )
 
 
@@ -239,3 +243,145 @@ def test_the_last_seq_per_sender_survives_a_restart():
     restarted.restore(node.save())
     restarted.receive(Welcome(v=PROTOCOL_VERSION, id="B", peers=["A"], sync_interval=1.0))
     assert restarted.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5}))) is None
+
+
+# Resume sessions: which inbox the delivery numbers belong to (protocol 7.7)
+
+
+def resumed_welcome(resumed: bool | None) -> Welcome:
+    return Welcome(v=PROTOCOL_VERSION, id="B", peers=[], sync_interval=1.0, resumed=resumed)
+
+
+def handled_five() -> NodeState:
+    node = NodeState("B", resume=True)
+    node.receive(resumed_welcome(False))
+    for n in range(1, 6):
+        node.receive(Deliver(sender="A", seq=n, clock=VectorClock({"A": n}), n=n))
+    assert node.delivered == 5
+    return node
+
+
+def test_a_new_inbox_numbers_from_one_so_the_node_starts_again_from_zero():
+    node = handled_five()
+    node.hello()
+    node.receive(resumed_welcome(False))
+    assert node.delivered == 0
+    event = node.receive(Deliver(sender="A", seq=6, clock=VectorClock({"A": 6}), n=1))
+    assert isinstance(event, Message) and node.delivered == 1
+
+
+@pytest.mark.parametrize("resumed", [True, None])  # kept, or an older server's welcome
+def test_a_kept_inbox_keeps_the_delivery_number(resumed):
+    node = handled_five()
+    node.hello()
+    node.receive(resumed_welcome(resumed))
+    assert node.delivered == 5
+    assert node.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5}), n=5)) is None
+
+
+def test_saying_bye_starts_the_delivery_numbers_again():
+    node = handled_five()
+    assert node.bye("done") == Bye(reason="done")
+    assert node.delivered == 0 and not node.ack_due
+
+
+def test_the_per_sender_seq_outlives_the_inbox():
+    node = handled_five()
+    node.hello()
+    node.receive(resumed_welcome(False))
+    copy = Deliver(sender="A", seq=5, clock=VectorClock({"A": 5}), n=1)
+    assert node.receive(copy) is None  # a seq of A's it handled: still a copy
+    assert node.delivered == 1  # but number 1 of the new inbox is taken
+
+
+def test_a_numbered_delivery_makes_an_acknowledgement_due_in_resume_sessions_only():
+    node = handled_five()
+    assert node.ack_due
+    assert node.delivered_frame().upto == 5 and not node.ack_due
+    plain = welcomed("B")
+    plain.receive(Deliver(sender="A", seq=1, clock=VectorClock({"A": 1}), n=1))
+    assert not plain.ack_due  # a plain session's replay: its inbox is gone already
+
+
+# Refused frames are answered by their error (protocol 7.2)
+
+
+@pytest.mark.parametrize("code", ["inbox-full", "rate-limited", "unknown-peer", "bad-frame"])
+def test_a_frame_refused_with_its_seq_is_never_resent_and_goes_to_the_application(code):
+    node = NodeState("A", resume=True)
+    node.receive(Welcome(v=PROTOCOL_VERSION, id="A", peers=["B"], sync_interval=1.0))
+    refused = node.send("B", body="again?")
+    kept = node.send("B", body="later")
+    event = node.receive(Error(code=code, message="no", peer="B", seq=refused.seq))
+    assert event == ServerError(code, "no", "B", refused.seq, refused)
+    assert node.to_resend() == [kept]
+
+
+# The server's limits, checked before a frame is made (protocol 9.1, 9.2, 12)
+
+
+def limited(max_frame_size: int = 200, max_clock_entries: int = 3) -> NodeState:
+    limits = Limits(
+        max_frame_size=max_frame_size,
+        max_clock_entries=max_clock_entries,
+        max_id_length=64,
+        max_rate=0.0,
+        max_inbox=10,
+        window=10,
+        hold_for=0.0,
+    )
+    node = NodeState("A", resume=True)
+    node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
+    return node
+
+
+@pytest.mark.parametrize("kind", ["send", "broadcast"])
+def test_a_frame_over_max_frame_size_is_refused_before_the_tick(kind):
+    node = limited(max_frame_size=200)
+    node.send("B", body="small")
+    clock, bdelivered, unacked = node.clock, node.bdelivered, dict(node.unacked)
+    with pytest.raises(LimitExceeded) as info:
+        if kind == "send":
+            node.send("B", body="x" * 200)
+        else:
+            node.broadcast(body="x" * 200)
+    assert info.value.limit == "max_frame_size" and info.value.maximum == 200
+    assert info.value.size > 200
+    assert "max_frame_size is 200" in str(info.value)
+    assert (node.clock, node.bdelivered, node.unacked) == (clock, bdelivered, unacked)
+    assert node.send("B", body="fits").seq == 2  # the session goes on, no seq lost
+
+
+def test_the_size_is_the_encoded_line_without_its_newline():
+    node = limited(max_frame_size=1000)
+    line = len(encode_frame(Send(to="B", seq=1, clock=VectorClock({"A": 1}), body="")))
+    node.limits = msgspec.structs.replace(node.limits, max_frame_size=line - 1)
+    assert node.send("B", body="").seq == 1  # exactly the limit: accepted
+    node.limits = msgspec.structs.replace(node.limits, max_frame_size=line - 2)
+    with pytest.raises(LimitExceeded):
+        node.send("B", body="")
+
+
+def test_a_clock_over_max_clock_entries_is_refused_before_the_tick():
+    node = limited(max_clock_entries=3)
+    node.receive(Sync(cycle=1, clock=VectorClock({"B": 1, "C": 1})))  # A, B, C
+    clock = node.clock
+    node.report()  # three entries: fine
+    node.receive(Sync(cycle=2, clock=VectorClock({"D": 1})))
+    clock = node.clock
+    with pytest.raises(LimitExceeded) as info:
+        node.report()
+    assert (info.value.limit, info.value.size, info.value.maximum) == ("max_clock_entries", 4, 3)
+    assert node.clock == clock
+
+
+def test_measure_says_how_big_a_frame_is_on_the_wire():
+    node = limited(max_frame_size=100)
+    with pytest.raises(LimitExceeded):
+        node.send("B", body="x" * 30, measure=lambda frame: 101)
+    assert node.send("B", body="x" * 500, measure=lambda frame: 100).seq == 1
+
+
+def test_without_announced_limits_nothing_is_checked():
+    node = welcomed("A")
+    assert node.send("B", body="x" * 2_000_000).seq == 1

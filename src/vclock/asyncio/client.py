@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Generator
@@ -28,14 +27,15 @@ from types import TracebackType
 from typing import Any
 
 from ..clock import ClockLimits, VectorClock
-from ..errors import ProtocolError, VClockError
+from ..errors import HoldBackFull, ProtocolError, VClockError
 from ..node import (
+    DEFAULT_MAX_HELD,
     Disconnected,
     Event,
     Goodbye,
+    Measure,
     Message,
     NodeState,
-    SavedNode,
     ServerError,
     Synced,
     Welcomed,
@@ -43,9 +43,9 @@ from ..node import (
     sync_id,
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
-from ..protocol.codec import FrameDecoder, encode_json
-from ..protocol.frames import Broadcast, Bye, Frame, Limits, Report, Send
+from ..protocol.frames import Broadcast, Deliver, Frame, Limits, Report, Send
 from ..tools.eventlog import EVERYONE, EventLog
+from .statefile import StateFile, StateFileError, load_state, save_state
 
 SERVER = "server"
 READ_CHUNK = 64 * 1024
@@ -72,6 +72,7 @@ class ClientOptions:
     reconnect: bool = False  # also asks for a resume session
     delta: bool = True  # delta-encoded clocks, if the server agrees
     state_path: Path | None = None  # persist clock, deliveries and unacked frames
+    max_held: int = DEFAULT_MAX_HELD  # causal broadcasts held back at most
     ssl: ssl.SSLContext | None = None
     log: EventLog | None = None
     max_frame_size: int = CLIENT_MAX_FRAME_SIZE
@@ -86,37 +87,22 @@ class ClientOptions:
         return [first, *(address for address in self.fallbacks if address != first)]
 
 
-_saved_decoder: FrameDecoder[SavedNode] = FrameDecoder(SavedNode)
-
-
-def load_state(path: Path) -> SavedNode | None:
-    """A node's saved state, or None when the file does not exist yet."""
-    try:
-        return _saved_decoder.decode(path.read_bytes())
-    except FileNotFoundError:
-        return None
-
-
-def save_state(path: Path, saved: SavedNode) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as file:
-        file.write(encode_json(saved))
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-
-
 class Node:
     """A connected vclock client. Create it with :func:`connect`."""
 
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
         self._state = NodeState(
-            options.id, token=options.token, resume=options.reconnect, delta=options.delta
+            options.id,
+            token=options.token,
+            resume=options.reconnect,
+            delta=options.delta,
+            max_held=options.max_held,
         )
+        self._store: StateFile | None = None
         if options.state_path is not None:
-            saved = load_state(options.state_path)
+            self._store = StateFile(options.state_path)
+            saved = self._store.load()
             if saved is not None:
                 self._state.restore(saved)
                 if options.log is not None:
@@ -125,7 +111,9 @@ class Node:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._conn = self._new_connection()
-        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        # What the application iterates over; None ends it, an error is raised.
+        self._events: asyncio.Queue[Event | HoldBackFull | None] = asyncio.Queue()
+        self._failure: HoldBackFull | None = None  # ends the session for good
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._server = 0  # index into options.servers of the server we use
@@ -163,6 +151,11 @@ class Node:
         """Reconnecting nodes: frames sent that the server has not acknowledged yet."""
         return len(self._state.unacked)
 
+    @property
+    def held(self) -> int:
+        """Causal broadcasts received and held back until those they depend on arrive."""
+        return len(self._state.held)
+
     # Our own events
 
     def local_event(self, description: str | None = None) -> VectorClock:
@@ -176,8 +169,13 @@ class Node:
 
         A reconnecting node keeps the frame until the server acknowledges it, so a
         send while disconnected is not lost: it goes out after the reconnect.
+
+        Raises:
+            LimitExceeded: the frame would be over the server's ``max_frame_size``
+                or ``max_clock_entries`` (``welcome.limits``). Nothing happened:
+                no tick, no log line, nothing sent; the session goes on.
         """
-        frame = self._state.send(to, body)
+        frame = self._state.send(to, body, measure=self._measure())
         self._commit(self._line("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq)))
         await self._write(frame)
         return frame.clock
@@ -187,8 +185,11 @@ class Node:
 
         Receivers deliver broadcasts in causal order (docs/protocol.md, section 13).
         Like :meth:`send`, a reconnecting node keeps it until it is acknowledged.
+
+        Raises:
+            LimitExceeded: as for :meth:`send`.
         """
-        frame = self._state.broadcast(body)
+        frame = self._state.broadcast(body, measure=self._measure())
         self._commit(
             self._line("send", frame.clock, peer=EVERYONE, msg=message_id(self.id, frame.seq))
         )
@@ -196,8 +197,12 @@ class Node:
         return frame.clock
 
     async def report(self) -> VectorClock:
-        """Send our clock to the server alone; returns the clock sent."""
-        frame = self._state.report()
+        """Send our clock to the server alone; returns the clock sent.
+
+        Raises:
+            LimitExceeded: as for :meth:`send`.
+        """
+        frame = self._state.report(measure=self._measure())
         self._commit(
             self._line("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
         )
@@ -210,26 +215,40 @@ class Node:
         return self
 
     async def __anext__(self) -> Event:
+        """The next event; the iteration ends with the session.
+
+        Raises:
+            HoldBackFull: the session ended because the causal-broadcast hold-back
+                queue is full (after every event before it); later calls end
+                the iteration.
+        """
         event = await self._events.get()
         if event is None:
             self._events.put_nowait(None)  # later calls end too
             raise StopAsyncIteration
+        if isinstance(event, HoldBackFull):
+            raise event
         return event
 
     async def close(self, reason: str = "client closing") -> None:
         """Say bye (leaving for good) and close the connection."""
         self._closing = True
-        self._finish(reason)  # logged as our leave, unless the session had ended already
         writer = self._writer
-        if writer is not None and not writer.is_closing():
+        open_ = writer is not None and not writer.is_closing()
+        bye = self._state.bye(reason) if open_ else None  # saved with our leave, below
+        self._finish(reason)  # logged as our leave, unless the session had ended already
+        if writer is not None and bye is not None:
             try:
-                await self._write(Bye(reason=reason))
+                await self._write(bye)
             except (ConnectionError, OSError):
                 pass
             writer.close()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     async def __aenter__(self) -> Node:
         return self
@@ -273,6 +292,8 @@ class Node:
             raise ConnectError(
                 f"{host}:{port} closed the connection before welcome: {exc}"
             ) from None
+        if self._failure is not None:
+            return  # the welcome's replay filled the hold-back queue: _run ends it
         # Resend what was not acknowledged, oldest first, before any new frame:
         # sends made meanwhile wait in unacked and go out in this loop too, so
         # the server never sees a higher seq before a lower one (it would take
@@ -302,7 +323,7 @@ class Node:
         """Read until the session ends; with ``reconnect``, get it back after losses."""
         while True:
             reason = await self._read_until_lost()
-            if not self.options.reconnect or self._closing:
+            if not self.options.reconnect or self._closing or self._failure is not None:
                 self._finish(reason)
                 return
             self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
@@ -316,11 +337,13 @@ class Node:
 
     async def _read_until_lost(self) -> str:
         try:
-            while True:
+            while self._failure is None:
                 for event in await self._read_events():
                     self._events.put_nowait(event)
                     if isinstance(event, Goodbye):
                         return event.reason or "server said bye"
+            # Closed without bye: a held inbox keeps what we did not take.
+            return str(self._failure)
         except (ConnectionError, OSError) as exc:
             return str(exc) or "connection lost"
         except ProtocolError as exc:
@@ -361,6 +384,8 @@ class Node:
         if self.closed_reason is None:
             self.closed_reason = reason
             self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
+            if self._failure is not None:
+                self._events.put_nowait(self._failure)
             self._events.put_nowait(None)
 
     # Private methods
@@ -377,17 +402,23 @@ class Node:
             self._conn.receive_data(data)
         else:
             self._conn.receive_eof()
-        delivered_before = self._state.delivered
         events: list[Event] = []
+        taken = False  # a delivery changed the state without an event (held back, a copy)
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
                 raise item
-            events += self._state.receive_all(item)  # a broadcast may release several
-        if events:
+            try:
+                events += self._state.receive_all(item)  # a broadcast may release several
+            except HoldBackFull as exc:
+                # Nothing of this frame or after it is taken, nor acknowledged.
+                self._failure = exc
+                break
+            taken = taken or isinstance(item, Deliver)
+        if events or taken:
             self._commit(*(line for event in events if (line := self._event_line(event))))
-        if self._state.delivered != delivered_before:
+        if self._state.ack_due:
             await self._write(self._state.delivered_frame())  # saved above
-        if not data and not events:
+        if not data and not events and self._failure is None:
             raise ConnectionResetError("server closed the connection")
         return events
 
@@ -423,12 +454,20 @@ class Node:
         leaves lines the next start appends (:meth:`EventLog.complete`), so the log
         and the state never disagree (no receive logged twice, no send missing)."""
         journal = [line for line in lines if line is not None]
-        if self.options.state_path is not None and self._state.id is not None:
-            saved = self._state.save()
-            saved.journal = journal
-            save_state(self.options.state_path, saved)
+        if self._store is not None and self._state.id is not None:
+            self._store.save(self._state, journal)
         if self._log is not None:
             self._log.append(journal)
+
+    def _measure(self) -> Measure | None:
+        """How to size our next frame for the server's limits (NodeState.check_limits).
+
+        A reconnecting node may resend it as the first frame of a new connection,
+        where its clock goes in full: the default measure (None), the full encoding,
+        is what must fit. Otherwise it goes out now, on this connection, with the
+        delta encoding if there is one (measured without moving the reference).
+        """
+        return None if self.options.reconnect else self._conn.measure
 
     def _line(self, kind: str, clock: VectorClock, **fields: Any) -> str | None:
         return None if self._log is None else self._log.line(kind, clock.items(), **fields)
@@ -447,7 +486,11 @@ class connect:
         reconnect: resume the session after a lost connection (with backoff),
             without losing or duplicating acknowledged messages.
         state_path: a file to keep the node's clock, deliveries and unacknowledged
-            frames in, so a restarted process carries on (needs an ``id``).
+            frames in, so a restarted process carries on (needs an ``id``): an
+            SQLite database, written a little per event (a JSON state file of
+            earlier versions is converted).
+        max_held: causal broadcasts held back at most; one more ends the
+            session with :class:`~vclock.errors.HoldBackFull`.
         ssl: a client SSL context for TLS servers.
         log: an event log for the node's events.
         delta: ask for delta-encoded clocks (on by default; the server decides).
@@ -473,8 +516,10 @@ class connect:
         max_frame_size: int = CLIENT_MAX_FRAME_SIZE,
         delta: bool = True,
         fallbacks: list[tuple[str, int]] | None = None,
+        max_held: int = DEFAULT_MAX_HELD,
     ) -> None:
         self._options = ClientOptions(
+            max_held=max_held,
             fallbacks=tuple(fallbacks or ()),
             host=host,
             port=port,
@@ -507,7 +552,12 @@ class connect:
 
     async def _connect(self) -> Node:
         node = Node(self._options)
-        await node._open_any()
+        try:
+            await node._open_any()
+        except BaseException:
+            if node._store is not None:
+                node._store.close()
+            raise
         node._task = asyncio.create_task(node._run())
         return node
 
@@ -563,6 +613,7 @@ __all__ = [
     "ClientOptions",
     "ConnectError",
     "Node",
+    "StateFileError",
     "connect",
     "load_state",
     "run",

@@ -489,6 +489,7 @@ class Hub:
         session.resume = hello.resume
         session.known = self.latest.get(client_id, VectorClock())
         self._by_id[client_id] = peer
+        inbox = self.inboxes.get(client_id)
         welcome = Welcome(
             v=PROTOCOL_VERSION,
             id=client_id,
@@ -497,11 +498,14 @@ class Hub:
             clock=session.known,
             delta=hello.delta,
             limits=self.limits,
+            # Resume sessions: does the numbering of deliver.n go on (the inbox was
+            # kept) or start again from 1 (a new inbox: the old one was dropped
+            # by bye or --hold-for, or lost with a server without durable storage)?
+            resumed=(inbox is not None) if hello.resume else None,
         )
         actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
         joined = PeerJoined(id=client_id)
         actions += [Outgoing(self._by_id[other], joined) for other in peers]
-        inbox = self.inboxes.get(client_id)
         baseline = self._broadcast_baseline(inbox, hello.resume)
         if baseline:
             welcome = msgspec.structs.replace(welcome, bclock=baseline)

@@ -180,6 +180,15 @@ class Connection(Generic[T]):
             self.enable_delta()  # we agreed: deltas from the next frame on
         return data
 
+    def measure(self, frame: Frame) -> int:
+        """The bytes ``frame`` would take on this connection now, newline excluded
+        (what a peer's ``max_frame_size`` counts), without sending it: the delta
+        reference does not move, so a frame found too large can be dropped."""
+        clock = getattr(frame, "clock", None)
+        if self._tx is not None and isinstance(clock, VectorClock):
+            frame = msgspec.structs.replace(frame, clock=self._tx.peek(clock))
+        return len(encode_frame(frame)) - 1
+
     def data_to_send(self) -> bytes:
         """All bytes queued since the last call (b"" when none)."""
         data, self._outgoing = b"".join(self._outgoing), []

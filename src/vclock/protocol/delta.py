@@ -63,11 +63,17 @@ class DeltaEncoder:
         self.last = _EMPTY  # the previous clock sent; one shared empty clock at first
 
     def encode(self, clock: VectorClock) -> ClockDelta:
+        """The delta of ``clock``, which becomes the reference for the next one."""
+        delta = self.peek(clock)
+        self.last = clock
+        return delta
+
+    def peek(self, clock: VectorClock) -> ClockDelta:
+        """The delta :meth:`encode` would send, leaving the reference where it is."""
         entries = clock._entries
         last = self.last._entries
         delta = {pid: count for pid, count in entries.items() if last.get(pid) != count}
         delta.update((pid, 0) for pid in last if pid not in entries)
-        self.last = clock
         return ClockDelta.of(delta)
 
 

@@ -122,6 +122,9 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     # acknowledged): where its causal-broadcast counts start; None means {}
     bclock: VectorClock | None = None
     limits: Limits | None = None  # the server's limits, if it announces them
+    # resume sessions: True, the server kept this id's inbox (deliver.n goes on);
+    # False, a new inbox (numbered from 1). None: a plain session, or an older server
+    resumed: bool | None = None
 
 
 class Deliver(_Frame, tag="deliver", frozen=True):
