@@ -186,9 +186,11 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 )
 @click.option(
     "--max-lead",
+    default=DEFAULTS.max_lead,
+    show_default=True,
     type=click.IntRange(min=0),
     help="How far a clock may raise another id's entry past what that id reported"
-    " itself [default: 0; 1000000 with --cluster].",
+    " itself; 0: not at all (every event goes through this server).",
 )
 @click.option(
     "--web",
@@ -240,7 +242,7 @@ def server(
     max_held: int,
     max_held_bytes: int,
     max_ids: int,
-    max_lead: int | None,
+    max_lead: int,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,

@@ -157,9 +157,7 @@ def test_bytes_held_for_away_clients_are_capped(
     sender.expect("welcome")
     body = "x" * (300 << 10)
     for seq in range(1, 5):
-        sender.send_line(
-            {"type": "send", "to": "R", "seq": seq, "clock": {"S": seq}, "body": body}
-        )
+        sender.send_line({"type": "send", "to": "R", "seq": seq, "clock": {"S": seq}, "body": body})
     answers = [sender.read_frame() for _ in range(4)]
     assert [type(a).__name__ for a in answers] == ["Ack", "Ack", "Ack", "Error"], answers
     error = answers[3]

@@ -358,6 +358,7 @@ LIMITS = [
     "max_held",
     "max_held_bytes",
     "max_ids",
+    "max_lead",
 ]
 
 

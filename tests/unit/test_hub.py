@@ -408,7 +408,7 @@ def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str
     for _ in range(3):
         small.send_bytes(c, b"{not json\n")
     seen[ErrorCode.FORGED_CLOCK] = c = h.connect("forger")
-    h.send_frame(c, Report(seq=1, clock=VectorClock({"forger": 1, "A": 9})))
+    h.send_frame(c, Report(seq=1, clock=VectorClock({"forger": 1, "A": 2_000_000})))
     seen[ErrorCode.TOO_MANY_IDS] = HubHarness(Hub(max_ids=0)).connect("new")
     seen[ErrorCode.TOO_MANY_HELD] = HubHarness(Hub(max_held=0)).connect("R", resume=True)
     roomless = HubHarness(Hub(max_held_bytes=10))

@@ -23,7 +23,7 @@ def test_inflating_another_ids_entry_is_refused_and_that_id_stays_usable() -> No
     """One client reporting B's entry as 2**63-1 used to disable B for good: the
     frontier took it, B merged it from a sync, ticked past the counter limit, and
     every frame of B was refused from then on (and after restarts)."""
-    h = HubHarness(Hub())
+    h = HubHarness(Hub(max_lead=0))
     a, b = h.connect("A"), h.connect("B")
     h.report(b)
     h.send_frame(a, Report(seq=1, clock=VectorClock({"A": 1, "B": MAX})))
@@ -40,7 +40,7 @@ def test_inflating_another_ids_entry_is_refused_and_that_id_stays_usable() -> No
 
 
 def test_an_entry_up_to_what_its_id_said_is_taken() -> None:
-    h = HubHarness(Hub())
+    h = HubHarness(Hub(max_lead=0))
     a, b = h.connect("A"), h.connect("B")
     for _ in range(3):
         h.report(b)
@@ -65,7 +65,7 @@ def test_a_lead_bounds_claims_above_what_an_id_said_without_a_ratchet() -> None:
 def test_a_forged_broadcast_vector_is_refused() -> None:
     """Receivers would hold such a broadcast back for ever, waiting for broadcasts
     that were never sent."""
-    h = HubHarness(Hub())
+    h = HubHarness(Hub(max_lead=0))
     a, _ = h.connect("A"), h.connect("B")
     h.send_frame(a, Broadcast(seq=1, clock=VectorClock({"A": 1}), bclock=VectorClock({"A": 5})))
     h.send_frame(
@@ -81,7 +81,7 @@ def test_a_forged_broadcast_vector_is_refused() -> None:
 
 def test_inventing_ids_in_a_clock_is_refused() -> None:
     """Reports inventing 60,000 ids each grew the frontier to 1.5M entries."""
-    h = HubHarness(Hub())
+    h = HubHarness(Hub(max_lead=0))
     a = h.connect("A")
     invented = {f"ghost-{i}": 1 for i in range(1000)}
     h.send_frame(a, Report(seq=1, clock=VectorClock({"A": 1, **invented})))
@@ -187,7 +187,7 @@ def test_an_inbox_is_capped_in_bytes_and_delivered_frees_them() -> None:
 def test_held_bytes_are_counted_again_after_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from vclock.store import Store
 
-    h = HubHarness(Hub(), store=Store(tmp_path / "data"))
+    h = HubHarness(Hub(max_lead=0), store=Store(tmp_path / "data"))
     ghosts(h, 5)
     a = h.connect("A")
     h.broadcast(a, "x" * 5000)
@@ -195,3 +195,17 @@ def test_held_bytes_are_counted_again_after_a_restart(tmp_path) -> None:  # type
     hub = h.restart()
     assert hub.held.total == total
     assert all(inbox.nbytes == total for inbox in hub.inboxes.values())
+
+
+def test_a_server_that_lost_its_memory_takes_honest_clocks_ahead_of_it():
+    """After a restart without storage the clients' clocks are ahead of everything
+    the server heard; the default lead takes them (the strict 0 would refuse)."""
+    h = HubHarness(Hub())
+    a = h.connect("A")
+    h.send_frame(a, Report(seq=41, clock=VectorClock({"A": 41, "B": 37, "C": 40})))
+    assert codes(a) == []
+    assert h.hub.frontier == VectorClock({"A": 41, "B": 37, "C": 40})
+    # ... and still refuses the poison, and any raise of more than the lead.
+    h.send_frame(a, Report(seq=42, clock=VectorClock({"A": 42, "B": MAX})))
+    h.send_frame(a, Report(seq=43, clock=VectorClock({"A": 43, "C": 40 + 1_000_001})))
+    assert codes(a) == [ErrorCode.FORGED_CLOCK] * 2

@@ -31,6 +31,7 @@ from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
 from ..errors import ErrorCode, PeerError
 from ..hub import (
+    DEFAULT_MAX_LEAD,
     DEFAULT_WINDOW,
     SERVER_ID,
     STORE_TYPES,
@@ -89,16 +90,10 @@ class ServerConfig:
     max_held: int = 10_000  # away clients whose messages are kept
     max_held_bytes: int = 1 << 30  # bytes kept for all away clients together
     max_ids: int = 65_536  # distinct client ids tracked (also bounded by max_frame_size)
-    # How far a clock may carry another id's entry past what that id reported
-    # itself; None: 0 on one server, 1,000,000 in a cluster (reports arrive late).
-    max_lead: int | None = None
+    # How far a clock may carry another id's entry past what that id reported itself
+    max_lead: int = DEFAULT_MAX_LEAD
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
-
-
-#: The default ``max_lead`` of a cluster node: an id's own reports reach other
-#: nodes a little after the clocks that carry them.
-CLUSTER_MAX_LEAD = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +171,7 @@ class Server:
             max_held_bytes=config.max_held_bytes,
             max_ids=config.max_ids,
             max_frame_size=config.max_frame_size,
-            max_lead=(
-                config.max_lead
-                if config.max_lead is not None
-                else (CLUSTER_MAX_LEAD if cluster is not None else 0)
-            ),
+            max_lead=config.max_lead,
             max_id_length=config.limits.max_id_length,
             state=self.store.load(),
             limits=Limits(

@@ -22,12 +22,13 @@ from .actions import (
     StoreAction,
     SyncCycle,
 )
-from .hub import DEFAULT_WINDOW, SERVER_ID, Hub, HubState
+from .hub import DEFAULT_MAX_LEAD, DEFAULT_WINDOW, SERVER_ID, Hub, HubState
 from .inbox import HeldBytes, Inbox
 from .limits import TokenBucket
 from .state import TRANSITIONS, SessionState, next_state
 
 __all__ = [
+    "DEFAULT_MAX_LEAD",
     "DEFAULT_WINDOW",
     "SERVER_ID",
     "STORE_TYPES",

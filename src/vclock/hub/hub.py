@@ -86,6 +86,12 @@ DEFAULT_WINDOW = 256
 
 #: The longest line a client may send, by default (the protocol's 1 MiB).
 DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+#: How far a clock may carry another id's entry past what that id reported itself
+#: (docs/protocol.md 9.7). Not 0: a server that lost its memory, a cluster node that
+#: hears an id's reports late, and apps that also pass clocks outside vclock all
+#: see honest clocks ahead of what the server heard. Any bound keeps an id usable:
+#: each of its own reports lets others raise it by at most this much.
+DEFAULT_MAX_LEAD = 1_000_000
 #: What a frame carries besides its clock and body ("type", "to", "seq", ...).
 _FRAME_OVERHEAD = 256
 
@@ -182,7 +188,7 @@ class Hub:
         max_held: int = 10_000,
         max_ids: int = 65_536,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_lead: int = 0,
+        max_lead: int = DEFAULT_MAX_LEAD,
     ) -> None:
         self.sync_interval = sync_interval
         self.limits = limits
