@@ -105,11 +105,11 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 )
 @click.option(
     "--data",
-    default="vclock-data",
+    default=MEMORY,
     show_default=True,
     help=(
-        "Folder for the server's SQLite state (latest clocks, held messages);"
-        " ':memory:' keeps nothing."
+        "Folder (or .sqlite3 file) for the server's durable state: latest clocks,"
+        " held messages. The default, ':memory:', starts every run afresh."
     ),
 )
 @click.option(

@@ -181,15 +181,22 @@ def test_messages_held_for_a_resume_client_survive_restarts_and_are_delivered_on
     stop_gracefully(server)
 
 
-def test_memory_data_keeps_nothing_across_a_restart(processes, raw_client) -> None:
-    server = processes.server("--data", ":memory:")
+@pytest.mark.parametrize("data", [[], ["--data", ":memory:"]], ids=["default", "memory"])
+def test_without_data_a_restart_keeps_nothing_and_writes_no_file(
+    processes, raw_client, data: list[str]
+) -> None:
+    """operations.md section 1: without --data (or with :memory:) each run starts
+    afresh: no clocks from an earlier run, and nothing written to the disk."""
+    before = sorted(processes.cwd.rglob("*"))
+    server = processes.server(*data)
     raw = raw_client(server.port)
     raw.hello("A")
     raw.send_line({"type": "report", "seq": 5, "clock": {"A": 5}})
     server.wait_for_line(r'^  A: \{"A": ?5\}$')
     stop_gracefully(server)
+    assert sorted(processes.cwd.rglob("*")) == before
 
-    server = processes.server("--data", ":memory:")
+    server = processes.server(*data)
     raw = raw_client(server.port)
     welcome = raw.hello("A")
     assert dict(welcome.clock.items()) == {}, welcome
