@@ -341,3 +341,17 @@ def test_a_resume_node_on_a_new_inbox_takes_the_baseline_despite_held_broadcasts
     )
     assert [e.id for e in events if isinstance(e, Message)] == ["X#2", "X#3", "X#4"]
     assert node.held == [] and node.bdelivered == vc(X=6) and node.delivered == 0
+
+
+def test_a_broadcast_whose_bclock_does_not_count_it_is_refused_with_its_seq():
+    """Protocol section 5: bad-frame carries the seq of a broadcast refused for its
+    bclock, so the sender knows which one (the doc said only a bad seq did)."""
+    h = HubHarness(Hub())
+    a = h.connect("A")
+    h.connect("B")
+    h.broadcast(a)
+    stale = Broadcast(seq=2, clock=VectorClock({"A": 2}), bclock=VectorClock({"A": 1}))
+    h.send_frame(a, stale)
+    (error,) = a.errors
+    assert (error.code, error.seq) == ("bad-frame", 2)
+    assert "does not count this broadcast" in error.message
