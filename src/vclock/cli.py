@@ -40,6 +40,7 @@ from .node import (
     Welcomed,
 )
 from .store import MEMORY, Store
+from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
@@ -437,11 +438,18 @@ def client(
         reason = _run(_run_client(options, bounds, seed, broadcast_every))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
-        raise click.ClickException(f"{exc}.{hint}") from None
+        raise click.ClickException(one_line(f"{exc}.{hint}")) from None
     if reason == STOPPED:
         click.echo("Client stopped.")
     else:
-        click.echo(f"Server closed the session ({reason}); exiting.")
+        _echo(f"Server closed the session ({reason}); exiting.")
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """Print one line of what the server (and the clients it relays) chose: the
+    clock ids, the error messages, the reasons. Escaped (:func:`one_line`), so
+    they can neither forge lines nor drive the terminal."""
+    click.echo(one_line(text), err=err)
 
 
 async def _run_client(
@@ -452,7 +460,7 @@ async def _run_client(
 
     def say(text: str, clock: VectorClock) -> None:
         stamp = _dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
-        click.echo(f"{stamp} {me:<8} {text:<28} {clock}")
+        _echo(f"{stamp} {me:<8} {text:<28} {clock}")
 
     def on_send(target: str, clock: VectorClock) -> None:
         if target == SERVER:
@@ -473,15 +481,15 @@ async def _run_client(
             case PeerChange(id=peer, joined=joined):
                 say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
             case ServerError(code=code, message=message):
-                click.echo(f"{me}: server error {code}: {message}", err=True)
+                _echo(f"{me}: server error {code}: {message}", err=True)
             case Disconnected(reason=reason):
-                click.echo(f"{me}: connection lost ({reason}); reconnecting...")
+                _echo(f"{me}: connection lost ({reason}); reconnecting...")
             case Welcomed(clock=clock):
                 say(f"reconnected ({node.unacked} to resend)", clock)
             case Goodbye() | Acked():
                 pass
 
-    click.echo(
+    _echo(
         f"Connected to {node.server[0]}:{node.server[1]} as {me};"
         f" peers: {', '.join(node.peers) or 'none yet'}"
     )
