@@ -29,6 +29,7 @@ from typing import Any
 
 from ..clock import ClockLimits, VectorClock
 from ..errors import ProtocolError, VClockError
+from ..files import FILE_MODE, open_private
 from ..node import (
     Disconnected,
     Event,
@@ -100,7 +101,9 @@ def load_state(path: Path) -> SavedNode | None:
 def save_state(path: Path, saved: SavedNode) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as file:
+    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)  # it holds unsent bodies: 0600
+    os.fchmod(fd, FILE_MODE)  # also if a crash left a .tmp with another mode
+    with os.fdopen(fd, "wb") as file:
         file.write(encode_json(saved))
         file.flush()
         os.fsync(file.fileno())
