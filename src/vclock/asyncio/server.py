@@ -288,10 +288,26 @@ class Server:
         except (ConnectionError, OSError):
             pass  # the client vanished; handled as a disconnect below
         finally:
+            self._write_last_words(peer_id)
             self._peers.pop(peer_id, None)
             self.apply(self.hub.disconnect(peer_id))
             writer.close()
             self._handlers.discard(task)
+
+    def _write_last_words(self, peer_id: PeerId) -> None:
+        """The client closed its side: write what is queued for it (say the
+        ``bad-frame`` for a line its end of stream cut off) before closing.
+        A half-closed peer still reads; for a gone one this is a no-op."""
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.out or peer.writer.is_closing():
+            return
+        if peer.barrier is not None and not peer.barrier.done():
+            return  # cluster: an ack not yet durable is never written
+        data, peer.out = b"".join(self._written(peer)), []
+        try:
+            peer.writer.write(data)
+        except (ConnectionError, RuntimeError):
+            pass
 
     async def _sync_loop(self) -> None:
         loop = asyncio.get_running_loop()
