@@ -282,6 +282,9 @@ class Server:
                         actions += self.hub.receive(peer_id, limited)
                     else:
                         actions += self.hub.receive(peer_id, event)
+                blank = conn.take_blank_lines()
+                if blank and bucket is not None:
+                    actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now()))
                 self.apply(actions)
                 if not data:
                     break
@@ -293,6 +296,19 @@ class Server:
             self.apply(self.hub.disconnect(peer_id))
             writer.close()
             self._handlers.discard(task)
+
+    def _charge_blank_lines(self, peer_id: PeerId, refused: int) -> list[Action]:
+        """Blank lines spend rate-limit tokens like frames (protocol 9.3): one
+        ``rate-limited`` for each that found the bucket empty, up to the error
+        budget, which then closes the connection."""
+        actions: list[Action] = []
+        for _ in range(min(refused, self.config.max_errors)):
+            limited = PeerError(
+                f"more than {self.config.max_rate:g} lines per second; blank line refused",
+                code=ErrorCode.RATE_LIMITED,
+            )
+            actions += self.hub.receive(peer_id, limited)
+        return actions
 
     def _write_last_words(self, peer_id: PeerId) -> None:
         """The client closed its side: write what is queued for it (say the
