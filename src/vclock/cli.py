@@ -161,6 +161,43 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     help="How long an away resume client's inbox is kept; 0 keeps it forever.",
 )
 @click.option(
+    "--hello-timeout",
+    default=DEFAULTS.hello_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Close a connection not welcomed this long after connecting; 0: no limit.",
+)
+@click.option(
+    "--max-hello-size",
+    default=DEFAULTS.max_hello_size,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes a line may have before welcome (a hello is tiny).",
+)
+@click.option(
+    "--max-connections",
+    default=DEFAULTS.max_connections,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections in total (lowered to fit the open-file limit); more are refused.",
+)
+@click.option(
+    "--max-connections-per-address",
+    default=DEFAULTS.max_connections_per_address,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections from one IP address; more are refused.",
+)
+@click.option(
+    "--max-buffered",
+    default=DEFAULTS.max_buffered,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes of unfinished lines held for all clients together; past it the"
+    " clients with the largest are disconnected, down to three quarters of it.",
+)
+@click.option(
     "--web",
     "web_address",
     metavar="HOST:PORT",
@@ -206,6 +243,11 @@ def server(
     max_errors: int,
     max_inbox: int,
     hold_for: float,
+    hello_timeout: float,
+    max_hello_size: int,
+    max_connections: int,
+    max_connections_per_address: int,
+    max_buffered: int,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,
@@ -259,6 +301,11 @@ def server(
         max_errors=max_errors,
         max_inbox=max_inbox,
         hold_for=hold_for,
+        hello_timeout=hello_timeout,
+        max_hello_size=max_hello_size,
+        max_connections=max_connections,
+        max_connections_per_address=max_connections_per_address,
+        max_buffered=max_buffered,
         auth=auth,
         ssl=context,
     )
@@ -310,6 +357,13 @@ async def _run_server(
         f"vclock server listening on {config.host}:{srv.port}"
         f" (sync every {config.sync_interval:g} s{tls}{node})"
     )
+    if srv.max_connections < config.max_connections:
+        click.echo(
+            f"warning: --max-connections lowered from {config.max_connections} to"
+            f" {srv.max_connections} to stay below the open-file limit; raise it"
+            " (ulimit -n) to accept more",
+            err=True,
+        )
     dashboard = None
     if web is not None:
         from .web import Dashboard

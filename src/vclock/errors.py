@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     INBOX_FULL = "inbox-full"
     TOO_MANY_ERRORS = "too-many-errors"
     SLOW_CONSUMER = "slow-consumer"
+    HELLO_TIMEOUT = "hello-timeout"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    SERVER_BUSY = "server-busy"
 
 
 #: Codes after which the server closes the connection.
@@ -46,6 +49,9 @@ FATAL_CODES = frozenset(
         ErrorCode.AUTH_FAILED,
         ErrorCode.TOO_MANY_ERRORS,
         ErrorCode.SLOW_CONSUMER,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.SERVER_BUSY,
     }
 )
 
