@@ -330,3 +330,18 @@ def test_a_torn_last_line_before_a_half_close_gets_bad_frame(
         server.wait_for_line(
             rf"^{re.escape(raw.address)} refused: bad-frame: connection closed in the middle"
         )
+
+
+def test_a_torn_last_line_before_a_full_close_is_logged(processes: Processes, raw_client) -> None:
+    # Nobody is left to read the bad-frame; the server's console still says why.
+    server = processes.server("--data", ":memory:")
+    raw = raw_client(server.port)
+    raw.hello("Gone")
+    raw.send_bytes(b'{"type":"send","to":"X"')
+    address = raw.address
+    raw.sock.close()
+    server.wait_for_line(
+        rf"^{re.escape(address)} refused: bad-frame: connection closed in the middle of a"
+        r" 23-byte frame"
+    )
+    server.wait_for_line(rf"^Gone \({re.escape(address)}\) disconnected$")
