@@ -41,6 +41,7 @@ from .node import (
     Welcomed,
 )
 from .store import MEMORY, Store
+from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
@@ -193,6 +194,43 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     " itself; 0: not at all (every event goes through this server).",
 )
 @click.option(
+    "--hello-timeout",
+    default=DEFAULTS.hello_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Close a connection not welcomed this long after connecting; 0: no limit.",
+)
+@click.option(
+    "--max-hello-size",
+    default=DEFAULTS.max_hello_size,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes a line may have before welcome (a hello is tiny).",
+)
+@click.option(
+    "--max-connections",
+    default=DEFAULTS.max_connections,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections in total (lowered to fit the open-file limit); more are refused.",
+)
+@click.option(
+    "--max-connections-per-address",
+    default=DEFAULTS.max_connections_per_address,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections from one IP address; more are refused.",
+)
+@click.option(
+    "--max-buffered",
+    default=DEFAULTS.max_buffered,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes of unfinished lines held for all clients together; past it the"
+    " clients with the largest are disconnected, down to three quarters of it.",
+)
+@click.option(
     "--web",
     "web_address",
     metavar="HOST:PORT",
@@ -243,6 +281,11 @@ def server(
     max_held_bytes: int,
     max_ids: int,
     max_lead: int,
+    hello_timeout: float,
+    max_hello_size: int,
+    max_connections: int,
+    max_connections_per_address: int,
+    max_buffered: int,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,
@@ -301,6 +344,11 @@ def server(
         max_held_bytes=max_held_bytes,
         max_ids=max_ids,
         max_lead=max_lead,
+        hello_timeout=hello_timeout,
+        max_hello_size=max_hello_size,
+        max_connections=max_connections,
+        max_connections_per_address=max_connections_per_address,
+        max_buffered=max_buffered,
         auth=auth,
         ssl=context,
     )
@@ -352,6 +400,13 @@ async def _run_server(
         f"vclock server listening on {config.host}:{srv.port}"
         f" (sync every {config.sync_interval:g} s{tls}{node})"
     )
+    if srv.max_connections < config.max_connections:
+        click.echo(
+            f"warning: --max-connections lowered from {config.max_connections} to"
+            f" {srv.max_connections} to stay below the open-file limit; raise it"
+            " (ulimit -n) to accept more",
+            err=True,
+        )
     dashboard = None
     if web is not None:
         from .web import Dashboard
@@ -501,16 +556,23 @@ def client(
         reason = _run(_run_client(options, bounds, seed, broadcast_every))
     except ConnectError as exc:
         hint = " Start one with `vclock server`." if exc.code is None else ""
-        raise click.ClickException(f"{exc}.{hint}") from None
+        raise click.ClickException(one_line(f"{exc}.{hint}")) from None
     except StateFileError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(one_line(str(exc))) from None
     except HoldBackFull as exc:
         kept = f" They are kept in {state_path}." if state_path and reconnect else ""
-        raise click.ClickException(f"{exc}.{kept}") from None
+        raise click.ClickException(one_line(f"{exc}.{kept}")) from None
     if reason == STOPPED:
         click.echo("Client stopped.")
     else:
-        click.echo(f"Server closed the session ({reason}); exiting.")
+        _echo(f"Server closed the session ({reason}); exiting.")
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """Print one line of what the server (and the clients it relays) chose: the
+    clock ids, the error messages, the reasons. Escaped (:func:`one_line`), so
+    they can neither forge lines nor drive the terminal."""
+    click.echo(one_line(text), err=err)
 
 
 async def _run_client(
@@ -521,7 +583,7 @@ async def _run_client(
 
     def say(text: str, clock: VectorClock) -> None:
         stamp = _dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
-        click.echo(f"{stamp} {me:<8} {text:<28} {clock}")
+        _echo(f"{stamp} {me:<8} {text:<28} {clock}")
 
     def on_send(target: str, clock: VectorClock) -> None:
         if target == SERVER:
@@ -542,15 +604,15 @@ async def _run_client(
             case PeerChange(id=peer, joined=joined):
                 say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
             case ServerError(code=code, message=message):
-                click.echo(f"{me}: server error {code}: {message}", err=True)
+                _echo(f"{me}: server error {code}: {message}", err=True)
             case Disconnected(reason=reason):
-                click.echo(f"{me}: connection lost ({reason}); reconnecting...")
+                _echo(f"{me}: connection lost ({reason}); reconnecting...")
             case Welcomed(clock=clock):
                 say(f"reconnected ({node.unacked} to resend)", clock)
             case Goodbye() | Acked():
                 pass
 
-    click.echo(
+    _echo(
         f"Connected to {node.server[0]}:{node.server[1]} as {me};"
         f" peers: {', '.join(node.peers) or 'none yet'}"
     )

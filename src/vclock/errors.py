@@ -42,6 +42,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_IDS = "too-many-ids"
     TOO_MANY_HELD = "too-many-held"
     STORE_FULL = "store-full"
+    HELLO_TIMEOUT = "hello-timeout"
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    SERVER_BUSY = "server-busy"
 
 
 #: Codes after which the server closes the connection.
@@ -54,6 +57,9 @@ FATAL_CODES = frozenset(
         ErrorCode.TOO_MANY_ERRORS,
         ErrorCode.SLOW_CONSUMER,
         ErrorCode.DELTA_LOST,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.SERVER_BUSY,
     }
 )
 

@@ -6,10 +6,18 @@ one batch in one transaction and returns only once it is committed, with
 ``synchronous=FULL`` in WAL mode, so the server can then send its acks. On
 start, :meth:`Store.load` gives the hub back its :class:`~vclock.hub.HubState`.
 ``":memory:"`` keeps everything in memory (nothing survives a restart).
+
+Opening is careful: the database holds acknowledged messages, so a file that
+is empty, is not an SQLite database, fails SQLite's ``quick_check``, or belongs
+to another program is refused with a :class:`StoreError` that says what to do,
+never silently replaced by a fresh database. A new database, and the folder
+made for it, are readable by their owner only (:mod:`vclock.files`); SQLite
+gives its ``-wal`` and ``-shm`` files the database file's mode.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
@@ -19,6 +27,7 @@ import msgspec
 
 from .clock import ClockLimits, VectorClock
 from .errors import VClockError
+from .files import make_private_dirs, open_private
 from .hub import (
     DropInbox,
     HubState,
@@ -57,8 +66,19 @@ CREATE TABLE IF NOT EXISTS broadcasts (sender TEXT PRIMARY KEY, count INTEGER NO
 _STORED_LIMITS = ClockLimits(max_entries=2**31, max_id_length=2**31)
 _deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_STORED_LIMITS)
 
+#: What to do about a database that cannot be used, said after each refusal.
+_WHAT_TO_DO = (
+    "restore it from a backup (with its -wal file), or move it away to start with"
+    " no state (its clocks and held messages are then lost)"
+)
 
-class StoreError(VClockError):
+
+class StoreError(VClockError, RuntimeError):
+    """The database cannot be used as it is: corrupt, truncated, empty, not vclock's,
+    or of another schema version. The message says what to do."""
+
+
+class StoreWriteError(StoreError):
     """The database refused a write (disk full, an I/O error): nothing of the batch
     was stored. ``path`` is the database, ``cause`` SQLite's own error."""
 
@@ -84,13 +104,11 @@ class Store:
         else:
             p = Path(path)
             if p.suffix not in {".sqlite3", ".db"}:
-                p.mkdir(parents=True, exist_ok=True)
+                _make_folder(p)
                 p = p / "vclock.sqlite3"
             self.path = p
             target = str(p)
-        self._db = sqlite3.connect(target, isolation_level=None)  # explicit transactions
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = _connect(target, self.path)
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
@@ -98,7 +116,7 @@ class Store:
         elif row[0] in (1, 2):
             self._upgrade(row[0])
         elif row[0] != SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreError(
                 f"{target} has schema version {row[0]}; this vclock reads version {SCHEMA_VERSION}"
             )
 
@@ -188,7 +206,7 @@ class Store:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise StoreError(self.path, exc) from exc
+            raise StoreWriteError(self.path, exc) from exc
         except BaseException:
             self._rollback()
             raise
@@ -233,3 +251,70 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        make_private_dirs(path)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot make the data folder {path}: {exc.strerror or exc}"
+            " (--data takes a folder, a .sqlite3 or .db file, or :memory:)"
+        ) from None
+
+
+def _connect(target: str, path: Path | None) -> sqlite3.Connection:
+    """Open the database at ``path`` (None: in memory), refusing one that cannot be
+    trusted (:class:`StoreError`); a new file is created with mode 0600."""
+    existed = path is not None and _check_existing(path)
+    if path is not None and not existed:
+        try:
+            os.close(open_private(path, os.O_RDWR | os.O_EXCL))
+        except OSError as exc:
+            raise StoreError(f"cannot create the database {path}: {exc.strerror or exc}") from None
+    try:
+        db = sqlite3.connect(target, isolation_level=None)  # explicit transactions
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        if existed:
+            _check_contents(db, target)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{target} cannot be read as a vclock database (SQLite: {exc});"
+            f" it may be corrupt or truncated: {_WHAT_TO_DO}"
+        ) from None
+    return db
+
+
+def _check_existing(path: Path) -> bool:
+    """True if the database file exists; refuses one that is empty or not a file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot open the database {path}: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise StoreError(f"{path} is not a file: --data needs a database file or a folder")
+    if info.st_size == 0:
+        raise StoreError(
+            f"{path} is empty (0 bytes), not a vclock database; a crash or a full disk"
+            f" may have truncated it. It is not replaced by a fresh database: {_WHAT_TO_DO}"
+        )
+    return True
+
+
+def _check_contents(db: sqlite3.Connection, target: str) -> None:
+    """An existing database: intact (``quick_check``), and vclock's."""
+    problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise StoreError(
+            f"{target} is damaged (SQLite quick_check: {'; '.join(map(str, problems))}):"
+            f" {_WHAT_TO_DO}"
+        )
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "meta" not in tables:
+        raise StoreError(
+            f"{target} is an SQLite database, but not a vclock one (tables:"
+            f" {', '.join(sorted(tables))}); give --data another path"
+        )

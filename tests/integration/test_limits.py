@@ -166,6 +166,10 @@ def test_blasting_frames_gets_rate_limited_errors_then_the_connection_is_closed(
     assert codes[:5] == ["rate-limited"] * 5 and codes[5] == "too-many-errors", codes
     limited = next(f for f in frames if isinstance(f, Error))
     assert "50 frames per second" in limited.message, limited
+    # Protocol section 5: rate-limited names the dropped frame's seq.
+    dropped = [f.seq for f in frames if isinstance(f, Error) and f.code == "rate-limited"]
+    assert all(seq is not None and seq > 90 for seq in dropped), dropped
+    assert dropped == sorted(set(dropped)), dropped
     refused_line(service, raw, "rate-limited")
     refused_line(service, raw, "too-many-errors")
     # The first frames fit the burst (2 x rate = 100 frames, the hello included).

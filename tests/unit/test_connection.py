@@ -10,8 +10,10 @@ from vclock.protocol import (
     Bye,
     Connection,
     Deliver,
+    Hello,
     Report,
     Send,
+    Welcome,
     client_frame_decoder,
     encode_frame,
     server_frame_decoder,
@@ -257,3 +259,91 @@ def test_measure_gives_the_line_size_and_leaves_the_delta_reference_alone():
 def test_measure_without_delta_is_the_full_line():
     conn = Connection(server_frame_decoder())
     assert conn.measure(REPORT) == len(encode_frame(REPORT)) - 1
+
+
+# Before welcome: short lines only (max_hello_size), and the switch is exact
+
+
+def greeting(max_hello_size: int = 64, max_frame_size: int = 1024) -> Connection:
+    return Connection(
+        client_frame_decoder(), max_frame_size=max_frame_size, max_hello_size=max_hello_size
+    )
+
+
+HELLO_LINE = encode_frame(Hello(v=1, id="A"))
+BIG = Report(seq=1, clock=VectorClock({"A": 1, "x" * 60: 1, "y" * 60: 1}))
+
+
+def test_before_welcome_a_line_over_max_hello_size_is_too_large():
+    conn = greeting(max_hello_size=20)
+    conn.receive_data(HELLO_LINE)
+    (event,) = conn.events_received()
+    assert isinstance(event, FrameTooLarge) and event.limit == 20
+
+
+def test_after_the_welcome_is_encoded_the_full_limit_applies_from_the_next_line():
+    conn = greeting()
+    conn.receive_data(HELLO_LINE + encode_frame(BIG))
+    assert conn.next_event() == Hello(v=1, id="A")
+    conn.encode(Welcome(v=1, id="A", peers=[], sync_interval=5.0))
+    assert conn.events_received() == [BIG]
+
+
+def test_without_a_welcome_the_next_line_is_still_measured_against_max_hello_size():
+    conn = greeting()
+    conn.receive_data(HELLO_LINE + encode_frame(BIG))
+    assert conn.next_event() == Hello(v=1, id="A")
+    (event,) = conn.events_received()
+    assert isinstance(event, FrameTooLarge)
+
+
+def test_buffered_counts_what_is_held_before_and_after_welcome():
+    conn = greeting()
+    conn.receive_data(HELLO_LINE + b'{"type":"rep')
+    assert conn.next_event() == Hello(v=1, id="A")
+    conn.encode(Welcome(v=1, id="A", peers=[], sync_interval=5.0))
+    assert conn.events_received() == []
+    assert conn.buffered == len(b'{"type":"rep')
+    conn.discard_buffered()
+    assert conn.buffered == 0
+
+
+def test_blank_lines_are_handed_over_once():
+    conn = greeting()
+    conn.receive_data(b"\n\n" + HELLO_LINE + b"\n")
+    conn.events_received()
+    assert conn.take_blank_lines() == 3
+    assert conn.take_blank_lines() == 0
+
+
+def test_eof_before_welcome_reports_the_torn_line():
+    conn = greeting()
+    conn.receive_data(HELLO_LINE[:-5])
+    conn.receive_eof()
+    (event,) = conn.events_received()
+    assert type(event) is FrameError and "middle of a" in str(event)
+
+
+def events_with_welcome(chunks: list[bytes]) -> list[object]:
+    """A server's view: it encodes a welcome right after each hello it reads."""
+    conn = greeting(max_hello_size=64, max_frame_size=256)
+    events: list[object] = []
+    for chunk in [*chunks, None]:
+        if chunk is None:
+            conn.receive_eof()
+        else:
+            conn.receive_data(chunk)
+        while (event := conn.next_event()) is not None:
+            events.append(event)
+            if isinstance(event, Hello):
+                conn.encode(Welcome(v=1, id="A", peers=[], sync_interval=5.0))
+    return normalized(events)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(lines | st.just(HELLO_LINE), max_size=8), st.binary(max_size=20), st.data())
+def test_the_hello_limit_does_not_depend_on_how_tcp_splits_the_bytes(line_list, tail, data):
+    stream = b"".join(line_list) + tail
+    whole = events_with_welcome([stream])
+    byte_by_byte = events_with_welcome([stream[i : i + 1] for i in range(len(stream))])
+    assert whole == byte_by_byte == events_with_welcome(data.draw(chunked(stream)))

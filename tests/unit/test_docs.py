@@ -337,6 +337,11 @@ def test_limit_defaults_in_the_protocol_match_server_config() -> None:
     assert f"`max_errors` frames refused ({config.max_errors} by default)" in PROTOCOL
     assert f"{config.max_pending} bytes by default" in PROTOCOL
     assert f"`delivered` ({config.max_inbox} by default)" in PROTOCOL
+    assert f"`max_hello_size`, **{config.max_hello_size} bytes** by default" in PROTOCOL
+    assert f"`hello_timeout` seconds of connecting ({config.hello_timeout:g} by" in PROTOCOL
+    assert f"connections in total ({config.max_connections} by" in PROTOCOL
+    assert f"from one IP address ({config.max_connections_per_address} by" in PROTOCOL
+    assert f"`max_buffered` ({config.max_buffered} bytes" in PROTOCOL
 
 
 # docs/operations.md
@@ -359,6 +364,11 @@ LIMITS = [
     "max_held_bytes",
     "max_ids",
     "max_lead",
+    "hello_timeout",
+    "max_hello_size",
+    "max_connections",
+    "max_connections_per_address",
+    "max_buffered",
 ]
 
 

@@ -156,3 +156,60 @@ def test_the_buffer_never_exceeds_the_limit(chunks, limit):
     for chunk in chunks:
         reader.feed_data(chunk)
         assert len(reader._buffer) <= limit
+
+
+# What the reader holds, and the blank lines it counts (for max_buffered and the rate limit)
+
+
+def test_buffered_is_the_unfinished_line_and_drops_once_it_ends():
+    reader = LineReader(100)
+    reader.feed_data(b"one\npart")
+    assert reader.buffered == 4
+    reader.feed_data(b"ial\n")
+    assert reader.buffered == 0
+
+
+def test_an_oversized_line_is_not_held_while_skipped():
+    reader = LineReader(10)
+    reader.feed_data(b"x" * 25)
+    assert reader.buffered == 0
+
+
+def test_clear_forgets_the_unfinished_line():
+    reader = LineReader(100)
+    reader.feed_data(b"half a fra")
+    reader.clear()
+    assert reader.buffered == 0
+    assert reader.feed_data(b"me\n") == [b"me"]
+
+
+def test_blank_lines_are_counted():
+    reader = LineReader(100)
+    assert reader.feed_data(b"\n\n  \n\t\r\none\n\n") == [b"one"]
+    assert reader.blank_lines == 5
+
+
+def test_a_flood_of_empty_lines_is_counted_in_one_go():
+    reader = LineReader(100)
+    assert reader.feed_data(b"\n" * 100_000 + b"one\n") == [b"one"]
+    assert reader.blank_lines == 100_000
+
+
+def test_feed_line_stops_after_the_first_line_so_the_limit_can_change():
+    reader = LineReader(5)
+    data = b"\n\nhello\n" + b"x" * 20 + b"\n"
+    items, stop = reader.feed_line(data, one=True)
+    assert (items, stop) == ([b"hello"], 8)
+    assert reader.blank_lines == 2
+    reader.max_line_size = 100
+    assert reader.feed_line(data, stop) == ([b"x" * 20], len(data))
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines, st.integers(1, 16), st.data())
+def test_blank_line_counts_do_not_depend_on_chunking(line_list, limit, data):
+    stream = b"".join(line + b"\n" for line in line_list)
+    whole, chunked = LineReader(limit), LineReader(limit)
+    whole.feed_data(stream)
+    feed_all(chunked, *data.draw(splits(stream)))
+    assert whole.blank_lines == chunked.blank_lines

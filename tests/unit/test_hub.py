@@ -395,6 +395,14 @@ def every_error_code_scenario() -> dict[ErrorCode, tuple[HarnessClient, list[str
     h.receive(c, PeerError("more than 10 frames per second", code=ErrorCode.RATE_LIMITED))
     seen[ErrorCode.SLOW_CONSUMER] = c = h.connect("slow")
     h.receive(c, PeerError("more than 1000 bytes unread", code=ErrorCode.SLOW_CONSUMER))
+    seen[ErrorCode.HELLO_TIMEOUT] = c = h.connect("silent", hello=False)
+    h.receive(c, PeerError("no hello welcomed within 10 s", code=ErrorCode.HELLO_TIMEOUT))
+    seen[ErrorCode.SERVER_BUSY] = c = h.connect("hoarder")
+    h.receive(c, PeerError("your unfinished line is the largest", code=ErrorCode.SERVER_BUSY))
+    # The server writes this one itself, before the hub knows the connection;
+    # the hub would treat it the same.
+    seen[ErrorCode.TOO_MANY_CONNECTIONS] = c = h.connect("crowd", hello=False)
+    h.receive(c, PeerError("too many", code=ErrorCode.TOO_MANY_CONNECTIONS))
     assert a.errors == []
     # Hub options
     guarded = HubHarness(Hub(auth=Authenticator({"A": "right"})))

@@ -87,3 +87,12 @@ def test_never_more_than_burst_plus_rate_times_elapsed(rate, burst, gaps):
     # and never more than burst at any one instant after a long pause
     later = now + 10_000
     assert sum(takes(bucket, later, burst + 5)) == burst
+
+
+def test_take_many_spends_what_there_is_and_says_how_many_were_missing():
+    bucket = TokenBucket(rate=10, burst=20)
+    assert bucket.take_many(15, 0.0) == 0
+    assert bucket.take_many(15, 0.0) == 10  # 5 left
+    assert bucket.take_many(0, 0.0) == 0
+    assert bucket.take_many(3, 0.5) == 0  # 5 more tokens came in half a second
+    assert takes(bucket, 0.5, 3) == [True, True, False]

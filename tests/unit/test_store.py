@@ -22,7 +22,7 @@ from vclock.hub import (
     SaveMessage,
 )
 from vclock.protocol import Deliver, Hello, Report, Send, encode_frame
-from vclock.store import SCHEMA_VERSION, Store, StoreError
+from vclock.store import SCHEMA_VERSION, Store, StoreError, StoreWriteError
 
 from ..helpers import assert_same_state
 
@@ -141,7 +141,7 @@ def test_a_failing_batch_leaves_nothing_behind(store):
         SaveMessage("R", deliver(None)),  # n NULL: the INSERT fails (NOT NULL)
         SaveInbox("Q", 0),
     ]
-    with pytest.raises(StoreError) as failed:
+    with pytest.raises(StoreWriteError) as failed:
         store.apply(batch)
     assert isinstance(failed.value.cause, sqlite3.IntegrityError)
     for state in (store.load(), reopened(store).load()):
@@ -277,7 +277,7 @@ def test_a_full_disk_reports_sqlites_error_not_the_rollbacks(store):
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
     store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # a disk that is full
     big = [SaveMessage("R", deliver(n, body="x" * 4000)) for n in range(1, 20)]
-    with pytest.raises(StoreError) as failed:
+    with pytest.raises(StoreWriteError) as failed:
         store.apply(big)
     assert "full" in str(failed.value), failed.value
     assert "no transaction" not in str(failed.value)

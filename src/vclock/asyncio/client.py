@@ -54,6 +54,9 @@ READ_CHUNK = 64 * 1024
 CLIENT_MAX_FRAME_SIZE = max(DEFAULT_MAX_FRAME_SIZE, 64 << 20)
 CLIENT_LIMITS = ClockLimits(max_entries=10_000_000, max_id_length=1024)
 
+#: Refusals of a hello that a reconnecting client waits out (with backoff).
+_RETRIED_CODES = frozenset({"duplicate-id", "too-many-connections", "server-busy", "hello-timeout"})
+
 
 class ConnectError(VClockError, ConnectionError):
     """The server refused the hello (``code`` says why) or could not be reached."""
@@ -362,8 +365,9 @@ class Node:
                 return
             except ConnectError as exc:
                 # duplicate-id is retried: the server (in a cluster, the node that
-                # held our id and died) may not have noticed yet that we are gone.
-                if exc.code is not None and exc.code != "duplicate-id":
+                # held our id and died) may not have noticed yet that we are gone;
+                # so are a full or busy server and a hello that came too late.
+                if exc.code is not None and exc.code not in _RETRIED_CODES:
                     raise  # refused, e.g. auth: retrying will not help
                 # the same server first, then each other one in turn
                 self._server = (self._server + 1) % len(self.options.servers)

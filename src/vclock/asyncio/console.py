@@ -1,4 +1,4 @@
-"""The server's console: the seed's lines, verbatim, plus a few more."""
+"""The server's console: the seed's lines, verbatim, plus a few more, each one line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TextIO
 
 from ..hub import Action, Expired, Joined, Left, Received, Refused, SyncCycle
 from ..protocol.frames import Broadcast, Send
+from ..terminal import one_line
 
 
 class Console:
@@ -25,9 +26,12 @@ class Console:
         return self._out is not None
 
     def line(self, text: str) -> None:
-        """Print one line (nothing when quiet)."""
+        """Print one line (nothing when quiet). Clients choose much of what is
+        printed (clock ids, the input quoted in an error): control and format
+        characters are escaped, so a client can neither forge a line nor drive
+        the operator's terminal."""
         if self._out is not None:
-            print(text, file=self._out, flush=True)
+            print(one_line(text), file=self._out, flush=True)
 
     def connected(self, address: str) -> None:
         self.line(f"{address} got connected successfully")

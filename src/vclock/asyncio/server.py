@@ -19,10 +19,12 @@ import asyncio
 import dataclasses
 import functools
 import itertools
+import math
 import socket
 import ssl
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,6 +94,11 @@ class ServerConfig:
     max_ids: int = 65_536  # distinct client ids tracked (also bounded by max_frame_size)
     # How far a clock may carry another id's entry past what that id reported itself
     max_lead: int = DEFAULT_MAX_LEAD
+    hello_timeout: float = 10.0  # seconds from connect to welcome; 0 = no limit
+    max_hello_size: int = 8192  # bytes of a line before welcome (a hello is tiny)
+    max_connections: int = 10_000  # in total (lowered to fit the open-file limit)
+    max_connections_per_address: int = 256  # from one remote IP address
+    max_buffered: int = 64 << 20  # bytes of unfinished lines, all connections together
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
 
@@ -128,8 +135,12 @@ class _Peer:
 
     writer: asyncio.StreamWriter
     conn: Connection[ClientFrame]
+    host: str  # the remote IP address, for max_connections_per_address
     out: list[bytes | _RelayVerdict] = field(default_factory=list)  # written each loop tick
     closing: bool = False
+    buffered: int = 0  # conn.buffered when last counted in Server._buffered
+    claiming: bool = False  # cluster mode: its hello waits for the id's claim
+    hello_timer: asyncio.TimerHandle | None = None
     # Cluster mode: frames wait until this is done (an ack's durability in JetStream).
     barrier: asyncio.Future[object] | None = None
 
@@ -199,6 +210,15 @@ class Server:
         #: Why the server stopped by itself (a failed store write), or None.
         self.failure: StoreError | None = None
         self._failed = asyncio.Event()
+        #: The cap on connections in force: ``config.max_connections``, lowered
+        #: at start if the open-file limit cannot hold that many.
+        self.max_connections = config.max_connections
+        self._hosts: Counter[str] = Counter()  # open connections per remote address
+        self._buffered = 0  # bytes of unfinished lines, all connections together
+        self._refused = 0  # connections refused since the last console line about it
+        self._refused_noted = -math.inf  # when that line was printed (loop time)
+        self._refused_why = ""  # the reason for the last of them
+        self._refused_report: asyncio.TimerHandle | None = None  # the next such line
 
     def observe(self, callback: Callable[[Action], None]) -> Callable[[], None]:
         """Call ``callback`` with every action the hub returns (notices, frames sent,
@@ -225,6 +245,7 @@ class Server:
             self._link = await ClusterLink.start(self, self.cluster)
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
+        self.max_connections = connection_cap(self.config.max_connections)
         self._server = await asyncio.start_server(
             self._handle_connection,
             self.config.host,
@@ -239,6 +260,8 @@ class Server:
         """Say bye to every client, stop listening, and wait for connections to end."""
         if self._sync_task is not None:
             self._sync_task.cancel()
+        if self._refused_report is not None:
+            self._refused_report.cancel()
         claims = self.hub.clients
         self.apply(self.hub.shutdown(reason))
         barriers = [p.barrier for p in self._peers.values() if p.barrier is not None]
@@ -262,6 +285,9 @@ class Server:
     async def _handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        host = _host(writer)
+        if self._refused_for_capacity(writer, host):
+            return
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -269,12 +295,20 @@ class Server:
         address = _address(writer)
         _keep_alive(writer)
         conn = Connection(
-            client_frame_decoder(self.config.limits), max_frame_size=self.config.max_frame_size
+            client_frame_decoder(self.config.limits),
+            max_frame_size=self.config.max_frame_size,
+            max_hello_size=self.config.max_hello_size,
         )
         rate = self.config.max_rate
         bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
-        now = asyncio.get_running_loop().time
-        self._peers[peer_id] = _Peer(writer, conn)
+        loop = asyncio.get_running_loop()
+        now = loop.time
+        peer = self._peers[peer_id] = _Peer(writer, conn, host)
+        self._hosts[host] += 1
+        if self.config.hello_timeout > 0:
+            peer.hello_timer = loop.call_later(
+                self.config.hello_timeout, self._hello_expired, peer_id
+            )
         self.console.connected(address)
         self.apply(self.hub.connect(peer_id, address))
         try:
@@ -291,12 +325,6 @@ class Server:
                         self.apply(actions)  # what came before, then wait (FIFO)
                         actions = []
                         await asyncio.shield(link.settling[event.to])
-                    if link is not None and isinstance(event, Hello):
-                        self.apply(actions)  # what came before, then the claim
-                        actions = []
-                        if bucket is None or bucket.take(now()):
-                            actions += self.hub.receive(peer_id, await link.claim(event))
-                            continue
                     if bucket is not None and not bucket.take(now()):
                         limited = PeerError(
                             f"more than {rate:g} frames per second; frame dropped",
@@ -304,18 +332,162 @@ class Server:
                             seq=getattr(event, "seq", None),
                         )
                         actions += self.hub.receive(peer_id, limited)
+                    elif link is not None and isinstance(event, Hello):
+                        self.apply(actions)  # what came before, then the claim
+                        peer.claiming = True
+                        try:
+                            claimed = await link.claim(event)
+                        finally:
+                            peer.claiming = False
+                        actions = self.hub.receive(peer_id, claimed)
                     else:
                         actions += self.hub.receive(peer_id, event)
+                    if isinstance(event, Hello):
+                        # The welcome raises the line limit (max_hello_size) for the
+                        # very next line: encode it now, not at the end of the batch.
+                        self.apply(actions)
+                        actions = []
+                blank = conn.take_blank_lines()
+                if blank and bucket is not None:
+                    actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now()))
                 self.apply(actions)
+                self._count_buffered(peer_id, peer)
                 if not data:
                     break
         except (ConnectionError, OSError):
             pass  # the client vanished; handled as a disconnect below
         finally:
+            if peer.hello_timer is not None:
+                peer.hello_timer.cancel()
+            self._write_last_words(peer_id)
             self._peers.pop(peer_id, None)
+            self._hosts[host] -= 1
+            if not self._hosts[host]:
+                del self._hosts[host]
+            self._buffered -= peer.buffered
+            peer.buffered = 0
             self.apply(self.hub.disconnect(peer_id))
             writer.close()
             self._handlers.discard(task)
+
+    # Protecting the server: connection caps, the hello timeout, buffered bytes
+
+    def _refused_for_capacity(self, writer: asyncio.StreamWriter, host: str) -> bool:
+        """Refuse a connection over ``max_connections`` (in total, or from one
+        address) with ``too-many-connections``, and close it at once: it never
+        reaches the hub, and costs one write and one close."""
+        if len(self._peers) >= self.max_connections:
+            why = f"the server has its maximum of {self.max_connections} connections"
+        elif self._hosts[host] >= self.config.max_connections_per_address:
+            why = (
+                f"{host} has the maximum of {self.config.max_connections_per_address}"
+                " connections from one address"
+            )
+        else:
+            return False
+        error = Error(code=ErrorCode.TOO_MANY_CONNECTIONS.value, message=f"{why}; try later")
+        try:
+            writer.write(encode_frame(error))
+        except (ConnectionError, RuntimeError):
+            pass
+        writer.close()
+        self._note_refusal(why)
+        return True
+
+    def _note_refusal(self, why: str) -> None:
+        """One console line per second at most, however fast connections come:
+        the refusals in between are counted, and reported a second later."""
+        self._refused += 1
+        self._refused_why = why
+        if self._refused_report is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._refused_noted + 1.0 - loop.time())
+            self._refused_report = loop.call_later(delay, self._report_refusals)
+
+    def _report_refusals(self) -> None:
+        self._refused_report = None
+        self.console.line(
+            f"refused {self._refused} connection(s): too-many-connections: {self._refused_why}"
+        )
+        self._refused, self._refused_noted = 0, asyncio.get_running_loop().time()
+
+    def _hello_expired(self, peer_id: PeerId) -> None:
+        """``hello_timeout`` after connecting: close the connection if not welcomed."""
+        peer = self._peers.get(peer_id)
+        if peer is None or self.hub.client_id(peer_id) is not None:
+            return
+        timeout = self.config.hello_timeout
+        if peer.claiming:  # cluster: the claim is bounded on its own; check again later
+            loop = asyncio.get_running_loop()
+            peer.hello_timer = loop.call_later(timeout, self._hello_expired, peer_id)
+            return
+        error = PeerError(
+            f"no hello welcomed within {timeout:g} s of connecting; closing",
+            code=ErrorCode.HELLO_TIMEOUT,
+        )
+        self._close_for(peer_id, peer, error)
+
+    def _charge_blank_lines(self, peer_id: PeerId, refused: int) -> list[Action]:
+        """Blank lines spend rate-limit tokens like frames (protocol 9.3): one
+        ``rate-limited`` for each that found the bucket empty, up to the error
+        budget, which then closes the connection."""
+        actions: list[Action] = []
+        for _ in range(min(refused, self.config.max_errors)):
+            limited = PeerError(
+                f"more than {self.config.max_rate:g} lines per second; blank line refused",
+                code=ErrorCode.RATE_LIMITED,
+            )
+            actions += self.hub.receive(peer_id, limited)
+        return actions
+
+    def _count_buffered(self, peer_id: PeerId, peer: _Peer) -> None:
+        """Keep the total of unfinished-line bytes; past ``max_buffered``, close the
+        connections holding the largest unfinished lines until it is back to
+        three quarters of it. (The margin makes the scan of every connection
+        rare: whoever pushes the total over again must first send a quarter of
+        ``max_buffered``.)"""
+        held = peer.conn.buffered
+        self._buffered += held - peer.buffered
+        peer.buffered = held
+        if self._buffered <= self.config.max_buffered:
+            return
+        target = self.config.max_buffered * 3 // 4
+        holders = sorted(self._peers.items(), key=lambda item: item[1].buffered, reverse=True)
+        for victim_id, victim in holders:
+            if self._buffered <= target or victim.buffered == 0:
+                break
+            error = PeerError(
+                f"the server holds more than {self.config.max_buffered} bytes of unfinished"
+                f" lines; yours, {victim.buffered} bytes, is among the largest: closing",
+                code=ErrorCode.SERVER_BUSY,
+            )
+            self._close_for(victim_id, victim, error)
+
+    def _close_for(self, peer_id: PeerId, peer: _Peer, error: PeerError) -> None:
+        """Close a connection with a fatal ``error`` the I/O layer found, and give
+        back the memory of its unfinished line at once."""
+        actions = self.hub.receive(peer_id, error)  # error frame and Close
+        if not any(isinstance(action, Close) for action in actions):
+            actions.append(Close(peer_id, str(error)))  # its session had ended already
+        self.apply(actions)
+        peer.conn.discard_buffered()
+        self._buffered -= peer.buffered
+        peer.buffered = 0
+
+    def _write_last_words(self, peer_id: PeerId) -> None:
+        """The client closed its side: write what is queued for it (say the
+        ``bad-frame`` for a line its end of stream cut off) before closing.
+        A half-closed peer still reads; for a gone one this is a no-op."""
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.out or peer.writer.is_closing():
+            return
+        if peer.barrier is not None and not peer.barrier.done():
+            return  # cluster: an ack not yet durable is never written
+        data, peer.out = b"".join(self._written(peer)), []
+        try:
+            peer.writer.write(data)
+        except (ConnectionError, RuntimeError):
+            pass
 
     async def _sync_loop(self) -> None:
         """A cycle (and the --hold-for check) every sync_interval seconds. A cycle
@@ -595,6 +767,41 @@ def _keep_alive(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
     except OSError:
         pass  # not a TCP socket (a test transport): nothing to keep alive
+
+
+def _host(writer: asyncio.StreamWriter) -> str:
+    """The remote IP address (without the port): what max_connections_per_address counts."""
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return str(peername or "unknown")
+
+
+#: Open files kept free below the process's limit for what is not a client
+#: connection: the database, event logs, the dashboard, the cluster link, and
+#: the connections being refused.
+FD_RESERVE = 100
+
+
+def connection_cap(wanted: int) -> int:
+    """``wanted``, lowered if needed to leave ``FD_RESERVE`` (or a tenth of the
+    limit, if more) open files free below the soft open-file limit, after raising
+    that limit to the hard one (best effort)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to read
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the limit we have
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - max(FD_RESERVE, soft // 10)))
 
 
 def _address(writer: asyncio.StreamWriter) -> str:

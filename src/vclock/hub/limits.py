@@ -28,3 +28,15 @@ class TokenBucket:
             self._tokens -= 1
             return True
         return False
+
+    def take_many(self, count: int, now: float) -> int:
+        """Spend ``count`` tokens at time ``now``, as many as there are; return how
+        many were missing (0: all taken). As ``count`` calls of :meth:`take`."""
+        if count <= 0:
+            return 0
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        taken = min(count, int(self._tokens))
+        self._tokens -= taken
+        return count - taken

@@ -48,17 +48,35 @@ class Connection(Generic[T]):
         max_frame_size: the longest accepted line in bytes; longer ones are
             reported as :class:`~vclock.errors.FrameTooLarge` and skipped.
 
+        max_hello_size: the longest accepted line until this end encodes a
+            ``welcome`` (a server's connection; None: no such limit). A hello is
+            tiny: a client that is not in yet holds little of the server's memory.
+
     Lines are decoded one at a time as you ask for them, so the switch to delta
     encoding takes effect exactly after the ``welcome`` that negotiated it,
     however the bytes were split: a server's connection switches when it encodes
-    a ``welcome`` with ``delta`` set, a client's when it decodes one.
+    a ``welcome`` with ``delta`` set, a client's when it decodes one. The same
+    holds for ``max_hello_size``: lines that follow the hello in the same read
+    are measured against the full limit if the welcome was encoded before they
+    were asked for.
     """
 
     def __init__(
-        self, decoder: FrameDecoder[T], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+        self,
+        decoder: FrameDecoder[T],
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_hello_size: int | None = None,
     ) -> None:
         self._decoder = decoder
-        self._reader = LineReader(max_frame_size)
+        self._max_frame_size = max_frame_size
+        self._reader = LineReader(min(max_hello_size or max_frame_size, max_frame_size))
+        # Until welcome (with max_hello_size): bytes not yet cut into lines, and
+        # where the next line starts. Lines are then cut one at a time, as they
+        # are asked for, so the limit rises exactly after the welcome.
+        self._early: bytes | None = None if max_hello_size is None else b""
+        self._early_at = 0
+        self._early_eof = False
         self._lines: deque[bytes | FrameError] = deque()
         self._outgoing: list[bytes] = []
         self._tx: DeltaEncoder | None = None
@@ -81,14 +99,39 @@ class Connection(Generic[T]):
 
     # Receiving
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and held that are not yet complete lines."""
+        early = len(self._early) - self._early_at if self._early is not None else 0
+        return self._reader.buffered + early
+
+    def take_blank_lines(self) -> int:
+        """How many blank lines arrived since the last call (they cost rate-limit tokens)."""
+        blank, self._reader.blank_lines = self._reader.blank_lines, 0
+        return blank
+
+    def discard_buffered(self) -> None:
+        """Drop the unfinished line now: the connection is being closed, and the
+        memory it holds goes back at once rather than when the socket is gone."""
+        self._reader.clear()
+        if self._early is not None:
+            self._early, self._early_at = b"", 0
+
     def receive_data(self, data: bytes) -> None:
         """Take bytes from the peer. Then call :meth:`next_event` until it returns None."""
-        self._lines.extend(self._reader.feed_data(data))
+        if self._early is None:
+            self._lines.extend(self._reader.feed_data(data))
+        else:
+            self._early = self._early[self._early_at :] + data
+            self._early_at = 0
 
     def receive_eof(self) -> None:
         """The peer closed its side. Then call :meth:`next_event` until it returns None."""
         self.eof_received = True
-        self._lines.extend(self._reader.feed_eof())
+        if self._early is None:
+            self._lines.extend(self._reader.feed_eof())
+        else:
+            self._early_eof = True
 
     def next_event(self) -> T | FrameError | None:
         """The next frame, a FrameError in place of a bad line, or None for now.
@@ -97,6 +140,8 @@ class Connection(Generic[T]):
         when its ``clock`` can be read (the sender's encoder moved on too); when it
         cannot, the FrameError has ``delta_lost`` set: the session must end.
         """
+        if not self._lines and self._early is not None:
+            self._cut_early_line()
         if not self._lines:
             return None
         line = self._lines.popleft()
@@ -176,8 +221,10 @@ class Connection(Generic[T]):
                 cache[key] = (frame, before, data)  # keeps both alive: ids stay unique
             return data
         data = encode_frame(frame)
-        if isinstance(frame, Welcome) and frame.delta:
-            self.enable_delta()  # we agreed: deltas from the next frame on
+        if isinstance(frame, Welcome):
+            self._welcomed()
+            if frame.delta:
+                self.enable_delta()  # we agreed: deltas from the next frame on
         return data
 
     def measure(self, frame: Frame) -> int:
@@ -193,3 +240,27 @@ class Connection(Generic[T]):
         """All bytes queued since the last call (b"" when none)."""
         data, self._outgoing = b"".join(self._outgoing), []
         return data
+
+    # Private methods
+
+    def _cut_early_line(self) -> None:
+        """Before welcome: cut the next line (or error) out of what was received."""
+        assert self._early is not None
+        while not self._lines and self._early_at < len(self._early):
+            out, self._early_at = self._reader.feed_line(self._early, self._early_at, one=True)
+            self._lines.extend(out)
+        if self._early_at >= len(self._early):
+            self._early, self._early_at = b"", 0
+            if self._early_eof and not self._lines:
+                self._early_eof = False
+                self._lines.extend(self._reader.feed_eof())
+
+    def _welcomed(self) -> None:
+        """The session is in: full-size lines from now on, cut as they come."""
+        if self._early is None:
+            return
+        rest, self._early = self._early[self._early_at :], None
+        self._reader.max_line_size = self._max_frame_size
+        self._lines.extend(self._reader.feed_data(rest))
+        if self._early_eof:
+            self._lines.extend(self._reader.feed_eof())

@@ -25,11 +25,14 @@ carry the clock unchanged.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+
+from ..files import make_private_dirs, open_private
 
 #: The ``peer`` of a broadcast ``send``: every other client.
 EVERYONE = "*"
@@ -60,9 +63,10 @@ class EventLog:
 
     def __init__(self, directory: str | Path, pid: str) -> None:
         self.path = Path(directory) / f"{pid}.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)  # the log holds what was sent: 0700/0600
         self.pid = pid
-        self._file: IO[bytes] = self.path.open("ab")
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+        self._file: IO[bytes] = os.fdopen(fd, "ab")
 
     def record(
         self, kind: str, clock: Iterable[tuple[str, int]] | dict[str, int], **fields: Any
