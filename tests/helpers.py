@@ -270,9 +270,15 @@ class HubHarness:
         old = self.hub
         for client in self.clients.values():
             client.closed = client.closed or "server restarted"
-        config = ["sync_interval", "auth", "max_errors", "max_inbox", "window"]
-        kwargs = {name: getattr(old, name) for name in config if hasattr(old, name)}
-        self.hub = Hub(**kwargs, state=self.store.load())
+        holding = old.holding
+        self.hub = Hub(
+            sync_interval=old.sync_interval,
+            auth=old.auth,
+            max_errors=old.max_errors,
+            max_inbox=holding.max_inbox,
+            window=holding.window,
+            state=self.store.load(),
+        )
         return self.hub
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from vclock import VectorClock
 from vclock.cluster import Directory, Status
-from vclock.hub import Forward, Hub, Inbox, Outgoing
+from vclock.hub import ClusterHub, Forward, Inbox, Outgoing
 from vclock.protocol import Broadcast, Deliver, PeerJoined, PeerLeft, Welcome
 
 from ..helpers import HubHarness
@@ -31,7 +31,7 @@ def test_a_client_that_moved_is_not_reported_as_left_while_a_live_node_lists_it(
 
 
 def test_remote_clients_are_peers_and_their_comings_and_goings_are_told():
-    harness = HubHarness(Hub(cluster=True))
+    harness = HubHarness(ClusterHub())
     a = harness.connect("A")
     harness.run(harness.hub.remote_joined("R"))
     b = harness.connect("B")
@@ -42,7 +42,7 @@ def test_remote_clients_are_peers_and_their_comings_and_goings_are_told():
 
 
 def test_a_send_to_a_remote_client_is_forwarded_and_a_broadcast_published():
-    hub = Hub(cluster=True)
+    hub = ClusterHub()
     harness = HubHarness(hub)
     a = harness.connect("A")
     hub.remote_joined("R")
@@ -56,7 +56,7 @@ def test_a_send_to_a_remote_client_is_forwarded_and_a_broadcast_published():
 
 
 def test_remote_messages_are_delivered_and_their_clocks_go_into_the_frontier_only():
-    hub = Hub(cluster=True)
+    hub = ClusterHub()
     harness = HubHarness(hub)
     b = harness.connect("B")
     unicast = Deliver(sender="R", seq=2, clock=VectorClock({"R": 2}))
@@ -76,7 +76,7 @@ def test_remote_messages_are_delivered_and_their_clocks_go_into_the_frontier_onl
 
 
 def test_assigned_ids_carry_the_node_prefix():
-    harness = HubHarness(Hub(cluster=True, id_prefix="n1-"))
+    harness = HubHarness(ClusterHub(node_id="n1"))
     client = harness.connect(None)
     assert client.node.id == "client-n1-1"
 
@@ -119,7 +119,7 @@ def test_a_broadcast_resent_after_a_failover_is_relayed_again_and_dropped_as_a_c
     had relayed it (so counts it) but has not stored S's clock. S's resend is
     taken and relayed again, for the nodes that may not have it; a client that
     already delivered it drops the copy."""
-    hub = Hub(cluster=True)
+    hub = ClusterHub()
     harness = HubHarness(hub)
     b = harness.connect("B")
     first = Broadcast(seq=1, clock=VectorClock({"S": 1}), bclock=VectorClock({"S": 1}), body="x")
@@ -138,7 +138,7 @@ def test_a_returning_resume_client_is_told_what_it_acknowledged_not_the_nodes_co
     and counts them, but they are still on their way into C's inbox (relayed one
     by one by S's node). C's welcome must not count them as delivered: it says
     what C acknowledged (its inbox's base), and C delivers both when they come."""
-    hub = Hub(cluster=True)
+    hub = ClusterHub()
     harness = HubHarness(hub)
     harness.connect("B")
     first, second = (

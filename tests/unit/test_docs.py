@@ -24,7 +24,7 @@ from vclock.asyncio.server import ServerConfig
 from vclock.clock import DEFAULT_LIMITS
 from vclock.errors import FATAL_CODES, ErrorCode, FrameError
 from vclock.hub import SERVER_ID, Action, Close, Hub, Outgoing, PeerId
-from vclock.hub.hub import _FORGIVEN
+from vclock.hub.refusals import FORGIVEN as _FORGIVEN
 from vclock.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     PROTOCOL_VERSION,

@@ -161,7 +161,7 @@ def test_a_broadcast_held_by_many_inboxes_counts_once_against_the_total() -> Non
     for _ in range(3):
         h.broadcast(a, body)
     assert codes(a) == []
-    assert 30_000 < h.hub.held.total < 35_000
+    assert 30_000 < h.hub.holding.held.total < 35_000
     h.broadcast(a, body)
     assert codes(a) == [ErrorCode.STORE_FULL]
     assert all(len(inbox.messages) == 3 for inbox in h.hub.inboxes.values())
@@ -179,7 +179,7 @@ def test_an_inbox_is_capped_in_bytes_and_delivered_frees_them() -> None:
     assert "bytes" in a.errors[0].message
     h.reconnect(r)
     h.acknowledge(r)
-    assert h.hub.inboxes["R"].nbytes == 0 and h.hub.held.total == 0
+    assert h.hub.inboxes["R"].nbytes == 0 and h.hub.holding.held.total == 0
     h.send(a, "R", "x" * 10_000)
     assert codes(a) == [ErrorCode.INBOX_FULL]
 
@@ -191,9 +191,9 @@ def test_held_bytes_are_counted_again_after_a_restart(tmp_path) -> None:  # type
     ghosts(h, 5)
     a = h.connect("A")
     h.broadcast(a, "x" * 5000)
-    total = h.hub.held.total
+    total = h.hub.holding.held.total
     hub = h.restart()
-    assert hub.held.total == total
+    assert hub.holding.held.total == total
     assert all(inbox.nbytes == total for inbox in hub.inboxes.values())
 
 

@@ -23,7 +23,7 @@ from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
 from ..cluster.messages import Frontier, NodeMessage, Relay, Status
 from ..errors import ErrorCode, PeerError
-from ..hub import SERVER_ID, Action, Forward, Joined, Left, SaveClock, StoreAction
+from ..hub import Action, ClusterHub, Forward, Joined, Left, SaveClock, StoreAction
 from ..protocol.frames import Hello
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class ClusterLink:
         self, server: Server, config: ClusterConfig, backplane: Backplane, jsstore: JetStreamStore
     ) -> None:
         self.server = server
+        assert isinstance(server.hub, ClusterHub)
         self.hub = server.hub
         self.config = config
         self.backplane = backplane
@@ -115,7 +116,7 @@ class ClusterLink:
         self.jsstore.submit([clock])
 
     def publish_frontier(self) -> None:
-        said = VectorClock(self.hub.said)
+        said = VectorClock(self.hub.ids.said)
         self.backplane.publish(
             Frontier(node=self.backplane.node, clock=self.hub.frontier, said=said)
         )
@@ -123,51 +124,50 @@ class ClusterLink:
     async def claim(self, hello: Hello) -> Hello | PeerError:
         """Claim the hello's id cluster-wide (assigning one if it has none), and
         take in the clock the cluster has for it. A taken id is refused here."""
-        backplane, hub, auth = self.backplane, self.hub, self.server.config.auth
-        if hello.id is None and auth is None:
-            hello = msgspec.structs.replace(hello, id=hub.free_id())
-        if hello.id is None or hello.id == SERVER_ID or hello.id in hub.clients:
-            return hello  # the hub refuses it (auth, reserved id, local duplicate)
-        if auth is not None and not auth.check(hello.id, hello.token):
-            return hello  # the hub refuses it, saying nothing about the id
+        backplane, hub = self.backplane, self.hub
+        try:
+            client_id = hub.admit(hello)
+        except PeerError:
+            return hello  # the hub refuses it, with the same error
+        hello = msgspec.structs.replace(hello, id=client_id)
         jsstore = self.jsstore
         inbox = None
         try:
-            owner = await backplane.claim(hello.id)
-            latest = await jsstore.fetch_latest(hello.id)
+            owner = await backplane.claim(client_id)
+            latest = await jsstore.fetch_latest(client_id)
             if owner is None:  # its held inbox, as the cluster stores it
                 while True:
                     generation = jsstore.generation
                     await jsstore.drain()  # this node's own writes first
-                    inbox = await jsstore.load_inbox(hello.id)
+                    inbox = await jsstore.load_inbox(client_id)
                     if jsstore.generation == generation:
                         break
         except Exception as exc:  # NATS unreachable: refuse; the client retries later
             return PeerError(
-                f"the cluster cannot claim {hello.id!r} now ({exc}); try again",
+                f"the cluster cannot claim {client_id!r} now ({exc}); try again",
                 code=ErrorCode.DUPLICATE_ID,
-                peer=hello.id,
+                peer=client_id,
             )
         if owner is not None:
             return PeerError(
-                f"a client named {hello.id!r} is already connected (to node {owner});"
+                f"a client named {client_id!r} is already connected (to node {owner});"
                 " pick another id",
                 code=ErrorCode.DUPLICATE_ID,
-                peer=hello.id,
+                peer=client_id,
             )
-        hub.adopt_inbox(hello.id, inbox)
+        hub.adopt_inbox(client_id, inbox)
         # Our earlier relays to it go first (FIFO): they deliver into the adopted
         # inbox; local sends to it wait meanwhile (Server._handle_connection).
         settled = asyncio.get_running_loop().create_future()
-        self.settling.setdefault(hello.id, settled)
+        self.settling.setdefault(client_id, settled)
         try:
-            await backplane.settle(hello.id)
+            await backplane.settle(client_id)
         finally:
-            if self.settling.get(hello.id) is settled:
-                del self.settling[hello.id]
+            if self.settling.get(client_id) is settled:
+                del self.settling[client_id]
             settled.set_result(None)
         if latest is not None:
-            hub.merge_latest(hello.id, latest)
+            hub.merge_latest(client_id, latest)
         return hello
 
     def _on_message(self, message: NodeMessage) -> Awaitable[bool] | bool | None:
@@ -201,7 +201,7 @@ class ClusterLink:
             actions += self.hub.remote_left(client_id)
         directory = self.backplane.directory
         # away (held elsewhere) or between nodes (orphans): a send to them is relayed
-        self.hub.remote_held = set(directory.held_clients()) | directory.orphans.keys()
+        self.hub.set_remote_held(set(directory.held_clients()) | directory.orphans.keys())
         self.server.apply(actions)
 
     def _publish_status(self) -> None:
@@ -236,7 +236,6 @@ class ClusterLink:
                 return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
             case Joined(client_id=client_id):
                 backplane.directory.orphans.pop(client_id, None)  # it is back, here
-                self.hub.remote_held.discard(client_id)
                 self._publish_status()
             case Left(client_id=client_id):
                 self._publish_status()

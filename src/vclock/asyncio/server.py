@@ -39,6 +39,7 @@ from ..hub import (
     STORE_TYPES,
     Action,
     Close,
+    ClusterHub,
     Forward,
     Hub,
     Joined,
@@ -170,9 +171,7 @@ class Server:
         self.store = store or Store(MEMORY)
         self.cluster = cluster
         self._link: ClusterLink | None = None
-        self.hub = Hub(
-            cluster=cluster is not None,
-            id_prefix=f"{cluster.node_id}-" if cluster is not None else "",
+        options: dict[str, Any] = dict(
             sync_interval=config.sync_interval,
             auth=config.auth,
             max_errors=config.max_errors,
@@ -194,6 +193,9 @@ class Server:
                 window=DEFAULT_WINDOW,
                 hold_for=config.hold_for,
             ),
+        )
+        self.hub = (
+            Hub(**options) if cluster is None else ClusterHub(node_id=cluster.node_id, **options)
         )
         self.console = console
         self.log = log

@@ -22,10 +22,12 @@ from .actions import (
     StoreAction,
     SyncCycle,
 )
-from .hub import DEFAULT_MAX_LEAD, DEFAULT_WINDOW, SERVER_ID, Hub, HubState
-from .inbox import HeldBytes, Inbox
+from .cluster import ClusterHub
+from .hub import Hub
+from .ids import DEFAULT_MAX_LEAD, SERVER_ID, IdLedger
+from .inbox import DEFAULT_WINDOW, HeldBytes, Inbox, Inboxes
 from .limits import TokenBucket
-from .state import TRANSITIONS, SessionState, next_state
+from .state import TRANSITIONS, HubState, SessionState, next_state
 
 __all__ = [
     "DEFAULT_MAX_LEAD",
@@ -35,13 +37,16 @@ __all__ = [
     "TRANSITIONS",
     "Action",
     "Close",
+    "ClusterHub",
     "DropInbox",
     "Expired",
     "Forward",
     "HeldBytes",
     "Hub",
     "HubState",
+    "IdLedger",
     "Inbox",
+    "Inboxes",
     "Joined",
     "Left",
     "Notice",

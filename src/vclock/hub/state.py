@@ -8,14 +8,19 @@ only*: the hub answers with an ``unexpected-frame`` error and the state does not
 change. A dropped connection is not a frame; the hub handles it in ``disconnect``.
 
 Everything that decides which frame is allowed when lives in TRANSITIONS, and
-docs/protocol.md draws its state diagram from this same table.
+docs/protocol.md draws its state diagram from this same table. :class:`Session`
+is one connection as the hub sees it; :class:`HubState` is what the hub keeps
+across restarts (vclock.store).
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
 
+from ..clock import VectorClock
 from ..errors import ErrorCode, PeerError
+from .inbox import Inbox
 
 
 class SessionState(enum.Enum):
@@ -51,3 +56,25 @@ def next_state(state: SessionState, frame_type: str) -> SessionState:
             f" (allowed: {', '.join(allowed) or 'nothing'})",
             code=ErrorCode.UNEXPECTED_FRAME,
         ) from None
+
+
+@dataclass(slots=True)
+class HubState:
+    """Everything the hub must get back after a restart (see vclock.store)."""
+
+    cycle: int = 0
+    latest: dict[str, VectorClock] = field(default_factory=dict)
+    inboxes: dict[str, Inbox] = field(default_factory=dict)
+    broadcasts: VectorClock = field(default_factory=VectorClock)  # relayed, per sender
+
+
+@dataclass(slots=True)
+class Session:
+    """One connection as the hub sees it."""
+
+    address: str
+    state: SessionState = SessionState.AWAITING_HELLO
+    client_id: str | None = None
+    resume: bool = False
+    errors: int = 0
+    known: VectorClock = field(default_factory=VectorClock)  # what this client has or was sent
