@@ -80,7 +80,8 @@ def test_invented_ids_are_refused_past_the_servers_limit(
     before = bystanders.counts()
 
     attacker = raw_client(server.port)
-    attacker.hello("A")  # A, B and C leave room for 5 more ids
+    welcome = attacker.hello("A")  # A, B and C leave room for 5 more ids
+    assert welcome.limits.max_ids == 8 and welcome.limits.max_lead == 5  # announced
     ghosts = {f"ghost{i}": 1 for i in range(40)}
     attacker.send_line({"type": "report", "seq": 1, "clock": {"A": 1, **ghosts}})
     error = refused(attacker, "too-many-ids")

@@ -444,3 +444,27 @@ def test_eventlog_examples_link_every_receive_to_its_send() -> None:
             assert all(event.clock.get(k, 0) >= v for k, v in sent.clock.items())
         if event.kind == "sync-receive":
             assert event.pid in (syncs[event.msg].to or [])
+
+
+def _limit_rows() -> dict[str, list[str]]:
+    """The rows of operations.md's limits table (the one with an error code column)."""
+    head = "| Setting | Option | Default | Error code | What happens when it is hit |"
+    table = OPERATIONS[OPERATIONS.index(head) :].split("\n\n")[0].splitlines()[2:]
+    return {row.split("|")[1].strip().strip("`"): row.split("|")[1:-1] for row in table}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f.name
+        for f in dataclasses.fields(ServerConfig)
+        if f.name not in {"host", "port", "sync_interval", "auth", "ssl"}
+    ],
+)
+def test_every_limit_has_its_error_code_and_consequence_in_the_limits_table(name: str) -> None:
+    """Issue 12: every limit, its default, its error code, what happens when hit."""
+    row = _limit_rows()[name]
+    codes = re.findall(r"`([a-z-]+)`", row[3])
+    assert codes, f"{name}: no error code in {row[3]!r}"
+    assert all(code in {c.value for c in ErrorCode} for code in codes), codes
+    assert len(row[4].strip()) > 20, row

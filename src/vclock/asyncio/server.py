@@ -192,6 +192,11 @@ class Server:
                 max_inbox=config.max_inbox,
                 window=DEFAULT_WINDOW,
                 hold_for=config.hold_for,
+                max_inbox_bytes=config.max_inbox_bytes,
+                max_ids=config.max_ids,
+                max_lead=config.max_lead,
+                hello_timeout=config.hello_timeout,
+                max_hello_size=config.max_hello_size,
             ),
         )
         self.hub = (

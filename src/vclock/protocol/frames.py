@@ -94,7 +94,7 @@ class Bye(_Frame, tag="bye", frozen=True):
 # Server -> client
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
+class Limits(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The server's limits (docs/protocol.md, section 9), announced in ``welcome``
     so a client can stay within them instead of learning them from errors."""
 
@@ -105,6 +105,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_inbox: int  # messages held for one away client
     window: int  # numbered deliveries a resume client may leave unacknowledged
     hold_for: float  # seconds an away client's inbox is kept; 0: forever
+    # Added within version 1 (absent from older servers):
+    max_inbox_bytes: int | None = None  # bytes held for one away client
+    max_ids: int | None = None  # distinct ids the server tracks
+    max_lead: int | None = None  # how far a clock may raise another id's entry
+    hello_timeout: float | None = None  # seconds from connect to welcome; 0: none
+    max_hello_size: int | None = None  # bytes in a line before welcome
 
 
 class Welcome(_Frame, tag="welcome", frozen=True):
