@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from vclock import LimitExceeded, Message, ServerError
-from vclock.asyncio.client import Node, connect, load_state
+from vclock.asyncio.client import Node, SessionEnded, connect, load_state
 from vclock.node import Acked, Welcomed
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog
@@ -342,3 +342,33 @@ def test_a_full_hold_back_queue_ends_the_session_and_keeps_what_it_held(
     # costs about what the second did (the JSON format: ~300 bytes more per held).
     assert 0 < per_event[-1] <= 32 * 1024, per_event
     assert per_event[-1] <= 2 * per_event[1], per_event
+
+
+# A node whose session ended does not tick or log: its log never shows an event
+# after its leave (vclock check would find a send that no receiver could get)
+
+
+async def test_a_node_whose_session_ended_refuses_to_send_and_logs_nothing_after_leave(
+    processes: Processes, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    server = processes.server("--log", str(run))
+    log = EventLog(run, "A")
+    a = await connect(HOST, server.port, id="A", log=log)
+    try:
+        server.send_signal(signal.SIGTERM)  # the server says bye: A's session ends
+        assert server.wait() == 0, server.describe()
+        async for _ in a:
+            pass
+        clock = a.clock
+        for attempt in (a.send("B"), a.broadcast(), a.report()):
+            with pytest.raises(SessionEnded, match="session ended"):
+                await attempt
+        with pytest.raises(SessionEnded):
+            a.local_event("after")
+        assert a.clock == clock
+    finally:
+        await a.close()
+        log.close()
+    kinds = [e.kind for e in events_of(run, "A")]
+    assert kinds[-1] == "leave", kinds

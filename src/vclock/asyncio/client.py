@@ -66,6 +66,11 @@ class ConnectError(VClockError, ConnectionError):
         self.code = code
 
 
+class SessionEnded(VClockError, ConnectionError):
+    """The node's session ended for good (:attr:`Node.closed_reason`): it no longer
+    ticks, sends or logs. Connect again for a new session."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
     host: str = "127.0.0.1"
@@ -163,6 +168,7 @@ class Node:
 
     def local_event(self, description: str | None = None) -> VectorClock:
         """Record a local event; returns the new clock."""
+        self._check_open()
         clock = self._state.local_event()
         self._commit(self._line("local", clock, desc=description))
         return clock
@@ -177,7 +183,10 @@ class Node:
             LimitExceeded: the frame would be over the server's ``max_frame_size``
                 or ``max_clock_entries`` (``welcome.limits``). Nothing happened:
                 no tick, no log line, nothing sent; the session goes on.
+            SessionEnded: the session is over (it was closed, or the server
+                ended it); nothing happened.
         """
+        self._check_open()
         frame = self._state.send(to, body, measure=self._measure())
         self._commit(self._line("send", frame.clock, peer=to, msg=message_id(self.id, frame.seq)))
         await self._write(frame)
@@ -190,8 +199,9 @@ class Node:
         Like :meth:`send`, a reconnecting node keeps it until it is acknowledged.
 
         Raises:
-            LimitExceeded: as for :meth:`send`.
+            LimitExceeded, SessionEnded: as for :meth:`send`.
         """
+        self._check_open()
         frame = self._state.broadcast(body, measure=self._measure())
         self._commit(
             self._line("send", frame.clock, peer=EVERYONE, msg=message_id(self.id, frame.seq))
@@ -203,8 +213,9 @@ class Node:
         """Send our clock to the server alone; returns the clock sent.
 
         Raises:
-            LimitExceeded: as for :meth:`send`.
+            LimitExceeded, SessionEnded: as for :meth:`send`.
         """
+        self._check_open()
         frame = self._state.report(measure=self._measure())
         self._commit(
             self._line("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
@@ -383,6 +394,12 @@ class Node:
             except ConnectError as exc:
                 if exc.code is not None or index == len(self.options.servers) - 1:
                     raise
+
+    def _check_open(self) -> None:
+        if self.closed_reason is not None:
+            raise SessionEnded(
+                f"the session ended ({self.closed_reason}); connect again for a new one"
+            )
 
     def _finish(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -617,6 +634,7 @@ __all__ = [
     "ClientOptions",
     "ConnectError",
     "Node",
+    "SessionEnded",
     "StateFileError",
     "connect",
     "load_state",
