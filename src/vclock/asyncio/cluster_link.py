@@ -1,20 +1,25 @@
-"""A server's link to the other nodes of its cluster (cluster mode).
+"""A server's link to the other nodes of its cluster (cluster mode): the NATS
+implementation of :class:`~vclock.asyncio.link.Link`.
 
-It connects the server's hub to the other nodes over NATS
-(:mod:`vclock.cluster.backplane`): it claims a client's id cluster-wide before
-the hub sees its ``hello`` (:meth:`ClusterLink.claim`), carries the hub's
+It connects the node's :class:`~vclock.hub.ClusterHub` to the other nodes over
+NATS (:mod:`vclock.cluster.backplane`): it claims a client's id cluster-wide
+before the hub sees its ``hello`` (:meth:`ClusterLink.claim`), carries the hub's
 :class:`~vclock.hub.Forward` actions and the node's status and frontier to the
-other nodes (:meth:`ClusterLink.forward`), turns their messages into the hub's
+other nodes (:meth:`ClusterLink.carry`), turns their messages into the hub's
 ``remote_*`` and ``deliver_remote`` calls, and writes the hub's store actions to
-JetStream (:meth:`ClusterLink.submit`). Frames to clients stay the server's job.
+JetStream (:meth:`ClusterLink.stored`). An ``ack`` waits until what it
+acknowledges is durable here, and the ``ack`` of a relayed send is written once
+the relay is through, or replaced by ``unknown-peer`` (:meth:`answer_later`).
+Frames to clients stay the server's job; this module does not know the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import msgspec
 
@@ -23,43 +28,80 @@ from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
 from ..cluster.messages import Frontier, NodeMessage, Relay, Status
 from ..errors import ErrorCode, PeerError
-from ..hub import Action, ClusterHub, Forward, Joined, Left, SaveClock, StoreAction
-from ..protocol.frames import Hello
+from ..hub import Action, ClusterHub, Forward, Joined, Left, Outgoing, SaveClock, StoreAction
+from ..node import message_id
+from ..protocol.frames import Ack, Error, Hello
+from .link import Link
 
-if TYPE_CHECKING:
-    from .server import Server
+#: How the link hands the hub's actions for what other nodes did to the server:
+#: ``Server.apply``, which returns what their durability waits for.
+Apply = Callable[[list[Action]], list[Awaitable[object]]]
 
 
-class ClusterLink:
+@dataclass(frozen=True, slots=True)
+class _RelayVerdict:  # a LateFrame
+    """Cluster mode: the answer to a send relayed to another node, written once the
+    relay is through (the client's frames wait for it): ``frame`` (an ``ack``, or
+    None for a plain session) if it was delivered, else ``unknown-peer``."""
+
+    relay: asyncio.Task[bool]
+    sender: str
+    seq: int
+    to: str
+    frame: Ack | None = None
+
+    def answer(self) -> Ack | Error | None:
+        relay = self.relay
+        if relay.done() and not relay.cancelled() and relay.exception() is None:
+            if relay.result():
+                return self.frame
+        return Error(
+            code=ErrorCode.UNKNOWN_PEER.value,
+            message=f"{self.to!r} left (or its node died) and did not come back;"
+            f" your message {message_id(self.sender, self.seq)} was not delivered",
+            peer=self.to,
+            seq=self.seq,
+        )
+
+
+class ClusterLink(Link):
     """One server's part in a cluster. Create it with :meth:`start`."""
 
+    claims_ids = True
+
     def __init__(
-        self, server: Server, config: ClusterConfig, backplane: Backplane, jsstore: JetStreamStore
+        self,
+        hub: ClusterHub,
+        apply: Apply,
+        config: ClusterConfig,
+        backplane: Backplane,
+        jsstore: JetStreamStore,
     ) -> None:
-        self.server = server
-        assert isinstance(server.hub, ClusterHub)
-        self.hub = server.hub
+        self.hub = hub
+        self.apply = apply
         self.config = config
         self.backplane = backplane
         self.jsstore = jsstore
         #: clients arriving here whose earlier relays are still in flight (see
         #: :meth:`claim`); local sends to them wait, so they do not overtake those
-        self.settling: dict[str, asyncio.Future[None]] = {}
+        self._settling: dict[str, asyncio.Future[None]] = {}
+        # The batch being applied: the clocks it stores (saved after the rest is
+        # durable) and its relayed sends, (sender, seq) -> the answer to write.
+        self._clocks: list[SaveClock] = []
+        self._relays: dict[tuple[str, int], _RelayVerdict] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         #: per client, what its next latest-clock write waits for (save_clocks)
         self._clock_gates: dict[str, asyncio.Future[Any]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, server: Server, config: ClusterConfig) -> ClusterLink:
+    async def start(cls, hub: ClusterHub, apply: Apply, config: ClusterConfig) -> ClusterLink:
         """Join the cluster: connect to NATS and JetStream, take in the cycle count
         and broadcast counts the cluster stored, and start the heartbeat."""
         backplane = await Backplane.connect(config)
         jsstore = await JetStreamStore.open(backplane.js, config.name, config.node_id)
-        link = cls(server, config, backplane, jsstore)
-        hub = server.hub
-        hub.cycle = max(hub.cycle, await jsstore.load_cycle())
-        hub.broadcasts = hub.broadcasts.merge(await jsstore.load_broadcasts())
+        link = cls(hub, apply, config, backplane, jsstore)
+        hub.resume_from(await jsstore.load_cycle(), await jsstore.load_broadcasts())
         backplane.on_message = link._on_message
         backplane.is_local = lambda i: i in hub.clients or i in hub.inboxes
         link._heartbeat = asyncio.create_task(link._heartbeat_loop())
@@ -73,9 +115,56 @@ class ClusterLink:
         await self.jsstore.close()
         await self.backplane.close(claims, held=list(self.hub.inboxes))
 
-    def submit(self, stores: Iterable[StoreAction]) -> asyncio.Future[None]:
-        """Write store actions to JetStream; the future is done once they are in."""
-        return self.jsstore.submit(stores)
+    # The hooks of Link
+
+    def settling(self, client_id: str) -> Awaitable[None] | None:
+        return self._settling.get(client_id)
+
+    def stored(self, stores: list[StoreAction]) -> list[Awaitable[object]]:
+        """In JetStream before any ack; the clocks only after what they cover
+        (:meth:`batch_done`)."""
+        self._clocks = [action for action in stores if isinstance(action, SaveClock)]
+        rest = [action for action in stores if not isinstance(action, SaveClock)]
+        return [self.jsstore.submit(rest)] if rest else []
+
+    def carry(self, action: Forward | Joined | Left, pending: list[Awaitable[object]]) -> None:
+        relayed = self.forward(action)
+        if relayed is None:
+            return
+        pending.append(relayed)
+        if isinstance(action, Forward) and action.to is not None:
+            sent = action.frame
+            self._relays[sent.sender, sent.seq] = _RelayVerdict(
+                relayed, sent.sender, sent.seq, action.to
+            )
+
+    def answer_later(
+        self, client_id: str, ack: Ack, pending: list[Awaitable[object]]
+    ) -> _RelayVerdict | None:
+        if ack.duplicate:
+            # a resent frame: durable once what the original caused is
+            effects = self._clock_gates.get(client_id)
+            if effects is not None:
+                pending.append(effects)
+        verdict = self._relays.pop((client_id, ack.seq), None)
+        return replace(verdict, frame=ack) if verdict is not None else None
+
+    def batch_done(self, pending: list[Awaitable[object]]) -> None:
+        for verdict in self._relays.values():  # plain senders: told only if it failed
+            verdict.relay.add_done_callback(functools.partial(self._relay_failed, verdict))
+        if self._clocks:
+            self.save_clocks(self._clocks, after=pending)
+        self._clocks, self._relays = [], {}
+
+    def cycle_done(self) -> None:
+        self.publish_frontier()
+
+    def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
+        error = verdict.answer()
+        if error is not None:
+            peer_id = self.hub.peer_of(verdict.sender)
+            if peer_id is not None:
+                self.apply([Outgoing(peer_id, error)])
 
     def save_clocks(self, clocks: list[SaveClock], after: list[Awaitable[object]]) -> None:
         """Write clients' latest clocks to JetStream once ``after`` is done (what the
@@ -103,12 +192,6 @@ class ClusterLink:
             gate.add_done_callback(functools.partial(self._clock_ready, clock, gate))
         if now:
             self.jsstore.submit(now)
-
-    def effects_of(self, client_id: str) -> asyncio.Future[Any] | None:
-        """What the frames this node took from ``client_id`` caused and is still
-        making durable (None: nothing). A resent frame's duplicate ``ack`` waits
-        for it: the original may still be on its way to its receiver."""
-        return self._clock_gates.get(client_id)
 
     def _clock_ready(self, clock: SaveClock, gate: asyncio.Future[Any], _: object) -> None:
         if self._clock_gates.get(clock.client_id) is gate:
@@ -159,12 +242,12 @@ class ClusterLink:
         # Our earlier relays to it go first (FIFO): they deliver into the adopted
         # inbox; local sends to it wait meanwhile (Server._handle_connection).
         settled = asyncio.get_running_loop().create_future()
-        self.settling.setdefault(client_id, settled)
+        self._settling.setdefault(client_id, settled)
         try:
             await backplane.settle(client_id)
         finally:
-            if self.settling.get(client_id) is settled:
-                del self.settling[client_id]
+            if self._settling.get(client_id) is settled:
+                del self._settling[client_id]
             settled.set_result(None)
         if latest is not None:
             hub.merge_latest(client_id, latest)
@@ -178,13 +261,13 @@ class ClusterLink:
                 self._membership(*backplane.directory.update(message, now))
             case Relay(deliver=deliver, to=None):
                 # confirmed once in the held inboxes here (and handed to clients)
-                pending = self.server.apply(self.hub.deliver_remote(deliver, None))
+                pending = self.apply(self.hub.deliver_remote(deliver, None))
                 return _confirmed(pending) if pending else True
             case Relay(deliver=deliver, to=to):
                 # the relaying node acks its sender once we answer ok: after the
                 # message is durable here (held client) or handed to the client
                 here = to in self.hub.clients or to in self.hub.inboxes
-                pending = self.server.apply(self.hub.deliver_remote(deliver, to))
+                pending = self.apply(self.hub.deliver_remote(deliver, to))
                 if not here:
                     return False
                 return _confirmed(pending) if pending else True
@@ -202,7 +285,7 @@ class ClusterLink:
         directory = self.backplane.directory
         # away (held elsewhere) or between nodes (orphans): a send to them is relayed
         self.hub.set_remote_held(set(directory.held_clients()) | directory.orphans.keys())
-        self.server.apply(actions)
+        self.apply(actions)
 
     def _publish_status(self) -> None:
         clients = self.hub.clients

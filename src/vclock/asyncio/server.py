@@ -6,17 +6,16 @@ sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
 frames, closing connections, printing the console lines
 (:class:`~vclock.asyncio.console.Console`) and logging events.
 
-In cluster mode (a :class:`~vclock.cluster.backplane.ClusterConfig`), a
-:class:`~vclock.asyncio.cluster_link.ClusterLink` connects the hub to the other
-nodes; the server holds a client's frames back until what they acknowledge is
-durable there, and answers a relayed send whose receiver vanished with
-``unknown-peer`` instead of an ``ack``.
+What the server shares with other servers goes through one interface, its
+:class:`~vclock.asyncio.link.Link`: a lone server's shares nothing; in cluster
+mode (a :class:`~vclock.cluster.backplane.ClusterConfig`) the
+:class:`~vclock.asyncio.cluster_link.ClusterLink` claims ids, relays messages
+and makes acks durable across the cluster before they are written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import itertools
 import math
@@ -47,7 +46,6 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
-    SaveClock,
     SyncCycle,
     TokenBucket,
 )
@@ -67,10 +65,10 @@ from ..protocol.frames import (
 from ..store import MEMORY, Store, StoreError
 from ..tools.eventlog import EventLog
 from .console import Console
+from .link import LateFrame, Link
 
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
-    from .cluster_link import ClusterLink
 
 READ_CHUNK = 64 * 1024
 
@@ -104,32 +102,6 @@ class ServerConfig:
     ssl: ssl.SSLContext | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _RelayVerdict:
-    """Cluster mode: the answer to a send relayed to another node, written once the
-    relay is through (the client's frames wait for it): ``frame`` (an ``ack``, or
-    None for a plain session) if it was delivered, else ``unknown-peer``."""
-
-    relay: asyncio.Task[bool]
-    sender: str
-    seq: int
-    to: str
-    frame: Ack | None = None
-
-    def answer(self) -> Ack | Error | None:
-        relay = self.relay
-        if relay.done() and not relay.cancelled() and relay.exception() is None:
-            if relay.result():
-                return self.frame
-        return Error(
-            code=ErrorCode.UNKNOWN_PEER.value,
-            message=f"{self.to!r} left (or its node died) and did not come back;"
-            f" your message {message_id(self.sender, self.seq)} was not delivered",
-            peer=self.to,
-            seq=self.seq,
-        )
-
-
 @dataclass(slots=True)
 class _Peer:
     """One client connection as the I/O layer sees it."""
@@ -137,12 +109,12 @@ class _Peer:
     writer: asyncio.StreamWriter
     conn: Connection[ClientFrame]
     host: str  # the remote IP address, for max_connections_per_address
-    out: list[bytes | _RelayVerdict] = field(default_factory=list)  # written each loop tick
+    out: list[bytes | LateFrame] = field(default_factory=list)  # written each loop tick
     closing: bool = False
     buffered: int = 0  # conn.buffered when last counted in Server._buffered
-    claiming: bool = False  # cluster mode: its hello waits for the id's claim
+    claiming: bool = False  # its hello waits for the link's claim of the id
     hello_timer: asyncio.TimerHandle | None = None
-    # Cluster mode: frames wait until this is done (an ack's durability in JetStream).
+    # Frames wait until this is done (an ack's durability beyond the local store).
     barrier: asyncio.Future[object] | None = None
 
 
@@ -170,7 +142,7 @@ class Server:
         self.config = config
         self.store = store or Store(MEMORY)
         self.cluster = cluster
-        self._link: ClusterLink | None = None
+        self._link = Link()  # a lone server's; a cluster node's from start()
         options: dict[str, Any] = dict(
             sync_interval=config.sync_interval,
             auth=config.auth,
@@ -249,7 +221,8 @@ class Server:
         if self.cluster is not None:
             from .cluster_link import ClusterLink  # nats-py only when clustering
 
-            self._link = await ClusterLink.start(self, self.cluster)
+            assert isinstance(self.hub, ClusterHub)
+            self._link = await ClusterLink.start(self.hub, self.apply, self.cluster)
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self.max_connections = connection_cap(self.config.max_connections)
@@ -272,7 +245,7 @@ class Server:
         claims = self.hub.clients
         self.apply(self.hub.shutdown(reason))
         barriers = [p.barrier for p in self._peers.values() if p.barrier is not None]
-        if barriers:  # cluster: acks wait for JetStream (bounded)
+        if barriers:  # acks waiting for the link's durability (bounded)
             await asyncio.wait(barriers, timeout=5)
         self._flush()
         if self._server is not None:
@@ -281,8 +254,7 @@ class Server:
             peer.writer.close()
         if self._handlers:
             await asyncio.wait(self._handlers, timeout=5)
-        if self._link is not None:
-            await self._link.close(claims)
+        await self._link.close(claims)
         self.store.close()
         if self.log is not None:
             self.log.close()
@@ -328,10 +300,11 @@ class Server:
                 actions: list[Action] = []  # one batch: one commit, then the writes
                 while (event := conn.next_event()) is not None:
                     link = self._link
-                    if link is not None and isinstance(event, Send) and event.to in link.settling:
+                    settling = link.settling(event.to) if isinstance(event, Send) else None
+                    if settling is not None:
                         self.apply(actions)  # what came before, then wait (FIFO)
                         actions = []
-                        await asyncio.shield(link.settling[event.to])
+                        await asyncio.shield(settling)
                     if bucket is not None and not bucket.take(now()):
                         limited = PeerError(
                             f"more than {rate:g} frames per second; frame dropped",
@@ -339,7 +312,7 @@ class Server:
                             seq=getattr(event, "seq", None),
                         )
                         actions += self.hub.receive(peer_id, limited)
-                    elif link is not None and isinstance(event, Hello):
+                    elif link.claims_ids and isinstance(event, Hello):
                         self.apply(actions)  # what came before, then the claim
                         peer.claiming = True
                         try:
@@ -424,7 +397,7 @@ class Server:
         if peer is None or self.hub.client_id(peer_id) is not None:
             return
         timeout = self.config.hello_timeout
-        if peer.claiming:  # cluster: the claim is bounded on its own; check again later
+        if peer.claiming:  # the link's claim is bounded on its own; check again later
             loop = asyncio.get_running_loop()
             peer.hello_timer = loop.call_later(timeout, self._hello_expired, peer_id)
             return
@@ -489,7 +462,7 @@ class Server:
         if peer is None or not peer.out or peer.writer.is_closing():
             return
         if peer.barrier is not None and not peer.barrier.done():
-            return  # cluster: an ack not yet durable is never written
+            return  # an ack not yet durable is never written
         data, peer.out = b"".join(self._written(peer)), []
         try:
             peer.writer.write(data)
@@ -505,8 +478,7 @@ class Server:
             try:
                 self._drop_expired(loop.time())
                 self.apply(self.hub.begin_sync_cycle())
-                if self._link is not None:
-                    self._link.publish_frontier()
+                self._link.cycle_done()
             except Exception:
                 _report_bug("a synchronization cycle failed; the next one runs as planned")
             await asyncio.sleep(self.config.sync_interval)
@@ -531,52 +503,34 @@ class Server:
 
     def apply(self, actions: list[Action]) -> list[Awaitable[object]]:
         """Carry out one batch of the hub's actions (the server's own calls, and the
-        cluster link's for what other nodes send). In cluster mode, returns what
-        the batch's durability waits for (JetStream writes, confirmed relays):
-        empty when nothing."""
+        link's for what other servers send): store, ask the link what to wait
+        for, write. Returns what the batch's durability waits for beyond the
+        local store (a cluster's writes and relays): empty for a lone server."""
         if self.failure is not None:
             return []  # stopped: nothing is written any more
+        link = self._link
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
         pending: list[Awaitable[object]] = []
-        clocks: list[SaveClock] = []
         if stores:
             try:
                 self.store.apply(stores)  # durable before any ack goes out
             except StoreError as exc:
                 self._fail(exc)
                 return []
-            if self._link is not None:  # cluster: in JetStream before any ack,
-                clocks = [action for action in stores if isinstance(action, SaveClock)]
-                rest = [action for action in stores if not isinstance(action, SaveClock)]
-                if rest:  # but the clocks only after what they cover (below)
-                    pending.append(self._link.submit(rest))
+            pending += link.stored(stores)
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
-        relays: dict[tuple[str, int], _RelayVerdict] = {}  # cluster: (sender, seq) -> relay
         for action in actions:
-            if self._link is not None and isinstance(action, Forward | Joined | Left):
-                relayed = self._link.forward(action)
-                if relayed is not None:
-                    pending.append(relayed)
-                if isinstance(action, Forward) and action.to is not None and relayed is not None:
-                    sent = action.frame
-                    relays[sent.sender, sent.seq] = _RelayVerdict(
-                        relayed, sent.sender, sent.seq, action.to
-                    )
             match action:
                 case Outgoing(peer=peer_id, frame=frame):
                     peer = self._peers.get(peer_id)
                     if peer is None or peer.closing:
                         continue
-                    if isinstance(frame, Ack) and frame.duplicate and self._link is not None:
-                        # a resent frame: durable once what the original caused is
-                        effects = self._link.effects_of(self.hub.client_id(peer_id) or "")
-                        if effects is not None:
-                            pending.append(effects)
-                    if isinstance(frame, Ack) and relays:
-                        verdict = relays.pop((self.hub.client_id(peer_id) or "", frame.seq), None)
-                        if verdict is not None:  # written once the relay is through
-                            peer.out.append(dataclasses.replace(verdict, frame=frame))
+                    if isinstance(frame, Ack):
+                        client_id = self.hub.client_id(peer_id) or ""
+                        late = link.answer_later(client_id, frame, pending)
+                        if late is not None:  # written in its place, once known
+                            peer.out.append(late)
                             self._dirty.add(peer_id)
                             continue
                     if peer.conn.delta or isinstance(frame, Welcome):
@@ -593,21 +547,18 @@ class Server:
                         peer.closing = True
                         self._dirty.add(peer_id)
                 case Forward():
-                    pass
+                    link.carry(action, pending)
                 case _ if isinstance(action, STORE_TYPES):
                     pass
                 case _:
                     if isinstance(action, Joined | Left):
+                        link.carry(action, pending)
                         self._track_away(action)
                     if self.console.enabled:  # --quiet costs nothing per message
                         self.console.show(action)
                     if self.log is not None:
                         self._record(action)
-        for verdict in relays.values():  # plain senders: told only if it failed
-            verdict.relay.add_done_callback(functools.partial(self._relay_failed, verdict))
-        if clocks:
-            assert self._link is not None
-            self._link.save_clocks(clocks, after=pending)
+        link.batch_done(pending)
         if pending:
             self._hold_until_durable(actions, pending)
         if self._dirty and self._flush_handle is None:
@@ -641,7 +592,7 @@ class Server:
         self._failed.set()
 
     def _hold_until_durable(self, actions: list[Action], pending: list[Awaitable[object]]) -> None:
-        """Cluster mode: hold back the frames of every client this batch acks, or
+        """Hold back the frames of every client this batch acks, or
         hands a numbered ``deliver``, until ``pending`` is done (later frames wait
         behind them: one order per client). An ``ack`` then means durable, and a
         delivery number is in JetStream before the client sees it: a node that
@@ -665,13 +616,6 @@ class Server:
             peer.barrier = barrier
             barrier.add_done_callback(functools.partial(self._wake_after, peer_id))
 
-    def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
-        error = verdict.answer()
-        if error is not None:
-            peer_id = self.hub.peer_of(verdict.sender)
-            if peer_id is not None:
-                self.apply([Outgoing(peer_id, error)])
-
     def _wake_after(self, peer_id: PeerId, _: object) -> None:
         self._wake(peer_id)
 
@@ -691,7 +635,7 @@ class Server:
             if peer is None:
                 continue
             if peer.barrier is not None and not peer.barrier.done():
-                continue  # cluster: its ack is not durable yet; _wake flushes it
+                continue  # its ack is not durable yet; _wake flushes it
             data, peer.out = b"".join(self._written(peer)), []
             if peer.writer.is_closing():
                 continue  # the client is gone; its handler cleans up

@@ -36,6 +36,12 @@ class ClusterHub(Hub):
         self._remote: dict[str, None] = {}  # clients of other nodes, in join order
         self._remote_held: set[str] = set()  # away clients another node holds
 
+    def resume_from(self, cycle: int, broadcasts: VectorClock) -> None:
+        """Take in the cycle count and broadcast counts the cluster stored (at
+        start): cycles go on from the highest, broadcast counts from the max."""
+        self.cycle = max(self.cycle, cycle)
+        self.broadcasts = self.broadcasts.merge(broadcasts)
+
     @property
     def remote_clients(self) -> list[str]:
         """The clients connected to other nodes."""
