@@ -14,7 +14,7 @@ import secrets
 import signal
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,6 +95,31 @@ def cli() -> None:
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One ``vclock server`` option per limit of ServerConfig, made from the field
+    (``--max-rate`` from ``max_rate``): each limit is written once, there."""
+    for limit in reversed(dataclasses.fields(ServerConfig)):
+        help_text = limit.metadata.get("help")
+        if help_text is None:
+            continue
+        least = limit.metadata["least"]
+        kind = (
+            click.FloatRange(min=least)
+            if isinstance(limit.default, float)
+            else click.IntRange(min=int(least))
+        )
+        command = click.option(
+            "--" + limit.name.replace("_", "-"),
+            limit.name,
+            default=limit.default,
+            show_default=True,
+            type=kind,
+            metavar=limit.metadata["unit"],
+            help=help_text,
+        )(command)
+    return command
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4999, show_default=True, help="TCP port (0 picks a free one).")
@@ -126,110 +151,21 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 )
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
-@click.option("--max-frame-size", default=DEFAULTS.max_frame_size, show_default=True, help="Bytes.")
-@click.option("--max-clock-entries", default=DEFAULTS.limits.max_entries, show_default=True)
-@click.option("--max-id-length", default=DEFAULTS.limits.max_id_length, show_default=True)
 @click.option(
-    "--max-rate",
-    default=DEFAULTS.max_rate,
-    show_default=True,
-    help="Frames/s per client; 0: no limit.",
-)
-@click.option(
-    "--max-pending",
-    default=DEFAULTS.max_pending,
-    show_default=True,
-    help="Bytes waiting for a client that does not read before it is disconnected.",
-)
-@click.option(
-    "--max-errors",
-    default=DEFAULTS.max_errors,
-    show_default=True,
-    help="Refused frames before a client is disconnected.",
-)
-@click.option(
-    "--max-inbox",
-    default=DEFAULTS.max_inbox,
-    show_default=True,
-    help="Messages kept for one away client.",
-)
-@click.option(
-    "--hold-for",
-    default=DEFAULTS.hold_for,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="How long an away resume client's inbox is kept; 0 keeps it forever.",
-)
-@click.option(
-    "--max-inbox-bytes",
-    default=DEFAULTS.max_inbox_bytes,
-    show_default=True,
-    help="Bytes kept for one away client.",
-)
-@click.option(
-    "--max-held",
-    default=DEFAULTS.max_held,
-    show_default=True,
-    help="Away resume clients whose messages are kept.",
-)
-@click.option(
-    "--max-held-bytes",
-    default=DEFAULTS.max_held_bytes,
-    show_default=True,
-    help="Bytes kept for all away clients together.",
-)
-@click.option(
-    "--max-ids",
-    default=DEFAULTS.max_ids,
-    show_default=True,
-    help="Distinct client ids the server tracks (clocks name no more).",
-)
-@click.option(
-    "--max-lead",
-    default=DEFAULTS.max_lead,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="How far a clock may raise another id's entry past what that id reported"
-    " itself; 0: not at all (every event goes through this server).",
-)
-@click.option(
-    "--hello-timeout",
-    default=DEFAULTS.hello_timeout,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Close a connection not welcomed this long after connecting; 0: no limit.",
-)
-@click.option(
-    "--max-hello-size",
-    default=DEFAULTS.max_hello_size,
+    "--max-clock-entries",
+    default=DEFAULTS.limits.max_entries,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Bytes a line may have before welcome (a hello is tiny).",
+    help="Entries in one clock (protocol 2.2).",
 )
 @click.option(
-    "--max-connections",
-    default=DEFAULTS.max_connections,
+    "--max-id-length",
+    default=DEFAULTS.limits.max_id_length,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Connections in total (lowered to fit the open-file limit); more are refused.",
+    help="Characters in one client id (protocol 2.1).",
 )
-@click.option(
-    "--max-connections-per-address",
-    default=DEFAULTS.max_connections_per_address,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Connections from one IP address; more are refused.",
-)
-@click.option(
-    "--max-buffered",
-    default=DEFAULTS.max_buffered,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Bytes of unfinished lines held for all clients together; past it the"
-    " clients with the largest are disconnected, down to three quarters of it.",
-)
+@_limit_options
 @click.option(
     "--web",
     "web_address",
@@ -268,24 +204,8 @@ def server(
     auth_file: Path | None,
     tls_cert: str | None,
     tls_key: str | None,
-    max_frame_size: int,
     max_clock_entries: int,
     max_id_length: int,
-    max_rate: float,
-    max_pending: int,
-    max_errors: int,
-    max_inbox: int,
-    hold_for: float,
-    max_inbox_bytes: int,
-    max_held: int,
-    max_held_bytes: int,
-    max_ids: int,
-    max_lead: int,
-    hello_timeout: float,
-    max_hello_size: int,
-    max_connections: int,
-    max_connections_per_address: int,
-    max_buffered: int,
     web_address: str | None,
     web_token: str | None,
     quiet: bool,
@@ -293,6 +213,7 @@ def server(
     cluster_name: str,
     node_id: str | None,
     claim_ttl: float,
+    **limits: Any,
 ) -> None:
     """Run the message service: relays clocks and runs synchronization cycles."""
     cluster = None
@@ -332,25 +253,10 @@ def server(
         host=host,
         port=port,
         sync_interval=sync_interval,
-        max_frame_size=max_frame_size,
         limits=ClockLimits(max_entries=max_clock_entries, max_id_length=max_id_length),
-        max_rate=max_rate,
-        max_pending=max_pending,
-        max_errors=max_errors,
-        max_inbox=max_inbox,
-        hold_for=hold_for,
-        max_inbox_bytes=max_inbox_bytes,
-        max_held=max_held,
-        max_held_bytes=max_held_bytes,
-        max_ids=max_ids,
-        max_lead=max_lead,
-        hello_timeout=hello_timeout,
-        max_hello_size=max_hello_size,
-        max_connections=max_connections,
-        max_connections_per_address=max_connections_per_address,
-        max_buffered=max_buffered,
         auth=auth,
         ssl=context,
+        **limits,
     )
     try:
         # A cluster keeps what must survive in NATS, not in a node's SQLite file.

@@ -85,6 +85,8 @@ def test_welcome_announces_the_limits_the_server_was_started_with(raw: RawClient
     assert announced == {
         "max_frame_size": MAX_FRAME, "max_clock_entries": 3, "max_id_length": 8,
         "max_rate": 50.0, "max_inbox": 10_000, "window": 256, "hold_for": 86_400.0,
+        "max_inbox_bytes": 64 << 20, "max_ids": 65_536, "max_lead": 1_000_000,
+        "hello_timeout": 10.0, "max_hello_size": 8192,
     }  # fmt: skip
 
 

@@ -73,31 +73,68 @@ if TYPE_CHECKING:
 READ_CHUNK = 64 * 1024
 
 
+def _limit(default: Any, help: str, *, least: float = 0, unit: str | None = None) -> Any:
+    """A ServerConfig limit: its default, and the ``vclock server`` option's help
+    (the option, ``--`` and the field's name with dashes, is made from this)."""
+    return field(default=default, metadata={"help": help, "least": least, "unit": unit})
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Where to listen and every limit. The defaults are safe for a public port."""
+    """Where to listen and every limit. The defaults are safe for a public port.
+
+    Each limit's ``metadata`` holds the help of its ``vclock server`` option;
+    docs/operations.md section 4 says what happens when it is hit."""
 
     host: str = "127.0.0.1"
     port: int = 4999
     sync_interval: float = 5.0
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     limits: ClockLimits = DEFAULT_LIMITS
-    max_rate: float = 5000.0  # frames per second per connection; 0 = unlimited
-    max_pending: int = 1 << 20  # bytes queued for a client that does not read
-    max_errors: int = 20  # refused frames before a connection is closed
-    max_inbox: int = 10_000  # messages kept for one away client
-    hold_for: float = 86_400.0  # seconds an away client's inbox is kept; 0 = forever
-    max_inbox_bytes: int = 64 << 20  # bytes kept for one away client
-    max_held: int = 10_000  # away clients whose messages are kept
-    max_held_bytes: int = 1 << 30  # bytes kept for all away clients together
-    max_ids: int = 65_536  # distinct client ids tracked (also bounded by max_frame_size)
-    # How far a clock may carry another id's entry past what that id reported itself
-    max_lead: int = DEFAULT_MAX_LEAD
-    hello_timeout: float = 10.0  # seconds from connect to welcome; 0 = no limit
-    max_hello_size: int = 8192  # bytes of a line before welcome (a hello is tiny)
-    max_connections: int = 10_000  # in total (lowered to fit the open-file limit)
-    max_connections_per_address: int = 256  # from one remote IP address
-    max_buffered: int = 64 << 20  # bytes of unfinished lines, all connections together
+    max_frame_size: int = _limit(
+        DEFAULT_MAX_FRAME_SIZE, "Bytes in one line after welcome.", least=1
+    )
+    max_rate: float = _limit(5000.0, "Lines per second per client; 0: no limit.")
+    max_pending: int = _limit(
+        1 << 20, "Bytes waiting for a client that does not read before it is disconnected."
+    )
+    max_errors: int = _limit(20, "Refused frames before a client is disconnected.", least=1)
+    max_inbox: int = _limit(10_000, "Messages kept for one away client.")
+    hold_for: float = _limit(
+        86_400.0,
+        "How long an away resume client's inbox is kept; 0 keeps it forever.",
+        unit="SECONDS",
+    )
+    max_inbox_bytes: int = _limit(64 << 20, "Bytes kept for one away client.")
+    max_held: int = _limit(10_000, "Away resume clients whose messages are kept.")
+    max_held_bytes: int = _limit(1 << 30, "Bytes kept for all away clients together.")
+    max_ids: int = _limit(65_536, "Distinct client ids the server tracks (clocks name no more).")
+    max_lead: int = _limit(
+        DEFAULT_MAX_LEAD,
+        "How far a clock may raise another id's entry past what that id reported"
+        " itself; 0: not at all (every event goes through this server).",
+    )
+    hello_timeout: float = _limit(
+        10.0,
+        "Close a connection not welcomed this long after connecting; 0: no limit.",
+        unit="SECONDS",
+    )
+    max_hello_size: int = _limit(
+        8192, "Bytes a line may have before welcome (a hello is tiny).", least=1
+    )
+    max_connections: int = _limit(
+        10_000,
+        "Connections in total (lowered to fit the open-file limit); more are refused.",
+        least=1,
+    )
+    max_connections_per_address: int = _limit(
+        256, "Connections from one IP address; more are refused.", least=1
+    )
+    max_buffered: int = _limit(
+        64 << 20,
+        "Bytes of unfinished lines held for all clients together; past it the"
+        " clients with the largest are disconnected, down to three quarters of it.",
+        least=1,
+    )
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
 
