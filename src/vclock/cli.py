@@ -28,6 +28,7 @@ from .clock import ClockLimits, VectorClock
 from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .hub import SERVER_ID
+from .net import is_loopback
 from .node import (
     DEFAULT_MAX_HELD,
     Acked,
@@ -91,8 +92,6 @@ def cli() -> None:
 
 
 # Server
-
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -242,13 +241,13 @@ def server(
     if tls_cert and tls_key:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls_cert, tls_key)
-    if host not in LOOPBACK and auth is None:
+    if not is_loopback(host) and auth is None:
         click.echo(
             f"warning: listening on {host} without --auth-file: anyone who can reach this"
             " port can join under any id",
             err=True,
         )
-    web = _web_options(web_address, web_token, private=auth is None and host in LOOPBACK)
+    web = _web_options(web_address, web_token, private=auth is None and is_loopback(host))
     config = ServerConfig(
         host=host,
         port=port,
@@ -285,7 +284,7 @@ def _web_options(
         host, port = parse_address(address)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--web") from None
-    if token is None and not (private and host in LOOPBACK):
+    if token is None and not (private and is_loopback(host)):
         token = secrets.token_urlsafe(18)
     return host, port, token
 

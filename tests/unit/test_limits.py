@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vclock.hub import TokenBucket
+from vclock.asyncio.ratelimit import TokenBucket
 
 
 def takes(bucket: TokenBucket, now: float, count: int) -> list[bool]:

@@ -47,7 +47,6 @@ from ..hub import (
     PeerId,
     Received,
     SyncCycle,
-    TokenBucket,
 )
 from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
@@ -66,6 +65,7 @@ from ..store import MEMORY, Store, StoreError
 from ..tools.eventlog import EventLog
 from .console import Console
 from .link import LateFrame, Link
+from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig

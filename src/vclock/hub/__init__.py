@@ -26,7 +26,6 @@ from .cluster import ClusterHub
 from .hub import Hub
 from .ids import DEFAULT_MAX_LEAD, SERVER_ID, IdLedger
 from .inbox import DEFAULT_WINDOW, HeldBytes, Inbox, Inboxes
-from .limits import TokenBucket
 from .state import TRANSITIONS, HubState, SessionState, next_state
 
 __all__ = [
@@ -62,6 +61,5 @@ __all__ = [
     "SessionState",
     "StoreAction",
     "SyncCycle",
-    "TokenBucket",
     "next_state",
 ]

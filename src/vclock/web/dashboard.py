@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import uvicorn
 
 from ..asyncio.server import Server
 from ..hub import Action
+from ..net import is_loopback
 from .app import create_app, sse
 from .model import LiveModel
 from .render import LiveDrawing, state_json
@@ -141,13 +141,7 @@ class Dashboard:
     @property
     def loopback(self) -> bool:
         """Bound to a loopback address (then only a loopback Host header is answered)."""
-        host = self.host.strip("[]")
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
 
     @property
     def url(self) -> str:
