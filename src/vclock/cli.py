@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as _dt
 import random
 import secrets
 import signal
@@ -21,25 +20,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .asyncio.client import EVERYONE, SERVER, ConnectError, StateFileError, connect, run
+from .asyncio.client import ConnectError, StateFileError, connect, run
+from .asyncio.console import ClientConsole, echo
 from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
-from .clock import ClockLimits, VectorClock
+from .clock import ClockLimits
 from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .hub import SERVER_ID
 from .net import is_loopback
 from .node import (
     DEFAULT_MAX_HELD,
-    Acked,
-    Disconnected,
-    Event,
-    Goodbye,
-    Message,
-    PeerChange,
-    ServerError,
-    Synced,
-    Welcomed,
 )
 from .store import MEMORY, Store
 from .terminal import one_line
@@ -470,65 +461,23 @@ def client(
     if reason == STOPPED:
         click.echo("Client stopped.")
     else:
-        _echo(f"Server closed the session ({reason}); exiting.")
-
-
-def _echo(text: str, err: bool = False) -> None:
-    """Print one line of what the server (and the clients it relays) chose: the
-    clock ids, the error messages, the reasons. Escaped (:func:`one_line`), so
-    they can neither forge lines nor drive the terminal."""
-    click.echo(one_line(text), err=err)
+        echo(f"Server closed the session ({reason}); exiting.")
 
 
 async def _run_client(
     connecting: connect, interval: tuple[float, float], seed: int | None, broadcast_every: int = 0
 ) -> str:
     node = await connecting
-    me = node.id
-
-    def say(text: str, clock: VectorClock) -> None:
-        stamp = _dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
-        _echo(f"{stamp} {me:<8} {text:<28} {clock}")
-
-    def on_send(target: str, clock: VectorClock) -> None:
-        if target == SERVER:
-            say(f"report -> {SERVER}", clock)
-        elif target == EVERYONE:
-            say("broadcast -> all", clock)
-        else:
-            say(f"send -> {target}", clock)
-
-    def on_event(event: Event) -> None:
-        match event:
-            case Message(sender=sender, clock=clock, broadcast=True):
-                say(f"broadcast <- {sender} ({event.id})", clock)
-            case Message(sender=sender, clock=clock):
-                say(f"receive <- {sender} ({event.id})", clock)
-            case Synced(cycle=cycle, clock=clock):
-                say(f"sync <- server (cycle {cycle})", clock)
-            case PeerChange(id=peer, joined=joined):
-                say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
-            case ServerError(code=code, message=message):
-                _echo(f"{me}: server error {code}: {message}", err=True)
-            case Disconnected(reason=reason):
-                _echo(f"{me}: connection lost ({reason}); reconnecting...")
-            case Welcomed(clock=clock):
-                say(f"reconnected ({node.unacked} to resend)", clock)
-            case Goodbye() | Acked():
-                pass
-
-    _echo(
-        f"Connected to {node.server[0]}:{node.server[1]} as {me};"
-        f" peers: {', '.join(node.peers) or 'none yet'}"
-    )
+    console = ClientConsole(node)
+    console.connected()
     stop = asyncio.create_task(_until_signalled())
     session = asyncio.create_task(
         run(
             node,
             interval=interval,
             rng=random.Random(seed),
-            on_event=on_event,
-            on_send=on_send,
+            on_event=console.event,
+            on_send=console.sent,
             broadcast_every=broadcast_every,
         )
     )

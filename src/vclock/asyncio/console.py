@@ -1,15 +1,31 @@
-"""The server's console: the seed's lines, verbatim, plus a few more, each one line."""
+"""The consoles: the server's (the seed's lines, verbatim, plus a few more) and a
+client's (``vclock client``), one line per event, escaped."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from ..clock import VectorClock
 from ..hub import Action, Expired, Joined, Left, Received, Refused, SyncCycle
+from ..node import (
+    Acked,
+    Disconnected,
+    Event,
+    Goodbye,
+    Message,
+    PeerChange,
+    ServerError,
+    Synced,
+    Welcomed,
+)
 from ..protocol.frames import Broadcast, Send
 from ..terminal import one_line
+
+if TYPE_CHECKING:
+    from .client import Node
 
 
 class Console:
@@ -72,3 +88,59 @@ class Console:
                     self.line(f"Frontier: {frontier}")
                     who = ", ".join(synced) if synced else "none (every client is up to date)"
                     self.line(f"Synchronized: {who}")
+
+
+class ClientConsole:
+    """Prints what a ``vclock client`` does and receives, one line each."""
+
+    def __init__(self, node: Node, now: Callable[[], _dt.datetime] = _dt.datetime.now) -> None:
+        self.node = node
+        self._now = now
+
+    def connected(self) -> None:
+        node = self.node
+        host, port = node.server
+        echo(
+            f"Connected to {host}:{port} as {node.id}; peers: {', '.join(node.peers) or 'none yet'}"
+        )
+
+    def say(self, text: str, clock: VectorClock) -> None:
+        stamp = self._now().strftime("%H:%M:%S.%f")[:-3]
+        echo(f"{stamp} {self.node.id:<8} {text:<28} {clock}")
+
+    def sent(self, target: str, clock: VectorClock) -> None:
+        from .client import EVERYONE, SERVER
+
+        if target == SERVER:
+            self.say(f"report -> {SERVER}", clock)
+        elif target == EVERYONE:
+            self.say("broadcast -> all", clock)
+        else:
+            self.say(f"send -> {target}", clock)
+
+    def event(self, event: Event) -> None:
+        node, me = self.node, self.node.id
+        match event:
+            case Message(sender=sender, clock=clock, broadcast=True):
+                self.say(f"broadcast <- {sender} ({event.id})", clock)
+            case Message(sender=sender, clock=clock):
+                self.say(f"receive <- {sender} ({event.id})", clock)
+            case Synced(cycle=cycle, clock=clock):
+                self.say(f"sync <- server (cycle {cycle})", clock)
+            case PeerChange(id=peer, joined=joined):
+                self.say(f"peer {'joined' if joined else 'left'}: {peer}", node.clock)
+            case ServerError(code=code, message=message):
+                echo(f"{me}: server error {code}: {message}", err=True)
+            case Disconnected(reason=reason):
+                echo(f"{me}: connection lost ({reason}); reconnecting...")
+            case Welcomed(clock=clock):
+                self.say(f"reconnected ({node.unacked} to resend)", clock)
+            case Goodbye() | Acked():
+                pass
+
+
+def echo(text: str, err: bool = False) -> None:
+    """Print one line of what the server (and the clients it relays) chose: the
+    clock ids, the error messages, the reasons. Escaped (:func:`one_line`), so
+    they can neither forge lines nor drive the terminal."""
+    print(one_line(text), file=sys.stderr if err else sys.stdout, flush=True)
