@@ -83,7 +83,7 @@ class VectorClock:
     @classmethod
     def _trusted(cls, entries: dict[str, int], total: int | None = None) -> VectorClock:
         """Wrap a dict already known to be valid and zero-free; takes ownership of it."""
-        clock = object.__new__(cls)
+        clock = _new(cls)
         clock._entries = entries
         clock._hash = None
         clock._total = total
@@ -126,27 +126,39 @@ class VectorClock:
 
     def tick(self, pid: str) -> VectorClock:
         """The clock after one more event of process ``pid``."""
-        if not isinstance(pid, str) or not pid:
-            raise InvalidClock(f"process id must be a non-empty string, got {pid!r}")
-        entries = dict(self._entries)
+        if type(pid) is not str or not pid:
+            if not isinstance(pid, str) or not pid:
+                raise InvalidClock(f"process id must be a non-empty string, got {pid!r}")
+        entries = self._entries.copy()
         entries[pid] = entries.get(pid, 0) + 1
-        return VectorClock._trusted(entries, None if self._total is None else self._total + 1)
+        clock = _new(VectorClock)  # _trusted, inlined: tick is the hottest operation
+        clock._entries = entries
+        clock._hash = None
+        total = self._total
+        clock._total = None if total is None else total + 1
+        return clock
 
     def merge(self, other: VectorClock) -> VectorClock:
         """The pointwise maximum of the two clocks (their least upper bound)."""
-        if len(other._entries) > len(self._entries):
-            small, big = self, other
-        else:
+        small, big = self, other
+        if len(self._entries) >= len(other._entries):
             small, big = other, self
-        entries = dict(big._entries)
+        entries = big._entries.copy()
+        get = entries.get
         gained = 0
         for pid, count in small._entries.items():
-            mine = entries.get(pid, 0)
+            mine = get(pid, 0)
             if count > mine:
                 entries[pid] = count
                 gained += count - mine
-        total = None if big._total is None else big._total + gained  # stays lazy
-        return VectorClock._trusted(entries, total)
+        if not gained:
+            return big  # it had everything already; immutable, so it can be shared
+        clock = _new(VectorClock)  # _trusted, inlined
+        clock._entries = entries
+        clock._hash = None
+        total = big._total
+        clock._total = None if total is None else total + gained  # stays lazy
+        return clock
 
     def receive(self, other: VectorClock, pid: str) -> VectorClock:
         """The clock of process ``pid`` after receiving a message stamped ``other``."""
@@ -156,13 +168,11 @@ class VectorClock:
 
     def compare(self, other: VectorClock) -> Ordering:
         """Whether this clock is BEFORE, AFTER, EQUAL to or CONCURRENT with ``other``."""
-        le = self._le(other)
-        ge = other._le(self)
-        if le and ge:
+        if self._entries == other._entries:  # one C-level comparison
             return Ordering.EQUAL
-        if le:
+        if self._le(other):
             return Ordering.BEFORE
-        if ge:
+        if other._le(self):
             return Ordering.AFTER
         return Ordering.CONCURRENT
 
@@ -171,10 +181,14 @@ class VectorClock:
         return self.compare(other) is Ordering.CONCURRENT
 
     def _le(self, other: VectorClock) -> bool:
-        theirs = other._entries
-        if len(self._entries) > len(theirs):
+        mine, theirs = self._entries, other._entries
+        if len(mine) > len(theirs):
             return False  # some entry of ours is non-zero where theirs is zero
-        return all(count <= theirs.get(pid, 0) for pid, count in self._entries.items())
+        get = theirs.get
+        for pid, count in mine.items():  # a loop, not all(<generator>): 2x faster when small
+            if count > get(pid, 0):
+                return False
+        return True
 
     def __le__(self, other: object) -> bool:
         if not isinstance(other, VectorClock):
@@ -233,6 +247,9 @@ class VectorClock:
 
     def __str__(self) -> str:
         return self.to_json()
+
+
+_new = object.__new__
 
 
 def merge_all(clocks: Iterable[VectorClock]) -> VectorClock:
