@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import __version__
-from .asyncio.client import EVERYONE, SERVER, ConnectError, StateFileError, connect, run
+from .asyncio.client import ConnectError, StateFileError, connect, run
 from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
 from .clock import ClockLimits, VectorClock
 from .demo import demo
 from .errors import HoldBackFull, VClockError
-from .hub import SERVER_ID
+from .events import EVERYONE, SERVER_ID
 from .node import (
     DEFAULT_MAX_HELD,
     Acked,
@@ -586,8 +586,8 @@ async def _run_client(
         _echo(f"{stamp} {me:<8} {text:<28} {clock}")
 
     def on_send(target: str, clock: VectorClock) -> None:
-        if target == SERVER:
-            say(f"report -> {SERVER}", clock)
+        if target == SERVER_ID:
+            say(f"report -> {SERVER_ID}", clock)
         elif target == EVERYONE:
             say("broadcast -> all", clock)
         else:

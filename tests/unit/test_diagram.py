@@ -279,7 +279,7 @@ def test_without_the_server_log_there_is_no_server_lane_and_syncs_have_no_arrow(
 
 def test_a_reused_message_id_links_to_the_send_the_clock_covers():
     # A's first A#1 was lost with its connection, so the id came round again.
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     def ev(pid: str, kind: str, clock: dict[str, int], **kw: str) -> Event:
         return Event(ts="2025-01-01T00:00:00+00:00", pid=pid, kind=kind, clock=clock, **kw)
@@ -295,7 +295,7 @@ def test_a_reused_message_id_links_to_the_send_the_clock_covers():
 
 
 def test_a_causal_cycle_still_draws_and_is_named_in_the_notes():
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     def ev(pid: str, kind: str, clock: dict[str, int], msg: str) -> Event:
         return Event(ts="2025-01-01T00:00:00+00:00", pid=pid, kind=kind, clock=clock, msg=msg)
@@ -412,7 +412,7 @@ def test_html_has_the_test_hooks_and_the_counts(small: Diagram):
 
 
 def test_html_data_cannot_close_its_script_element():
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     hostile = "</script><script>alert(1)</script> {{DATA}}"
     event = Event(ts="2025-01-01T00:00:00+00:00", pid=hostile, kind="local", clock={hostile: 1})

@@ -21,12 +21,12 @@ import pytest
 from vclock.asyncio import Console, ServerConfig, connect, serve
 from vclock.clock import VectorClock
 from vclock.errors import ErrorCode, PeerError
+from vclock.events import EVERYONE
 from vclock.hub import Hub, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
 from vclock.node import Message, NodeState, Synced
 from vclock.protocol.frames import Deliver, Report, Send
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard, LiveModel, parse_address
-from vclock.web.model import EVERYONE
 from vclock.web.render import LiveDrawing
 
 T0 = 1_700_000_000.0

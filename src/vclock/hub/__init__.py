@@ -24,7 +24,7 @@ from .actions import (
 )
 from .cluster import ClusterHub
 from .hub import Hub
-from .ids import DEFAULT_MAX_LEAD, SERVER_ID, IdLedger
+from .ids import DEFAULT_MAX_LEAD, IdLedger
 from .inbox import DEFAULT_WINDOW, HeldBytes, Inbox, Inboxes
 from .limits import TokenBucket
 from .state import TRANSITIONS, HubState, SessionState, next_state
@@ -32,7 +32,6 @@ from .state import TRANSITIONS, HubState, SessionState, next_state
 __all__ = [
     "DEFAULT_MAX_LEAD",
     "DEFAULT_WINDOW",
-    "SERVER_ID",
     "STORE_TYPES",
     "TRANSITIONS",
     "Action",

@@ -58,8 +58,8 @@ from pathlib import Path
 import msgspec
 
 from ..clock import VectorClock
-from ..hub import SERVER_ID
-from ..tools.eventlog import CAUSAL_KINDS, Event, iter_events, log_files
+from ..events import CAUSAL_KINDS, SERVER_ID, Event
+from ..tools.eventlog import iter_events, log_files
 
 __all__ = [
     "DELIMITER_PATTERN",

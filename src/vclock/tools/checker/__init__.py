@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..eventlog import Event
+from ...events import Event
 from .records import load
 from .report import REPORT_LIMIT as REPORT_LIMIT  # how many findings format_report lists
 from .report import RULES, CheckReport, EventRef, Summary, Violation, format_report
