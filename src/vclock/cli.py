@@ -45,7 +45,7 @@ from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
-from .tracing import export_shiviz
+from .tools.shiviz import export_shiviz
 
 if TYPE_CHECKING:
     from .cluster.backplane import ClusterConfig

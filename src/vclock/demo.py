@@ -27,7 +27,7 @@ from .events import CAUSAL_KINDS, SERVER_ID
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import read_events
-from .tracing import export_shiviz
+from .tools.shiviz import export_shiviz
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
