@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vclock.clock import VectorClock, merge_all
+from vclock.events import EVERYONE
 from vclock.tools.diagram import (
     LABEL_LIMIT,
     Diagram,
@@ -467,3 +468,16 @@ def test_refs_are_the_real_line_numbers_even_with_blank_lines(tmp_path: Path):
     assert d.events[d.index("B:1")].ref == "B.jsonl:4"  # join on line 2, blank, local
     # layout() from read_events counts lines per process instead.
     assert layout(read_events(small_run(tmp_path / "again"))).events[3].ref == "B.jsonl:2"
+
+
+def test_a_broadcast_keeps_the_logs_peer_and_its_tooltip_says_everyone(tmp_path: Path):
+    # "*" is the broadcast peer's one id; "everyone" is only how the diagrams show it.
+    log = EventLog(tmp_path, "A")
+    log.record("send", {"A": 1}, peer=EVERYONE, msg="A#1")
+    log.close()
+    d = load_diagram(tmp_path)
+    assert [e.peer for e in d.events] == [EVERYONE]
+    root = ET.fromstring(render_svg(d).encode())
+    assert [t.text for t in root.iter(f"{SVG}title") if "A:1" in (t.text or "")][0].startswith(
+        "A:1  send → everyone\n"
+    )
