@@ -2,7 +2,7 @@
 
 The trace checker (:mod:`vclock.tools.checker`): are the clocks in a run's event
 logs causally consistent? :func:`~vclock.tools.checker.check` reads a run folder of
-``<pid>.jsonl`` logs (or one file, or a list of :class:`~vclock.tools.eventlog.Event`)
+``<pid>.jsonl`` logs (or one file, or a list of :class:`~vclock.events.Event`)
 and returns a :class:`~vclock.tools.checker.report.CheckReport`;
 :func:`~vclock.tools.checker.report.format_report` turns it into text. Pure
 functions: no printing, no time.
