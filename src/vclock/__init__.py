@@ -16,7 +16,8 @@ from .errors import (
     VClockError,
 )
 from .node import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
-from .tracing import SHIVIZ_REGEX, Tracer, UnpackError, export_shiviz, merge_logs
+from .tools.shiviz import export_shiviz
+from .tracing import SHIVIZ_REGEX, Tracer, UnpackError, merge_logs
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,7 @@ from .auth import Authenticator, hash_token
 from .clock import ClockLimits
 from .demo import demo
 from .errors import HoldBackFull, VClockError
-from .hub import SERVER_ID
+from .events import SERVER_ID
 from .net import is_loopback
 from .node import (
     DEFAULT_MAX_HELD,
@@ -37,7 +37,7 @@ from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
-from .tracing import export_shiviz
+from .tools.shiviz import export_shiviz
 
 if TYPE_CHECKING:
     from .cluster.backplane import ClusterConfig

@@ -23,10 +23,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .clock import VectorClock
+from .events import CAUSAL_KINDS, SERVER_ID
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
-from .tools.eventlog import CAUSAL_KINDS, read_events
-from .tracing import export_shiviz
+from .tools.eventlog import read_events
+from .tools.shiviz import export_shiviz
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
@@ -125,7 +126,7 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     )
     vclock = [sys.executable, "-m", "vclock"]
     server = await _spawn(
-        "server",
+        SERVER_ID,
         "bold white",
         [*vclock, "server", "--port", "0", "--sync-interval", str(sync_interval)]
         + ["--log", str(run_dir), "--data", str(run_dir / "server-data"), *web],
@@ -217,7 +218,7 @@ async def _wait_all(procs: list[_Proc]) -> dict[str, int]:
 
 def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
     events = read_events(run_dir)
-    clients = [p.name for p in procs if p.name != "server"]
+    clients = [p.name for p in procs if p.name != SERVER_ID]
     table = Table(title="Run summary", title_justify="left")
     for column in ("process", "exit", "sends", "reports", "receives", "syncs"):
         table.add_column(column)
@@ -229,18 +230,18 @@ def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[
         table.add_row(
             name,
             str(codes.get(name)),
-            str(sum(e.kind == "send" and e.peer != "server" for e in causal)),
-            str(sum(e.kind == "send" and e.peer == "server" for e in causal)),
+            str(sum(e.kind == "send" and e.peer != SERVER_ID for e in causal)),
+            str(sum(e.kind == "send" and e.peer == SERVER_ID for e in causal)),
             str(sum(e.kind == "receive" for e in causal)),
             str(sum(e.kind == "sync-receive" for e in causal)),
             str(final),
         )
     console.print(table)
-    server_out = next(p.output for p in procs if p.name == "server")
+    server_out = next(p.output for p in procs if p.name == SERVER_ID)
     cycles = sum(line == "New synchronization cycle started." for line in server_out)
-    syncs = sum(e.pid == "server" and e.kind == "sync" for e in events)
-    sent = sum(e.kind == "send" and e.peer != "server" for e in events if e.pid != "server")
-    delivered = sum(e.kind == "receive" for e in events if e.pid != "server")
+    syncs = sum(e.pid == SERVER_ID and e.kind == "sync" for e in events)
+    sent = sum(e.kind == "send" and e.peer != SERVER_ID for e in events if e.pid != SERVER_ID)
+    delivered = sum(e.kind == "receive" for e in events if e.pid != SERVER_ID)
     console.print(
         f"Messages sent: {sent}, delivered: {delivered}; synchronization cycles: {cycles}"
         f" ({syncs} sent a sync)"

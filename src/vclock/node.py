@@ -44,6 +44,7 @@ import msgspec
 
 from .clock import VectorClock
 from .errors import ErrorCode, HoldBackFull, LimitExceeded, PeerError
+from .events import message_id
 from .protocol.codec import encode_frame
 from .protocol.frames import (
     PROTOCOL_VERSION,
@@ -73,16 +74,6 @@ DEFAULT_MAX_HELD = 10_000
 #: The bytes a frame takes on the wire, newline excluded (default: encoded in full).
 Measure = Callable[[Frame], int]
 _F = TypeVar("_F", Send, Report, Broadcast)
-
-
-def message_id(sender: str, seq: int) -> str:
-    """The id of a message across logs and tools: ``"A#7"``."""
-    return f"{sender}#{seq}"
-
-
-def sync_id(cycle: int) -> str:
-    """The id of a synchronization cycle's sync message: ``"sync#3"``."""
-    return f"sync#{cycle}"
 
 
 # Events a node reports to its user

@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
+from vclock.events import Event
 from vclock.protocol import server_frame_decoder
 from vclock.protocol.frames import ServerFrame, frame_type
-from vclock.tools.eventlog import Event, read_events
+from vclock.tools.eventlog import read_events
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

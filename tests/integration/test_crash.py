@@ -23,9 +23,9 @@ from typing import TypeVar
 import pytest
 
 from vclock.asyncio.client import Node, connect, load_state
+from vclock.events import Event
 from vclock.node import Acked, Disconnected, Message, Welcomed
 from vclock.tools.checker import check, format_report
-from vclock.tools.eventlog import Event
 
 from .conftest import (
     HOST,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vclock.clock import VectorClock
-from vclock.tools.eventlog import CAUSAL_KINDS, Event
+from vclock.events import CAUSAL_KINDS, Event
 
 from .conftest import (
     ClientProcess,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vclock.events import Event
 from vclock.node import Message, NodeState
 from vclock.protocol import PROTOCOL_VERSION, Deliver, Welcome
 from vclock.tools.checker import check
-from vclock.tools.eventlog import Event
 
 TS = "2024-01-01T00:00:00+00:00"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from vclock.events import Event
 from vclock.tools.audit import delivery_audit
-from vclock.tools.eventlog import Event
 
 T0 = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vclock import HoldBackFull, Message, VectorClock
+from vclock.events import Event
 from vclock.hub import Hub, SaveBroadcasts
 from vclock.node import NodeState, SavedNode
 from vclock.protocol import (
@@ -19,7 +20,6 @@ from vclock.protocol import (
 )
 from vclock.store import MEMORY, Store
 from vclock.tools.checker import check
-from vclock.tools.eventlog import Event
 
 from ..helpers import HubHarness, assert_same_state
 

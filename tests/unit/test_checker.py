@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vclock.events import CAUSAL_KINDS, Event, message_id, sync_id
 from vclock.hub import Hub, Joined, Outgoing, PeerId, Received, Refused, SyncCycle
-from vclock.node import Message, NodeState, Synced, Welcomed, message_id, sync_id
+from vclock.node import Message, NodeState, Synced, Welcomed
 from vclock.protocol import Welcome
 from vclock.tools.checker import RULES, CheckReport, check, format_report
-from vclock.tools.eventlog import CAUSAL_KINDS, Event
 
 # A simulated run
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vclock.clock import VectorClock, merge_all
+from vclock.events import EVERYONE
 from vclock.tools.diagram import (
     LABEL_LIMIT,
     Diagram,
@@ -279,7 +280,7 @@ def test_without_the_server_log_there_is_no_server_lane_and_syncs_have_no_arrow(
 
 def test_a_reused_message_id_links_to_the_send_the_clock_covers():
     # A's first A#1 was lost with its connection, so the id came round again.
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     def ev(pid: str, kind: str, clock: dict[str, int], **kw: str) -> Event:
         return Event(ts="2025-01-01T00:00:00+00:00", pid=pid, kind=kind, clock=clock, **kw)
@@ -295,7 +296,7 @@ def test_a_reused_message_id_links_to_the_send_the_clock_covers():
 
 
 def test_a_causal_cycle_still_draws_and_is_named_in_the_notes():
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     def ev(pid: str, kind: str, clock: dict[str, int], msg: str) -> Event:
         return Event(ts="2025-01-01T00:00:00+00:00", pid=pid, kind=kind, clock=clock, msg=msg)
@@ -412,7 +413,7 @@ def test_html_has_the_test_hooks_and_the_counts(small: Diagram):
 
 
 def test_html_data_cannot_close_its_script_element():
-    from vclock.tools.eventlog import Event
+    from vclock.events import Event
 
     hostile = "</script><script>alert(1)</script> {{DATA}}"
     event = Event(ts="2025-01-01T00:00:00+00:00", pid=hostile, kind="local", clock={hostile: 1})
@@ -467,3 +468,16 @@ def test_refs_are_the_real_line_numbers_even_with_blank_lines(tmp_path: Path):
     assert d.events[d.index("B:1")].ref == "B.jsonl:4"  # join on line 2, blank, local
     # layout() from read_events counts lines per process instead.
     assert layout(read_events(small_run(tmp_path / "again"))).events[3].ref == "B.jsonl:2"
+
+
+def test_a_broadcast_keeps_the_logs_peer_and_its_tooltip_says_everyone(tmp_path: Path):
+    # "*" is the broadcast peer's one id; "everyone" is only how the diagrams show it.
+    log = EventLog(tmp_path, "A")
+    log.record("send", {"A": 1}, peer=EVERYONE, msg="A#1")
+    log.close()
+    d = load_diagram(tmp_path)
+    assert [e.peer for e in d.events] == [EVERYONE]
+    root = ET.fromstring(render_svg(d).encode())
+    assert [t.text for t in root.iter(f"{SVG}title") if "A:1" in (t.text or "")][0].startswith(
+        "A:1  send → everyone\n"
+    )

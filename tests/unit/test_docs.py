@@ -23,7 +23,8 @@ import pytest
 from vclock.asyncio.server import ServerConfig
 from vclock.clock import DEFAULT_LIMITS
 from vclock.errors import FATAL_CODES, ErrorCode, FrameError
-from vclock.hub import SERVER_ID, Action, Close, Hub, Outgoing, PeerId
+from vclock.events import CAUSAL_KINDS, SERVER_ID, Event
+from vclock.hub import Action, Close, Hub, Outgoing, PeerId
 from vclock.hub.refusals import FORGIVEN as _FORGIVEN
 from vclock.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
@@ -36,7 +37,6 @@ from vclock.protocol import (
     server_frame_decoder,
 )
 from vclock.protocol.frames import CLIENT_ID_PATTERN, MAX_CLIENT_ID_LENGTH
-from vclock.tools.eventlog import CAUSAL_KINDS, Event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text(encoding="utf-8")

@@ -10,8 +10,8 @@ from vclock import ErrorCode, FrameError, Goodbye, PeerChange, PeerError, Vector
 from vclock.auth import Authenticator
 from vclock.clock import merge_all
 from vclock.errors import FATAL_CODES
+from vclock.events import SERVER_ID
 from vclock.hub import (
-    SERVER_ID,
     STORE_TYPES,
     TRANSITIONS,
     Action,

@@ -17,7 +17,8 @@ from vclock import (
     VectorClock,
     Welcomed,
 )
-from vclock.node import NodeState, message_id, sync_id
+from vclock.events import message_id, sync_id
+from vclock.node import NodeState
 from vclock.protocol import (
     PROTOCOL_VERSION,
     Bye,

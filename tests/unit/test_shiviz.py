@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from vclock import VectorClock
 from vclock.tools.eventlog import EventLog
+from vclock.tools.shiviz import export_shiviz
 from vclock.tracing import (
     DELIMITER_PATTERN,
     RECORD_PATTERN,
@@ -32,7 +33,6 @@ from vclock.tracing import (
     Record,
     Tracer,
     check_run,
-    export_shiviz,
     format_clock,
     format_record,
     merge_logs,

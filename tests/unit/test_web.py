@@ -21,12 +21,12 @@ import pytest
 from vclock.asyncio import Console, ServerConfig, connect, serve
 from vclock.clock import VectorClock
 from vclock.errors import ErrorCode, PeerError
+from vclock.events import EVERYONE
 from vclock.hub import Hub, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
 from vclock.node import Message, NodeState, Synced
 from vclock.protocol.frames import Deliver, Report, Send
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard, LiveModel, parse_address
-from vclock.web.model import EVERYONE
 from vclock.web.render import LiveDrawing
 
 T0 = 1_700_000_000.0
@@ -171,7 +171,8 @@ def test_a_broadcast_is_an_arrow_to_every_receiver_and_is_not_put_before_the_nex
     send(model, C, "C", "B", vc(C=1))
     deliver(model, B, "C", vc(C=1))
     d = dots(model)
-    assert d["A:1"].event.peer == EVERYONE
+    assert d["A:1"].event.peer == EVERYONE  # the log's id, "*"; shown as a word:
+    assert "\nsend A#1 -> everyone\n" in model.log.text()
     assert [a.source for a in d["B:1"].arrows] == [a.source for a in d["C:1"].arrows] == ["A:1"]
     # B may hold the broadcast back until later: no edge from it to the next delivery.
     assert ("B:1", "B:2") not in edges(model)

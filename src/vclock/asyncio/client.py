@@ -28,6 +28,7 @@ from typing import Any
 
 from ..clock import ClockLimits, VectorClock
 from ..errors import HoldBackFull, ProtocolError, VClockError
+from ..events import EVERYONE, SERVER_ID, message_id, sync_id
 from ..node import (
     DEFAULT_MAX_HELD,
     Disconnected,
@@ -39,15 +40,12 @@ from ..node import (
     ServerError,
     Synced,
     Welcomed,
-    message_id,
-    sync_id,
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.frames import Broadcast, Deliver, Frame, Limits, Report, Send
-from ..tools.eventlog import EVERYONE, EventLog
+from ..tools.eventlog import EventLog
 from .statefile import StateFile, StateFileError, load_state, save_state
 
-SERVER = "server"
 READ_CHUNK = 64 * 1024
 #: A client trusts its server more than the server trusts clients: a sync carries
 #: one entry per client ever seen, so accept much larger frames and clocks.
@@ -218,7 +216,7 @@ class Node:
         self._check_open()
         frame = self._state.report(measure=self._measure())
         self._commit(
-            self._line("send", frame.clock, peer=SERVER, msg=message_id(self.id, frame.seq))
+            self._line("send", frame.clock, peer=SERVER_ID, msg=message_id(self.id, frame.seq))
         )
         await self._write(frame)
         return frame.clock
@@ -340,7 +338,7 @@ class Node:
             if not self.options.reconnect or self._closing or self._failure is not None:
                 self._finish(reason)
                 return
-            self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
+            self._commit(self._line("leave", self._state.clock, peer=SERVER_ID, desc=reason))
             self._events.put_nowait(Disconnected(reason))
             try:
                 await self._reconnect()
@@ -404,7 +402,7 @@ class Node:
     def _finish(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
-            self._commit(self._line("leave", self._state.clock, peer=SERVER, desc=reason))
+            self._commit(self._line("leave", self._state.clock, peer=SERVER_ID, desc=reason))
             if self._failure is not None:
                 self._events.put_nowait(self._failure)
             self._events.put_nowait(None)
@@ -446,11 +444,11 @@ class Node:
     def _event_line(self, event: Event) -> str | None:
         match event:
             case Welcomed(clock=clock):
-                return self._line("join", clock, peer=SERVER)
+                return self._line("join", clock, peer=SERVER_ID)
             case Message(sender=sender, seq=seq, clock=clock):
                 return self._line("receive", clock, peer=sender, msg=message_id(sender, seq))
             case Synced(cycle=cycle, clock=clock):
-                return self._line("sync-receive", clock, peer=SERVER, msg=sync_id(cycle))
+                return self._line("sync-receive", clock, peer=SERVER_ID, msg=sync_id(cycle))
         return None
 
     async def _write(self, frame: Frame, *, resend: bool = False) -> None:
@@ -614,7 +612,7 @@ async def run(
                 target = rng.choice(peers)
                 clock = await node.send(target)
             else:
-                target, clock = SERVER, await node.report()
+                target, clock = SERVER_ID, await node.report()
             if on_send is not None:
                 on_send(target, clock)
 
@@ -630,7 +628,6 @@ async def run(
 
 
 __all__ = [
-    "EVERYONE",
     "ClientOptions",
     "ConnectError",
     "Node",

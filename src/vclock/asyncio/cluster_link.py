@@ -28,8 +28,8 @@ from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
 from ..cluster.messages import Frontier, NodeMessage, Relay, Status
 from ..errors import ErrorCode, PeerError
+from ..events import message_id
 from ..hub import Action, ClusterHub, Forward, Joined, Left, Outgoing, SaveClock, StoreAction
-from ..node import message_id
 from ..protocol.frames import Ack, Error, Hello
 from .link import Link
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..clock import VectorClock
+from ..events import EVERYONE, SERVER_ID
 from ..hub import Action, Expired, Joined, Left, Received, Refused, SyncCycle
 from ..node import (
     Acked,
@@ -109,10 +110,8 @@ class ClientConsole:
         echo(f"{stamp} {self.node.id:<8} {text:<28} {clock}")
 
     def sent(self, target: str, clock: VectorClock) -> None:
-        from .client import EVERYONE, SERVER
-
-        if target == SERVER:
-            self.say(f"report -> {SERVER}", clock)
+        if target == SERVER_ID:
+            self.say(f"report -> {SERVER_ID}", clock)
         elif target == EVERYONE:
             self.say("broadcast -> all", clock)
         else:

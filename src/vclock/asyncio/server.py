@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
 from ..errors import ErrorCode, PeerError
+from ..events import message_id, sync_id
 from ..hub import (
     DEFAULT_MAX_LEAD,
     DEFAULT_WINDOW,
-    SERVER_ID,
     STORE_TYPES,
     Action,
     Close,
@@ -48,7 +48,6 @@ from ..hub import (
     Received,
     SyncCycle,
 )
-from ..node import message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
 from ..protocol.frames import (
@@ -815,4 +814,4 @@ async def serve(
     return server
 
 
-__all__ = ["SERVER_ID", "Console", "Server", "ServerConfig", "serve"]
+__all__ = ["Console", "Server", "ServerConfig", "serve"]

@@ -24,14 +24,13 @@ from .actions import (
 )
 from .cluster import ClusterHub
 from .hub import Hub
-from .ids import DEFAULT_MAX_LEAD, SERVER_ID, IdLedger
+from .ids import DEFAULT_MAX_LEAD, IdLedger
 from .inbox import DEFAULT_WINDOW, HeldBytes, Inbox, Inboxes
 from .state import TRANSITIONS, HubState, SessionState, next_state
 
 __all__ = [
     "DEFAULT_MAX_LEAD",
     "DEFAULT_WINDOW",
-    "SERVER_ID",
     "STORE_TYPES",
     "TRANSITIONS",
     "Action",

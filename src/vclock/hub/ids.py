@@ -17,12 +17,11 @@ from collections.abc import Iterable
 
 from ..clock import VectorClock
 from ..errors import ErrorCode, PeerError
+from ..events import SERVER_ID
 from ..protocol.codec import encode_json
 from ..protocol.connection import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.frames import Broadcast, Report, Send
 
-#: The id the server uses for itself in logs; no client may take it.
-SERVER_ID = "server"
 #: How far a clock may carry another id's entry past what that id reported itself
 #: (docs/protocol.md 9.7). Not 0: a server that lost its memory, a cluster node that
 #: hears an id's reports late, and apps that also pass clocks outside vclock all

@@ -19,7 +19,7 @@ import datetime as _dt
 from collections import Counter
 from collections.abc import Iterable
 
-from .eventlog import EVERYONE, Event
+from ..events import EVERYONE, Event
 
 
 def delivery_audit(

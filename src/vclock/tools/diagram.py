@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..events import EVERYONE, SERVER_ID
 from .spacetime import (
-    SERVER,
     Arrow,
     Diagram,
     DiagramEvent,
@@ -36,6 +36,7 @@ from .spacetime import (
 )
 
 __all__ = [
+    "BROADCAST_LABEL",
     "LABEL_LIMIT",
     "Arrow",
     "Diagram",
@@ -54,6 +55,7 @@ __all__ = [
     "legend_html",
     "load_diagram",
     "page_assets",
+    "peer_label",
     "place",
     "render_html",
     "render_svg",
@@ -65,6 +67,10 @@ __all__ = [
 LABEL_LIMIT = 60
 
 FORMATS = (".html", ".svg")
+
+#: How the diagrams name the broadcast peer, :data:`vclock.events.EVERYONE` (``"*"``
+#: in the logs): a word for the reader, never an id.
+BROADCAST_LABEL = "everyone"
 
 
 # Rendering: shared geometry and SVG elements
@@ -125,11 +131,16 @@ def clock_label(clock: Mapping[str, int], clock_ids: Sequence[str]) -> str:
     return " ".join(f"{k}{clock[k]}" for k in sorted(clock, key=natural_key))
 
 
+def peer_label(peer: str) -> str:
+    """``peer`` as a diagram shows it: the broadcast peer is :data:`BROADCAST_LABEL`."""
+    return BROADCAST_LABEL if peer == EVERYONE else peer
+
+
 def _tooltip(e: DiagramEvent) -> str:
     arrow = " → " if e.kind == "send" else " ← " if e.kind in _INCOMING else " "
     head = f"{e.id}  {'server ' if e.server else ''}{e.kind}"
     if e.peer and e.peer != e.pid:
-        head += arrow + e.peer
+        head += arrow + peer_label(e.peer)
     lines = [head]
     if e.msg:
         lines.append(f"msg {e.msg}" + (f" to {', '.join(e.to)}" if e.to else ""))
@@ -177,7 +188,7 @@ def place(
     lane_y: dict[str, float] = {}
     y = top
     for pid in processes:
-        if pid == SERVER and lane_y:
+        if pid == SERVER_ID and lane_y:
             y += 14  # set the server apart
         lane_y[pid] = y
         y += gap
@@ -207,8 +218,8 @@ def defs_svg() -> str:
 
 def lane_svg(pid: str, y: float, x0: float, x1: float) -> str:
     """The line of one process, from ``x0`` to ``x1``; the server's is dotted."""
-    style = 'stroke="#94a3b8" stroke-dasharray="2 3"' if pid == SERVER else 'stroke="#334155"'
-    cls = "process-line server" if pid == SERVER else "process-line"
+    style = 'stroke="#94a3b8" stroke-dasharray="2 3"' if pid == SERVER_ID else 'stroke="#334155"'
+    cls = "process-line server" if pid == SERVER_ID else "process-line"
     return (
         f'<line class="{cls}" data-pid="{_esc(pid)}" x1="{_num(x0)}" y1="{_num(y)}" '
         f'x2="{_num(x1)}" y2="{_num(y)}" {style} stroke-width="1.5"/>'
@@ -218,7 +229,7 @@ def lane_svg(pid: str, y: float, x0: float, x1: float) -> str:
 def lane_label_svg(pid: str, y: float, right: float) -> str:
     """The name of a process, right-aligned at ``right``; long names are cut, with a tooltip."""
     text = _esc(pid) if len(pid) <= 14 else f"<title>{_esc(pid)}</title>{_esc(pid[:13])}…"
-    style = ' font-style="italic" fill="#64748b"' if pid == SERVER else ' fill="#0f172a"'
+    style = ' font-style="italic" fill="#64748b"' if pid == SERVER_ID else ' fill="#0f172a"'
     return (
         f'<text class="lane-label" data-pid="{_esc(pid)}" x="{_num(right)}" '
         f'y="{_num(y + 4)}" text-anchor="end" font-weight="600" '

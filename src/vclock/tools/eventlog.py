@@ -12,14 +12,16 @@ the files of every process of one run. Fields (docs/eventlog.md):
 ``clock``  the process's vector clock after the event (server: the clock received,
            or the frontier sent)
 ``peer``   the other side: receiver of a send, sender of a receive, ``"server"``;
-           ``"*"`` (:data:`EVERYONE`) for a broadcast send
+           ``"*"`` (:data:`vclock.events.EVERYONE`) for a broadcast send
 ``msg``    message id linking a receive to its send: ``"A#7"``, or ``"sync#3"``
 ``to``     server ``sync`` only: the ids the sync was sent to
 ``desc``   free text
 
 ``local``, ``send``, ``receive`` and ``sync-receive`` are the causal events: each
 ticks the process's own entry by one. ``join`` and ``leave`` are annotations that
-carry the clock unchanged.
+carry the clock unchanged. The record, the kinds, the server's id, the broadcast
+peer and the message ids are :mod:`vclock.events`; this module writes and reads
+the files.
 """
 
 from __future__ import annotations
@@ -32,24 +34,8 @@ from typing import IO, Any
 
 import msgspec
 
+from ..events import Event
 from ..files import make_private_dirs, open_private
-
-#: The ``peer`` of a broadcast ``send``: every other client.
-EVERYONE = "*"
-
-CAUSAL_KINDS = frozenset({"local", "send", "receive", "sync-receive"})
-
-
-class Event(msgspec.Struct, omit_defaults=True, kw_only=True):
-    ts: str
-    pid: str
-    kind: str
-    clock: dict[str, int]
-    peer: str | None = None
-    msg: str | None = None
-    to: list[str] | None = None
-    desc: str | None = None
-
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)

@@ -40,10 +40,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .eventlog import CAUSAL_KINDS, Event, iter_events, log_files
+from ..events import ANNOTATION_KINDS, CAUSAL_KINDS, SERVER_ID, Event
+from .eventlog import iter_events, log_files
 
 __all__ = [
-    "SERVER",
     "Arrow",
     "Diagram",
     "DiagramEvent",
@@ -52,8 +52,6 @@ __all__ = [
     "load_diagram",
     "natural_key",
 ]
-
-SERVER = "server"  # vclock.hub.SERVER_ID; the tools read logs and need nothing else of the hub
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,7 @@ class DiagramEvent:
 
     @property
     def server(self) -> bool:
-        return self.pid == SERVER
+        return self.pid == SERVER_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +176,11 @@ class _Links:
         for i, e in enumerate(events):
             if not e.msg:
                 continue
-            if e.pid == SERVER and e.kind == "sync":
+            if e.pid == SERVER_ID and e.kind == "sync":
                 self.syncs.setdefault(e.msg, []).append(i)
-            elif e.pid != SERVER and e.kind == "send":
+            elif e.pid != SERVER_ID and e.kind == "send":
                 self.sends.setdefault(e.msg, []).append(i)
-            elif e.pid != SERVER and e.kind == "receive":
+            elif e.pid != SERVER_ID and e.kind == "receive":
                 self.relayed.add(e.msg)
 
     def source(self, e: Event) -> int | None:
@@ -202,7 +200,7 @@ class _Links:
 
     def drawn(self, e: Event) -> bool:
         """Causal client events; server syncs, and the server's receipts of *reports*."""
-        if e.pid != SERVER:
+        if e.pid != SERVER_ID:
             return e.kind in CAUSAL_KINDS
         if e.kind == "sync":
             return True
@@ -210,7 +208,7 @@ class _Links:
             return False  # the server's join/leave: the clients' own ticks show those
         send = self.source(e)
         if send is not None:
-            return self.events[send].peer == SERVER
+            return self.events[send].peer == SERVER_ID
         return e.msg not in self.relayed  # the sender's log is missing: a report unless delivered
 
 
@@ -230,8 +228,8 @@ def layout(
     if len(refs) != len(events):
         raise ValueError(f"{len(refs)} refs for {len(events)} events")
     links = _Links(events)
-    clients = sorted({e.pid for e in events if e.pid != SERVER}, key=natural_key)
-    lanes = clients + ([SERVER] if any(e.pid == SERVER for e in events) else [])
+    clients = sorted({e.pid for e in events if e.pid != SERVER_ID}, key=natural_key)
+    lanes = clients + ([SERVER_ID] if any(e.pid == SERVER_ID for e in events) else [])
 
     # Dots in log order: ``order[n]`` is the event of dot n, ``node[i]`` the dot of event i.
     order = [i for i, e in enumerate(events) if links.drawn(e)]
@@ -250,7 +248,11 @@ def layout(
         if source is not None and source in node and source != i:
             e = events[i]
             kind = (
-                "sync" if e.kind == "sync-receive" else "report" if e.pid == SERVER else "message"
+                "sync"
+                if e.kind == "sync-receive"
+                else "report"
+                if e.pid == SERVER_ID
+                else "message"
             )
             edges.add((node[source], n))
             arrows.append(Arrow(ids[node[source]], ids[n], e.msg or "", kind))
@@ -310,11 +312,11 @@ def _frontier_edges(
     by_counter = {  # per lane: (own entry, dot), sorted
         pid: sorted((events[order[n]].clock.get(pid, 0), n) for n in dots)
         for pid, dots in per_lane.items()
-        if pid != SERVER
+        if pid != SERVER_ID
     }
     edges = set()
     for n, i in enumerate(order):
-        if events[i].pid != SERVER or events[i].kind != "sync":
+        if events[i].pid != SERVER_ID or events[i].kind != "sync":
             continue
         for pid, counter in events[i].clock.items():
             column = by_counter.get(pid, [])
@@ -421,7 +423,7 @@ def _markers(
             for j in pending.pop(e.pid, ()):
                 markers.append(_marker(events[j], refs[j], rank - 0.5))
             last[e.pid] = rank
-        elif e.pid != SERVER and e.kind in ("join", "leave"):
+        elif e.pid != SERVER_ID and e.kind in ANNOTATION_KINDS:
             if e.pid in last:
                 markers.append(_marker(e, refs[i], last[e.pid] + 0.5))
             else:

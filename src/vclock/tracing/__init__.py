@@ -1,9 +1,10 @@
 """GoVector for Python: trace your own processes, then look at them in ShiViz.
 
 :class:`Tracer` stamps your messages with vector clocks and writes one ShiViz log
-per process; :func:`merge_logs` merges those logs into one file;
-:func:`export_shiviz` turns vclock event logs (run folders) into the same format.
-See docs/tracing.md.
+per process; :func:`merge_logs` merges those logs into one file. Turning vclock
+event logs (run folders) into the same format is a tool that reads them,
+:func:`vclock.tools.shiviz.export_shiviz` (also ``vclock.export_shiviz``); tracing
+imports nothing of the logs, the hub or the tools. See docs/tracing.md.
 """
 
 from .shiviz import (
@@ -15,7 +16,6 @@ from .shiviz import (
     Record,
     Run,
     check_run,
-    export_shiviz,
     format_clock,
     format_record,
     merge_logs,
@@ -37,7 +37,6 @@ __all__ = [
     "Tracer",
     "UnpackError",
     "check_run",
-    "export_shiviz",
     "format_clock",
     "format_record",
     "merge_logs",

@@ -45,7 +45,8 @@ Files are written in an order that respects causality (:func:`order_records`):
 every send comes before its receive, so the log panel reads top to bottom.
 
 This module reads and writes files only in :func:`merge_logs` and
-:func:`export_shiviz`; everything else works on strings.
+:func:`write_runs`; everything else works on strings. It knows nothing of vclock's
+event logs: :mod:`vclock.tools.shiviz` exports those (``export_shiviz``) with it.
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ from pathlib import Path
 import msgspec
 
 from ..clock import VectorClock
-from ..hub import SERVER_ID
-from ..tools.eventlog import CAUSAL_KINDS, Event, iter_events, log_files
 
 __all__ = [
     "DELIMITER_PATTERN",
@@ -69,9 +68,9 @@ __all__ = [
     "ExportResult",
     "Record",
     "Run",
+    "check_host",
     "check_run",
-    "describe_event",
-    "export_shiviz",
+    "escape_line_breaks",
     "format_clock",
     "format_delimiter",
     "format_record",
@@ -80,6 +79,7 @@ __all__ = [
     "order_records",
     "parse_records",
     "parse_runs",
+    "write_runs",
 ]
 
 #: What users paste into ShiViz's "Log parser RegExp" box (JavaScript syntax).
@@ -134,7 +134,8 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What :func:`export_shiviz` or :func:`merge_logs` wrote."""
+    """What :func:`merge_logs`, :func:`write_runs` or
+    :func:`vclock.tools.shiviz.export_shiviz` wrote."""
 
     path: Path
     runs: int
@@ -177,7 +178,7 @@ def format_record(host: str, clock: VectorClock | Mapping[str, int], description
         ValueError: ``host`` is empty or contains whitespace, or ``clock`` has no
             entry for ``host`` (ShiViz refuses both); InvalidClock for a bad clock.
     """
-    _check_host(host)
+    check_host(host)
     if not isinstance(clock, VectorClock):
         clock = VectorClock(clock)
     if clock[host] < 1:
@@ -196,23 +197,6 @@ def format_delimiter(label: str) -> str:
     if not label or label != label.translate(_ESCAPES):
         raise ValueError(f"an execution label is one non-empty line, got {label!r}")
     return f"=== {label} ===\n"
-
-
-def describe_event(event: Event) -> str:
-    """The description of a client event-log event: ``send A#3 -> B: desc``.
-
-    ``send A#3 -> B``, ``receive A#3 <- A``, ``sync-receive sync#2``, ``local``,
-    followed by ``: `` and the event's ``desc`` when it has one.
-    """
-    parts = [event.kind]
-    if event.msg:
-        parts.append(event.msg)
-    if event.peer and event.kind == "send":
-        parts.append(f"-> {event.peer}")
-    elif event.peer and event.kind == "receive":
-        parts.append(f"<- {event.peer}")
-    text = " ".join(parts)
-    return f"{text}: {event.desc}" if event.desc else text
 
 
 # Parsing
@@ -268,7 +252,7 @@ def parse_runs(text: str) -> list[Run]:
             raise ValueError(f"line {number}: the record has no description line")
         host = head["host"]
         try:
-            _check_host(host)
+            check_host(host)
             clock = VectorClock.from_json(head["clock"])
         except ValueError as exc:  # InvalidClock is a ValueError too
             raise ValueError(f"line {number}: {exc}") from None
@@ -394,68 +378,15 @@ def merge_logs(
         for run in runs:
             records.extend(_located(record, f"{path}:{record.origin}") for record in run.records)
     check_run(records)
-    return _write(Path(out), [Run("", tuple(order_records(records)))], header=header)
+    return write_runs(Path(out), [Run("", tuple(order_records(records)))], header=header)
 
 
-def export_shiviz(
-    sources: Sequence[str | Path], out: str | Path, *, header: bool = True
-) -> ExportResult:
-    """Write the client events of vclock event logs as one ShiViz file.
-
-    Each source is a run folder or one ``.jsonl`` event log
-    (:mod:`vclock.tools.eventlog`) and becomes one execution, labelled with the
-    folder or file name (made unique). Only client causal events are exported
-    (``local``, ``send``, ``receive``, ``sync-receive``); the server's records
-    and ``join``/``leave`` annotations are not. Each execution is checked with
-    :func:`check_run` and ordered with :func:`order_records`; with more than one
-    source, executions are separated by ``=== label ===`` lines. Nothing is
-    written when a check fails.
-
-    Raises:
-        ValueError: no sources, a source without client events, a bad event
-            line, or a failed check (naming the process).
-        FileNotFoundError: a missing source, or a folder without ``.jsonl`` files.
-    """
-    if not sources:
-        raise ValueError("export_shiviz needs at least one run folder or event log")
-    runs: list[Run] = []
-    labels: set[str] = set()
-    for source in sources:
-        label = _unique_label(Path(source).name or str(source), labels)
-        records = _client_records(Path(source), label)
-        check_run(records, label=label)
-        runs.append(Run(label, tuple(order_records(records))))
-    return _write(Path(out), runs, header=header)
-
-
-def _client_records(source: Path, label: str) -> list[Record]:
-    records: list[Record] = []
-    for path in log_files(source):
-        for number, event in iter_events(path):
-            if event.pid == SERVER_ID or event.kind not in CAUSAL_KINDS:
-                continue
-            where = f"{path}:{number}"
-            try:
-                _check_host(event.pid)
-                clock = VectorClock(event.clock)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            records.append(Record(event.pid, clock, describe_event(event), label, where))
-    if not records:
-        raise ValueError(f"{source}: no client events (local, send, receive, sync-receive)")
-    return records
-
-
-def _unique_label(name: str, taken: set[str]) -> str:
-    base = name.translate(_ESCAPES) or "run"
-    label, number = base, 2
-    while label in taken:
-        label, number = f"{base} ({number})", number + 1
-    taken.add(label)
-    return label
-
-
-def _write(out: Path, runs: list[Run], *, header: bool) -> ExportResult:
+def write_runs(out: str | Path, runs: Sequence[Run], *, header: bool = True) -> ExportResult:
+    """Write ``runs`` to ``out`` as one ShiViz file: the two-line header (unless
+    ``header=False``), then each run's records in the order given, with
+    ``=== label ===`` lines between runs when there are several. Checking and
+    ordering the records is the caller's job (:func:`check_run`,
+    :func:`order_records`)."""
     several = len(runs) > 1
     parts: list[str] = []
     if header:
@@ -467,19 +398,31 @@ def _write(out: Path, runs: list[Run], *, header: bool) -> ExportResult:
         for record in run.records:
             parts.append(format_record(record.host, record.clock, record.description))
             events += 1
-    with out.open("w", encoding="utf-8", newline="\n") as file:
+    path = Path(out)
+    with path.open("w", encoding="utf-8", newline="\n") as file:
         file.write("".join(parts))
-    return ExportResult(path=out, runs=len(runs), events=events)
+    return ExportResult(path=path, runs=len(runs), events=events)
 
 
 def _located(record: Record, origin: str) -> Record:
     return Record(record.host, record.clock, record.description, record.run, origin)
 
 
-def _check_host(host: str) -> None:
+def check_host(host: str) -> None:
+    """Refuse ``host`` as ShiViz would: empty, or with whitespace.
+
+    Raises:
+        ValueError: naming the host.
+    """
     # Python's and JavaScript's whitespace differ a little; refuse both kinds.
     if not host or any(c.isspace() or c == "\ufeff" for c in host):
         raise ValueError(f"a ShiViz host name is non-empty and has no whitespace, got {host!r}")
+
+
+def escape_line_breaks(text: str) -> str:
+    """``text`` with every line break Python or JavaScript knows written as an escape
+    (``\\n``, ``\\u2028``...), so that it stays on one line."""
+    return text.translate(_ESCAPES)
 
 
 def _json_string(text: str) -> str:

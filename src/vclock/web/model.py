@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import VectorClock
-from ..hub import SERVER_ID, Action, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
-from ..node import message_id, sync_id
+from ..events import EVERYONE, SERVER_ID, message_id, sync_id
+from ..hub import Action, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
 from ..protocol.frames import Deliver, Report
-from ..tools.diagram import Arrow, DiagramEvent, Marker
+from ..tools.diagram import Arrow, DiagramEvent, Marker, peer_label
 from .shivizlog import ShivizLog
 
 __all__ = [
@@ -62,9 +62,6 @@ __all__ = [
     "Refusal",
     "SyncView",
 ]
-
-#: The ``peer`` of a broadcast's dot: it goes to every other client.
-EVERYONE = "everyone"
 
 #: Rates shown on the page: messages relayed, reports, deliveries, syncs sent, refusals.
 RATE_NAMES = ("messages", "reports", "deliveries", "syncs", "cycles", "refused")
@@ -329,7 +326,7 @@ class LiveModel:
         else:
             row.sends += 1
             self.rates.add("messages", now)
-        self.log.add(client_id, frame.clock, f"send {msg} -> {to}")
+        self.log.add(client_id, frame.clock, f"send {msg} -> {peer_label(to)}")
 
         lane = self._lane(client_id)
         preds = [lane.last_out] if lane.last_out else []

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..clock import VectorClock
-from ..hub import SERVER_ID
+from ..events import SERVER_ID
 from ..tools.diagram import (
     LABEL_LIMIT,
     DiagramEvent,

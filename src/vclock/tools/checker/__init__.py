@@ -1,7 +1,7 @@
 """The trace checker: are the clocks in a run's event logs causally consistent?
 
 :func:`check` reads a run folder of ``<pid>.jsonl`` logs (or one file, or a list of
-:class:`~vclock.tools.eventlog.Event`) and returns a :class:`CheckReport`;
+:class:`~vclock.events.Event`) and returns a :class:`CheckReport`;
 :func:`format_report` turns it into text. Pure functions: no printing, no time.
 
 The model of a run, the rules and how the core check works are explained in the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..eventlog import Event
+from ...events import Event
 from .records import load
 from .report import REPORT_LIMIT as REPORT_LIMIT  # how many findings format_report lists
 from .report import RULES, CheckReport, EventRef, Summary, Violation, format_report

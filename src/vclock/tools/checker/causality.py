@@ -8,7 +8,7 @@ Each reads the graph timestamps of :class:`~.graph.HappenedBefore`; how they do 
 
 from __future__ import annotations
 
-from ..eventlog import EVERYONE
+from ...events import EVERYONE
 from .graph import HappenedBefore
 from .records import Rec, below, fmt, unique_recs, violation
 from .report import Violation, plural

@@ -2,7 +2,7 @@
 
 The trace checker (:mod:`vclock.tools.checker`): are the clocks in a run's event
 logs causally consistent? :func:`~vclock.tools.checker.check` reads a run folder of
-``<pid>.jsonl`` logs (or one file, or a list of :class:`~vclock.tools.eventlog.Event`)
+``<pid>.jsonl`` logs (or one file, or a list of :class:`~vclock.events.Event`)
 and returns a :class:`~vclock.tools.checker.report.CheckReport`;
 :func:`~vclock.tools.checker.report.format_report` turns it into text. Pure
 functions: no printing, no time.
@@ -102,20 +102,11 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..eventlog import CAUSAL_KINDS
+from ...events import ANNOTATION_KINDS, CAUSAL_KINDS, SERVER_ID
 from .records import Rec, merge_into
 from .report import Summary
 
-__all__ = [
-    "ANNOTATIONS",
-    "SERVER",
-    "SERVER_KINDS",
-    "HappenedBefore",
-]
-
-SERVER = "server"  # vclock.hub.SERVER_ID; not imported, to keep tools off the hub
-ANNOTATIONS = frozenset({"join", "leave"})
-SERVER_KINDS = frozenset({"receive", "sync"}) | ANNOTATIONS
+__all__ = ["HappenedBefore"]
 
 
 class HappenedBefore:
@@ -132,7 +123,7 @@ class HappenedBefore:
         self.server: list[Rec] = []
         by_pid: dict[str, list[Rec]] = {}
         for rec in records:
-            if rec.pid == SERVER:
+            if rec.pid == SERVER_ID:
                 self.server.append(rec)
             else:
                 by_pid.setdefault(rec.pid, []).append(rec)
@@ -178,7 +169,7 @@ class HappenedBefore:
         causal = self.causal[proc]
         for index, rec in enumerate(self.records[proc]):
             rec.proc = proc
-            if rec.kind in ANNOTATIONS:
+            if rec.kind in ANNOTATION_KINDS:
                 if index == 0:
                     self.start[proc] = rec
                     self.initial[proc] = {q: n for q, n in rec.clock.items() if q != pid}
@@ -246,7 +237,7 @@ class HappenedBefore:
         """The send a receive got (the sync a sync-receive got), if the logs have it."""
         if rec.kind == "sync-receive":
             return self.syncs.get(rec.msg or "") if self.has_server else None
-        if rec.pid != SERVER and not rec.event.peer:
+        if rec.pid != SERVER_ID and not rec.event.peer:
             return None  # malformed: a client receive names its sender
         return self.sends.get(rec.msg or "")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..eventlog import Event, iter_events, log_files
+from ...events import Event
+from ..eventlog import iter_events, log_files
 from .report import EventRef, Violation
 
 __all__ = [

@@ -10,9 +10,9 @@ docstring of :mod:`vclock.tools.checker.graph`.
 
 from __future__ import annotations
 
-from ..eventlog import CAUSAL_KINDS, EVERYONE
+from ...events import ANNOTATION_KINDS, CAUSAL_KINDS, EVERYONE, SERVER_ID, SERVER_KINDS
 from .causality import causality_violations, cycle_violations, delivery_violations
-from .graph import ANNOTATIONS, SERVER, SERVER_KINDS, HappenedBefore
+from .graph import HappenedBefore
 from .records import Rec, fmt, fmt_entries, merge_into, violation
 from .report import CheckReport, Violation
 
@@ -62,7 +62,7 @@ class Checker:
         for rec in graph.records[proc]:
             if rec is start:
                 continue
-            if rec.kind in ANNOTATIONS:
+            if rec.kind in ANNOTATION_KINDS:
                 if rec.clock != (clock or {}):
                     self.fail(
                         "annotation-clock",
@@ -163,7 +163,11 @@ class Checker:
         if send.event.peer == EVERYONE and send.pid == rec.pid:
             self.fail("unmatched-receive", f"{rec}: {send} was its own broadcast", rec, send)
         elif send.event.peer not in (rec.pid, EVERYONE):
-            to = "a report to the server" if send.event.peer == SERVER else f"to {send.event.peer}"
+            to = (
+                "a report to the server"
+                if send.event.peer == SERVER_ID
+                else f"to {send.event.peer}"
+            )
             self.fail("unmatched-receive", f"{rec}: {send} was {to}, not to {rec.pid}", rec, send)
         elif rec.msg in received:
             self.fail("duplicate-message", f"{rec}: {rec.msg} was received twice", rec, send)
