@@ -97,11 +97,11 @@ def relay_cell(ctx: Context) -> dict[str, Any]:
         f" batches of up to 64 messages from random local clients to random other clients,"
         f" keeping at most {relay.WINDOW_BASE} + 2 × clients messages in flight in total"
         " (split between the processes by their number of clients).",
-        "`vclock`: vclock's sans-I/O client pieces (NodeState builds each frame,"
+        "`vclock`: vclock's sans-I/O client pieces (ClientState builds each frame,"
         " protocol.Connection encodes/decodes) over asyncio transports, with delta-encoded"
         " clocks as the library negotiates by default; `vclock-full`: the same with full"
         " clocks (same bytes as NATS's payload); `vclock-lib`: the client library itself"
-        " (`vclock.asyncio.connect`, one Node per client, `await node.send()` per message; its"
+        " (`vclock.asyncio.connect`, one Client per client, `await node.send()` per message; its"
         " clocks grow by merging what it receives, as a real client's do). " + _lib_verdict(by),
         "NATS: one nats-py connection per client, subscribed to `vc.<id>`, publishing the same"
         " `send` frame (encoded by vclock's codec) to the target's subject; receivers decode"

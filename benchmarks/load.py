@@ -7,17 +7,17 @@ at a time) and ``stop``. Client ``i`` of ``N`` lives in process ``i % 2``; with
 several servers (the cluster cell's nodes) it connects to server ``i % servers``.
 
 Every driver makes the same messages: each client keeps a 3-entry vector clock
-(its own entry, ticked for every send by :class:`vclock.node.NodeState`, and two
+(its own entry, ticked for every send by :class:`vclock.client.ClientState`, and two
 fixed entries), and a message is the ``send`` frame of that clock with a body
 ``{"t": time.time_ns()}``, about 120 bytes of JSON. Receivers decode and validate
 the frame (clock included) and read the timestamp. Drivers:
 
-- ``sansio``: vclock's sans-I/O client pieces (NodeState builds frames,
+- ``sansio``: vclock's sans-I/O client pieces (ClientState builds frames,
   protocol.Connection encodes and decodes them) over asyncio transports; frames
   for one connection are written together at the end of a batch. Used against the
   vclock server and the bare relay. Clocks are delta-encoded when the server
   agrees (the library default); ``sansio-full`` sends full clocks.
-- ``lib``: the vclock client library, ``vclock.asyncio.connect``: one ``Node`` per
+- ``lib``: the vclock client library, ``vclock.asyncio.connect``: one ``Client`` per
   client, ``await node.send(...)`` per message, events read with ``async for``.
   Its clocks grow as it merges what it receives, as a real client's do.
 - ``nats``: nats-py, one connection per client, subscribed to ``vc.<id>``;
@@ -35,8 +35,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
+from vclock.client import ClientState
 from vclock.clock import VectorClock
-from vclock.node import NodeState
 
 from .procs import HOST, raise_nofile_limit
 
@@ -249,7 +249,7 @@ class _SansIOClient(asyncio.Protocol):
         self.driver = driver
         self.id = client_id(index)
         self.index = index
-        self.state = NodeState(self.id, delta=driver.delta)
+        self.state = ClientState(self.id, delta=driver.delta)
         self.conn: Any = Connection(server_frame_decoder(), max_frame_size=CLIENT_MAX_FRAME_SIZE)
         self.transport: asyncio.Transport | None = None
         self.welcomed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -292,7 +292,7 @@ class _SansIOClient(asyncio.Protocol):
 
 
 class SansIODriver(Driver):
-    """NodeState + protocol.Connection over asyncio transports (vclock server, bare relay)."""
+    """ClientState + protocol.Connection over asyncio transports (vclock server, bare relay)."""
 
     name = "sansio"
     delta = True  # what the client library asks for by default
@@ -346,7 +346,7 @@ class SansIOFullDriver(SansIODriver):
 
 
 class LibDriver(Driver):
-    """The client library: vclock.asyncio.connect, one Node per client."""
+    """The client library: vclock.asyncio.connect, one Client per client."""
 
     name = "lib"
 
@@ -363,7 +363,7 @@ class LibDriver(Driver):
         self.readers.append(asyncio.create_task(self._read(node)))
 
     async def _read(self, node: Any) -> None:
-        from vclock.node import Message, ServerError
+        from vclock.client import Message, ServerError
 
         on_message = self.load.on_message
         async for event in node:
@@ -404,7 +404,7 @@ class NatsDriver(Driver):
         from vclock.protocol.frames import Send
 
         self.conns: dict[str, Any] = {}
-        self.states: dict[str, NodeState] = {}
+        self.states: dict[str, ClientState] = {}
         self.decoder: FrameDecoder[Send] = FrameDecoder(Send)
 
     async def connect(self, index: int) -> None:
@@ -424,7 +424,7 @@ class NatsDriver(Driver):
             ping_interval=600,
             error_cb=on_error,
         )
-        state = NodeState(cid)
+        state = ClientState(cid)
         state.id = cid
         state.clock = three_entry_clock(index, self.n_clients)
         decode = self.decoder.decode
@@ -444,7 +444,7 @@ class NatsDriver(Driver):
         await asyncio.gather(*(nc.flush(timeout=30) for nc in self.conns.values()))
 
     @staticmethod
-    async def _publish(nc: Any, state: NodeState, to: str, body: dict[str, Any]) -> None:
+    async def _publish(nc: Any, state: ClientState, to: str, body: dict[str, Any]) -> None:
         from vclock.protocol.codec import encode_json
 
         await nc.publish(f"vc.{to}", encode_json(state.send(to, body)))

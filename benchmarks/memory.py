@@ -5,7 +5,7 @@ then only read (and drop) whatever arrives. Two runs, each on a fresh server:
 
 - connections that only connect (no hello): what the I/O layer costs per
   connection (socket, transport, reader task, Connection, hub session);
-- connections that say hello as the client library does (``NodeState.hello()``),
+- connections that say hello as the client library does (``ClientState.hello()``),
   opened in steps. Every hello sends a peer notice to every client already there,
   so n hellos cost O(n²) frames; the run stops adding when its time budget is
   spent and reports the largest count it reached.
@@ -184,10 +184,10 @@ async def _open_one(
     sem: asyncio.Semaphore, port: int, client_id: str, say_hello: bool, counter: list[float],
     transports: list[Any],
 ) -> None:  # fmt: skip
-    from vclock.node import NodeState
+    from vclock.client import ClientState
     from vclock.protocol import encode_frame
 
-    hello = encode_frame(NodeState(client_id).hello()) if say_hello else b""
+    hello = encode_frame(ClientState(client_id).hello()) if say_hello else b""
     async with sem:
         transport, client = await asyncio.get_running_loop().create_connection(
             lambda: _Idle(hello, counter), procs.HOST, port

@@ -4,7 +4,7 @@ Systems, each started fresh for each client count and driven by two load
 processes (:mod:`benchmarks.load`) that share the 2 cores with the server:
 
 - ``vclock``: ``python -m vclock server ...`` driven through vclock's sans-I/O
-  client pieces (NodeState + protocol.Connection) over asyncio transports;
+  client pieces (ClientState + protocol.Connection) over asyncio transports;
 - ``vclock-lib``: the same server driven by the client library
   (``vclock.asyncio.connect``), at the smaller client counts;
 - ``bare``: the bare coalescing asyncio relay (:mod:`benchmarks.bare_relay`), the

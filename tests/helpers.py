@@ -9,10 +9,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from vclock.client import ClientEvent, ClientState, Message, Synced
 from vclock.clock import VectorClock, merge_all
 from vclock.errors import FrameError
 from vclock.hub import STORE_TYPES, Action, Close, Hub, HubState, Outgoing, PeerId, StoreAction
-from vclock.node import Event, Message, NodeState, Synced
 from vclock.protocol import (
     DEFAULT_MAX_FRAME_SIZE,
     Ack,
@@ -132,16 +132,18 @@ class HarnessClient:
     """One in-memory client node, across all its connections.
 
     ``peer`` is the hub's PeerId for the *current* connection; a resume client that
-    reconnects (:meth:`HubHarness.reconnect`) keeps its NodeState (clock, delivery
+    reconnects (:meth:`HubHarness.reconnect`) keeps its ClientState (clock, delivery
     count, unacknowledged frames) and everything it received, and gets a new peer.
     """
 
-    def __init__(self, peer: PeerId, node: NodeState, address: str, max_frame_size: int) -> None:
+    def __init__(self, peer: PeerId, node: ClientState, address: str, max_frame_size: int) -> None:
         self.node = node
         self.max_frame_size = max_frame_size
         self.peers: list[PeerId] = []  # every connection this node had, oldest first
         self.received: list[ServerFrame] = []  # frames as decoded by the client, all sessions
-        self.events: list[Event | None] = []  # NodeState.receive results (None: a duplicate)
+        self.events: list[
+            ClientEvent | None
+        ] = []  # ClientState.receive results (None: a duplicate)
         self.own_events = 0  # sends and reports
         self.closed: str | None = None  # the Close reason of the current connection
         self._open(peer, address)
@@ -195,9 +197,9 @@ class HubHarness:
 
     Each client has a pair of :class:`Connection` objects, its own and the
     server's, so frames cross a real wire, delta-encoded when hello and welcome
-    negotiate it (``delta``, default as NodeState's): client frames go through the
+    negotiate it (``delta``, default as ClientState's): client frames go through the
     client's Connection and the server's into ``Hub.receive``; ``Outgoing`` frames
-    the other way into the target's ``NodeState.receive``. ``Close``
+    the other way into the target's ``ClientState.receive``. ``Close``
     closes the client and calls ``Hub.disconnect``, like the I/O layer. Notices
     (Joined, Left, Received, Refused, SyncCycle) are collected in ``notices``.
 
@@ -237,10 +239,10 @@ class HubHarness:
         token: str | None = None,
         delta: bool | None = None,
     ) -> HarnessClient:
-        """Open a connection for a new NodeState(id) and, unless told not to, say hello."""
+        """Open a connection for a new ClientState(id) and, unless told not to, say hello."""
         peer = PeerId(next(self._peer_ids))
         delta = self.delta if delta is None else delta
-        node = NodeState(id, token=token, resume=resume, delta=delta)
+        node = ClientState(id, token=token, resume=resume, delta=delta)
         client = HarnessClient(peer, node, f"127.0.0.1:{peer}", self.max_frame_size)
         self.clients[peer] = client
         assert self.hub.connect(peer, client.address) == []

@@ -3,6 +3,7 @@
 The public API is re-exported here; import from ``vclock``, not from submodules.
 """
 
+from .client import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
 from .clock import DEFAULT_LIMITS, ClockLimits, Ordering, VectorClock
 from .errors import (
     ErrorCode,
@@ -15,7 +16,6 @@ from .errors import (
     ProtocolError,
     VClockError,
 )
-from .node import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
 from .tools.shiviz import export_shiviz
 from .tracing import SHIVIZ_REGEX, Tracer, UnpackError, merge_logs
 

@@ -24,14 +24,14 @@ from .asyncio.client import ConnectError, StateFileError, connect, run
 from .asyncio.console import ClientConsole, echo
 from .asyncio.server import Console, ServerConfig, serve
 from .auth import Authenticator, hash_token
+from .client import (
+    DEFAULT_MAX_HELD,
+)
 from .clock import ClockLimits
 from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .events import SERVER_ID
 from .net import is_loopback
-from .node import (
-    DEFAULT_MAX_HELD,
-)
 from .store import MEMORY, Store
 from .terminal import one_line
 from .tools.checker import check, format_report

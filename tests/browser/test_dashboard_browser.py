@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vclock.asyncio import Console, Node, Server, ServerConfig, connect, run, serve
+from vclock.asyncio import Client, Console, Server, ServerConfig, connect, run, serve
 from vclock.web import Dashboard
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ class Service:
         self.thread = threading.Thread(target=self.loop.run_forever, name="vclock-loop")
         self.server: Server
         self.dashboard: Dashboard
-        self.nodes: list[Node] = []
+        self.nodes: list[Client] = []
         self.tasks: list[asyncio.Task[Any]] = []
 
     def start(self) -> Service:
@@ -105,7 +105,7 @@ class Service:
             self.loop.close()
 
 
-class Client:
+class ClientRun:
     """``python -m vclock client`` as a real process; output to a file, stopped by PID."""
 
     def __init__(self, client_id: str, port: int, out: Path) -> None:
@@ -157,11 +157,11 @@ def service() -> Iterator[Service]:
 
 
 @pytest.fixture
-def clients(service: Service, tmp_path: Path) -> Iterator[list[Client]]:
-    procs: list[Client] = []
+def clients(service: Service, tmp_path: Path) -> Iterator[list[ClientRun]]:
+    procs: list[ClientRun] = []
     try:
         for c in "ABC":
-            procs.append(Client(c, service.server.port, tmp_path / f"{c}.out"))
+            procs.append(ClientRun(c, service.server.port, tmp_path / f"{c}.out"))
         yield procs
     finally:
         for proc in procs:
@@ -210,7 +210,7 @@ def local_only(page: Any, port: int) -> list[str]:
 
 
 def test_three_live_clients_with_their_clocks_arrows_pause_and_a_screenshot(
-    page: Any, service: Service, clients: list[Client], artifacts: Path
+    page: Any, service: Service, clients: list[ClientRun], artifacts: Path
 ):
     dashboard = service.dashboard
     page.goto(dashboard.url)

@@ -22,8 +22,8 @@ import msgspec
 import pytest
 
 from vclock import LimitExceeded, Message, ServerError
-from vclock.asyncio.client import Node, SessionEnded, connect, load_state
-from vclock.node import Acked, Welcomed
+from vclock.asyncio.client import Client, SessionEnded, connect, load_state
+from vclock.client import Acked, Welcomed
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog
 
@@ -132,7 +132,7 @@ def test_a_client_restarted_after_its_bye_handles_every_new_message(
 # Defect A: a refused frame is answered by its error, never resent
 
 
-async def next_event(node: Node, kind: type[T], timeout: float = 10.0) -> T:
+async def next_event(node: Client, kind: type[T], timeout: float = 10.0) -> T:
     async def find() -> T:
         async for event in node:
             if isinstance(event, kind):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from vclock import Message, ServerError, VectorClock
-from vclock.asyncio.client import Node, connect, load_state
+from vclock.asyncio.client import Client, connect, load_state
+from vclock.client import Acked, PeerChange, Welcomed
 from vclock.cluster import Directory, Status
-from vclock.node import Acked, PeerChange, Welcomed
 from vclock.protocol.frames import frame_type
 from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
@@ -209,12 +209,12 @@ def test_killing_a_node_loses_no_acknowledged_message(cluster: Cluster, tmp_path
     assert not wrong, f"acknowledged messages not received exactly once: {wrong}"
 
 
-async def errors_of(node: Node) -> list[ServerError]:
+async def errors_of(node: Client) -> list[ServerError]:
     """The errors ``node`` gets, until it is closed."""
     return [event async for event in node if isinstance(event, ServerError)]
 
 
-async def until_known(node: Node, *peers: str) -> None:
+async def until_known(node: Client, *peers: str) -> None:
     """Wait (up to 5 s) until ``node`` has heard of ``peers``: cluster membership
     travels on the nodes' heartbeats."""
     for _ in range(100):
@@ -223,7 +223,7 @@ async def until_known(node: Node, *peers: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def kill_then_receive(node: ServerProcess, sender: Node, receiver: Node) -> str:
+async def kill_then_receive(node: ServerProcess, sender: Client, receiver: Client) -> str:
     """SIGKILL ``node`` (the sender's), so ``sender`` fails over and resends; the
     id of the next message ``receiver`` delivers, once ``sender`` has nothing
     unacknowledged."""
@@ -236,7 +236,7 @@ async def kill_then_receive(node: ServerProcess, sender: Node, receiver: Node) -
     return got
 
 
-async def next_message(node: Node) -> str:
+async def next_message(node: Client) -> str:
     """The id of the next message ``node`` delivers."""
     async for event in node:
         if isinstance(event, Message):

@@ -22,9 +22,9 @@ from typing import TypeVar
 
 import pytest
 
-from vclock.asyncio.client import Node, connect, load_state
+from vclock.asyncio.client import Client, connect, load_state
+from vclock.client import Acked, Disconnected, Message, Welcomed
 from vclock.events import Event
-from vclock.node import Acked, Disconnected, Message, Welcomed
 from vclock.tools.checker import check, format_report
 
 from .conftest import (
@@ -233,7 +233,7 @@ class HoldingProxy:
         await asyncio.gather(client_to_server(), server_to_client(), return_exceptions=True)
 
 
-async def next_event(node: Node, kind: type[T], timeout: float = 10.0) -> T:
+async def next_event(node: Client, kind: type[T], timeout: float = 10.0) -> T:
     async def find() -> T:
         async for event in node:
             if isinstance(event, kind):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vclock import Message, PeerChange, VectorClock
-from vclock.asyncio import Console, Node, Server, ServerConfig, connect, serve
+from vclock.asyncio import Client, Console, Server, ServerConfig, connect, serve
 from vclock.protocol import Connection, Deliver, Hello, Send, server_frame_decoder
 from vclock.protocol.frames import Error, ServerFrame, Welcome
 
@@ -68,7 +68,7 @@ class DeltaSocket:
         return codes
 
 
-async def next_message(node: Node) -> Message:
+async def next_message(node: Client) -> Message:
     async with asyncio.timeout(WAIT):
         async for event in node:
             if isinstance(event, Message):

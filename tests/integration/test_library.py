@@ -10,7 +10,7 @@ from typing import TypeVar
 import pytest
 
 from vclock import Goodbye, Message, PeerChange, Synced
-from vclock.asyncio import ConnectError, Console, Node, Server, ServerConfig, connect, serve
+from vclock.asyncio import Client, ConnectError, Console, Server, ServerConfig, connect, serve
 from vclock.clock import VectorClock
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,7 +28,7 @@ async def server() -> AsyncIterator[Server]:
         await srv.close()
 
 
-async def next_event(node: Node, kind: type[E], **fields: object) -> E:
+async def next_event(node: Client, kind: type[E], **fields: object) -> E:
     """The next event of type ``kind`` (with these field values), skipping others."""
     async with asyncio.timeout(WAIT):
         async for event in node:

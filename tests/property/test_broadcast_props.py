@@ -13,8 +13,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vclock.client import ClientState, Message
 from vclock.events import Event
-from vclock.node import Message, NodeState
 from vclock.protocol import PROTOCOL_VERSION, Deliver, Welcome
 from vclock.tools.checker import check
 
@@ -23,7 +23,7 @@ TS = "2024-01-01T00:00:00+00:00"
 
 class Network:
     def __init__(self, ids: list[str]) -> None:
-        self.nodes = {i: NodeState(i) for i in ids}
+        self.nodes = {i: ClientState(i) for i in ids}
         for i, node in self.nodes.items():
             node.receive_all(Welcome(v=PROTOCOL_VERSION, id=i, peers=[], sync_interval=1.0))
         self.in_flight: list[tuple[str, Deliver]] = []

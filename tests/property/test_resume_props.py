@@ -99,7 +99,7 @@ class World:
         the client stops waiting for it (and may send the message again, as a new
         frame). Without this, a refused frame resent after a later one was stored
         gets ``ack duplicate`` though the server never kept it.
-        NB: vclock.node.NodeState does not do this yet; the harness does it here."""
+        NB: vclock.client.ClientState does not do this yet; the harness does it here."""
         for s in self.senders:
             for error in s.errors:
                 s.node.unacked.pop(error.seq, None)

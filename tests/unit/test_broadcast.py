@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from vclock import HoldBackFull, Message, VectorClock
+from vclock.client import ClientState, SavedClient
 from vclock.events import Event
 from vclock.hub import Hub, SaveBroadcasts
-from vclock.node import NodeState, SavedNode
 from vclock.protocol import (
     PROTOCOL_VERSION,
     Broadcast,
@@ -28,8 +28,8 @@ def vc(**entries: int) -> VectorClock:
     return VectorClock(entries)
 
 
-def welcomed(id: str, bclock: VectorClock | None = None, resume: bool = False) -> NodeState:
-    node = NodeState(id, resume=resume)
+def welcomed(id: str, bclock: VectorClock | None = None, resume: bool = False) -> ClientState:
+    node = ClientState(id, resume=resume)
     node.receive_all(Welcome(v=PROTOCOL_VERSION, id=id, peers=[], sync_interval=1.0, bclock=bclock))
     return node
 
@@ -38,7 +38,7 @@ def bcast(sender: str, seq: int, clock: VectorClock, bclock: VectorClock, n: int
     return Deliver(sender=sender, seq=seq, clock=clock, bclock=bclock, body=f"{sender}#{seq}", n=n)
 
 
-# The client side: NodeState
+# The client side: ClientState
 
 
 def test_a_broadcast_ticks_both_vectors_once():
@@ -153,8 +153,8 @@ def test_saved_state_keeps_the_broadcast_vector_and_the_hold_back_queue():
     node.receive_all(bcast("B", 2, vc(B=2, A=3), vc(A=3, B=1), n=2))
     node.broadcast()
     saved = node.save()
-    again = NodeState("C", resume=True)
-    again.restore(SavedNode(**{f: getattr(saved, f) for f in saved.__struct_fields__}))
+    again = ClientState("C", resume=True)
+    again.restore(SavedClient(**{f: getattr(saved, f) for f in saved.__struct_fields__}))
     assert again.bdelivered == vc(A=1, C=1)
     assert again.held == node.held
     assert [f.seq for f in again.to_resend()] == [node.clock["C"]]
@@ -301,9 +301,9 @@ def test_a_unicast_may_overtake_a_held_broadcast_of_the_same_sender():
 # The hold-back queue has a cap (HoldBackFull); a new inbox brings the baseline
 
 
-def full_queue(max_held: int = 3) -> NodeState:
+def full_queue(max_held: int = 3) -> ClientState:
     """C holds ``max_held`` broadcasts of X, which all wait for X's first."""
-    node = NodeState("C", resume=True, max_held=max_held)
+    node = ClientState("C", resume=True, max_held=max_held)
     node.receive_all(Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0))
     for n in range(1, max_held + 1):
         assert node.receive_all(bcast("X", n + 1, vc(X=n + 1), vc(X=n + 1), n=n)) == []

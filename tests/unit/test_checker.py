@@ -1,6 +1,6 @@
-"""The trace checker, on simulated runs (real NodeState and Hub clocks) and hand-built logs.
+"""The trace checker, on simulated runs (real ClientState and Hub clocks) and hand-built logs.
 
-``Run`` simulates a vclock run in memory: clients (``NodeState``) around one ``Hub``,
+``Run`` simulates a vclock run in memory: clients (``ClientState``) around one ``Hub``,
 each direction of each connection a queue, and writes the events real clients and
 the real server log. Correct runs must pass; each corruption must be caught by the
 right rule. A brute-force oracle (transitive closure over bitsets) checks the
@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vclock.client import ClientState, Message, Synced, Welcomed
 from vclock.events import CAUSAL_KINDS, Event, message_id, sync_id
 from vclock.hub import Hub, Joined, Outgoing, PeerId, Received, Refused, SyncCycle
-from vclock.node import Message, NodeState, Synced, Welcomed
 from vclock.protocol import Welcome
 from vclock.tools.checker import RULES, CheckReport, check, format_report
 
@@ -44,7 +44,7 @@ class Run:
         self.hub = Hub()
         self.logs: dict[str, list[Event]] = {c: [] for c in clients}
         self.logs["server"] = []
-        self.nodes: dict[str, NodeState] = {}
+        self.nodes: dict[str, ClientState] = {}
         self.peer: dict[str, PeerId] = {}
         self.client_of: dict[PeerId, str] = {}
         self.up: dict[str, deque] = {c: deque() for c in clients}  # client -> server
@@ -62,7 +62,7 @@ class Run:
             self.causal += 1
 
     def _join(self, client: str, peer: PeerId) -> None:
-        self.nodes[client] = NodeState(client)
+        self.nodes[client] = ClientState(client)
         self.peer[client] = peer
         self.client_of[peer] = client
         self.hub.connect(peer, f"127.0.0.1:{40000 + peer}")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vclock.asyncio.client import ClientOptions, Node, load_state, save_state
+from vclock.asyncio.client import Client, ClientOptions, load_state, save_state
+from vclock.client import SavedClient
 from vclock.clock import VectorClock
-from vclock.node import SavedNode
 from vclock.tools.eventlog import EventLog, iter_events
 
 
@@ -55,8 +55,8 @@ def test_a_node_repairs_its_log_from_the_state_it_saved_before_a_crash(tmp_path:
     log = EventLog(tmp_path, "A")
     sent = log.line("send", {"A": 5}, peer="B", msg="A#5")
     state = tmp_path / "A.state"
-    save_state(state, SavedNode(id="A", clock=VectorClock({"A": 5}), journal=[sent]))
-    Node(ClientOptions(id="A", state_path=state, log=log))  # restarts: log lacks A#5
+    save_state(state, SavedClient(id="A", clock=VectorClock({"A": 5}), journal=[sent]))
+    Client(ClientOptions(id="A", state_path=state, log=log))  # restarts: log lacks A#5
     assert lines_of(log.path) == [sent]
     saved = load_state(state)
     assert saved is not None and saved.clock == VectorClock({"A": 5})
@@ -65,8 +65,8 @@ def test_a_node_repairs_its_log_from_the_state_it_saved_before_a_crash(tmp_path:
 async def test_a_nodes_events_reach_its_state_file_before_its_log(tmp_path: Path) -> None:
     log = EventLog(tmp_path, "A")
     state = tmp_path / "A.state"
-    save_state(state, SavedNode(id="A", clock=VectorClock({"A": 1})))
-    node = Node(ClientOptions(id="A", state_path=state, log=log))
+    save_state(state, SavedClient(id="A", clock=VectorClock({"A": 1})))
+    node = Client(ClientOptions(id="A", state_path=state, log=log))
     node.local_event("one")
     saved = load_state(state)
     assert saved is not None

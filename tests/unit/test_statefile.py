@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vclock.asyncio.client import ClientOptions, Node
+from vclock.asyncio.client import Client, ClientOptions
 from vclock.asyncio.statefile import SQLITE_MAGIC, StateFile, StateFileError, load_state, save_state
+from vclock.client import ClientState, SavedClient
 from vclock.clock import VectorClock
-from vclock.node import NodeState, SavedNode
 from vclock.protocol import PROTOCOL_VERSION, Deliver, Welcome
 from vclock.protocol.codec import encode_json
 from vclock.store import Store
@@ -33,8 +33,8 @@ def written() -> int:
     raise AssertionError("no wchar in /proc/self/io")
 
 
-def node_with_state() -> NodeState:
-    node = NodeState("C", resume=True)
+def node_with_state() -> ClientState:
+    node = ClientState("C", resume=True)
     node.receive_all(Welcome(v=PROTOCOL_VERSION, id="C", peers=["A"], sync_interval=1.0))
     node.receive_all(Deliver(sender="A", seq=3, clock=VectorClock({"A": 3}), body="hi", n=1))
     node.broadcast("mine")
@@ -73,7 +73,7 @@ def test_a_new_state_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
 
 
 def test_rows_come_and_go_with_the_held_and_unacked_frames(tmp_path: Path) -> None:
-    node = NodeState("C", resume=True)
+    node = ClientState("C", resume=True)
     node.receive_all(Welcome(v=PROTOCOL_VERSION, id="C", peers=["A"], sync_interval=1.0))
     store = StateFile(tmp_path / "C.state")
     sent = [node.send("A", body=i) for i in range(3)]
@@ -96,7 +96,7 @@ def test_rows_come_and_go_with_the_held_and_unacked_frames(tmp_path: Path) -> No
 def test_each_save_writes_what_changed_not_the_whole_state(tmp_path: Path) -> None:
     # The first format rewrote the whole state per event: with 2,000 held
     # broadcasts of 200 bytes, over 600 KB for each new one.
-    node = NodeState("C", resume=True, max_held=5000)
+    node = ClientState("C", resume=True, max_held=5000)
     node.receive_all(Welcome(v=PROTOCOL_VERSION, id="C", peers=[], sync_interval=1.0))
     store = StateFile(tmp_path / "C.state")
     per_save: dict[int, int] = {}
@@ -135,7 +135,7 @@ def test_a_json_state_file_is_converted_once(tmp_path: Path) -> None:
 def test_save_state_replaces_the_whole_content(tmp_path: Path) -> None:
     path = tmp_path / "C.state"
     save_state(path, node_with_state().save())
-    fresh = SavedNode(id="C", clock=VectorClock({"C": 9}), journal=["x"])
+    fresh = SavedClient(id="C", clock=VectorClock({"C": 9}), journal=["x"])
     save_state(path, fresh)
     assert load_state(path) == fresh
 
@@ -164,8 +164,8 @@ def test_a_node_converts_a_json_state_file_and_completes_its_log(tmp_path: Path)
     log = EventLog(tmp_path, "A")
     sent = log.line("send", {"A": 5}, peer="B", msg="A#5")
     path = tmp_path / "A.state"
-    path.write_bytes(encode_json(SavedNode(id="A", clock=VectorClock({"A": 5}), journal=[sent])))
-    node = Node(ClientOptions(id="A", state_path=path, log=log))  # crashed before the log line
+    path.write_bytes(encode_json(SavedClient(id="A", clock=VectorClock({"A": 5}), journal=[sent])))
+    node = Client(ClientOptions(id="A", state_path=path, log=log))  # crashed before the log line
     assert log.path.read_text().splitlines() == [sent]
     assert node.clock == VectorClock({"A": 5})
     node.local_event("after the upgrade")

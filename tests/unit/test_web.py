@@ -19,11 +19,11 @@ import msgspec
 import pytest
 
 from vclock.asyncio import Console, ServerConfig, connect, serve
+from vclock.client import ClientState, Message, Synced
 from vclock.clock import VectorClock
 from vclock.errors import ErrorCode, PeerError
 from vclock.events import EVERYONE
 from vclock.hub import Hub, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
-from vclock.node import Message, NodeState, Synced
 from vclock.protocol.frames import Deliver, Report, Send
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard, LiveModel, parse_address
@@ -316,7 +316,7 @@ class _Sim:
 
     hub: Hub
     model: LiveModel
-    nodes: dict[str, NodeState]
+    nodes: dict[str, ClientState]
     peer: dict[str, PeerId]
     queue: dict[str, deque[Any]]
     truth: dict[tuple[str, str], VectorClock]  # (receiver, msg) -> its clock after it
@@ -334,7 +334,7 @@ def _simulate(seed: int, steps: int = 300, broadcasts: bool = False) -> _Sim:
     ids = ["A", "B", "C", "D"]
     sim = _Sim(Hub(), LiveModel(), {}, {}, {c: deque() for c in ids}, {})
     for n, c in enumerate(ids, 1):
-        sim.nodes[c] = NodeState(c, delta=False)
+        sim.nodes[c] = ClientState(c, delta=False)
         sim.peer[c] = PeerId(n)
         sim.apply(sim.hub.connect(PeerId(n), f"addr{n}"), 0)
         sim.apply(sim.hub.receive(PeerId(n), sim.nodes[c].hello()), 0)
@@ -366,7 +366,7 @@ def _simulate(seed: int, steps: int = 300, broadcasts: bool = False) -> _Sim:
 @pytest.mark.parametrize("broadcasts", [False, True], ids=["sends", "broadcasts"])
 @pytest.mark.parametrize("seed", range(8))
 def test_every_edge_the_model_draws_is_a_true_happened_before(seed: int, broadcasts: bool):
-    if broadcasts and not hasattr(NodeState, "broadcast"):
+    if broadcasts and not hasattr(ClientState, "broadcast"):
         pytest.skip("this build has no causal broadcast")
     sim = _simulate(seed, broadcasts=broadcasts)
     d = dots(sim.model)

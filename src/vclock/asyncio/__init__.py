@@ -1,12 +1,12 @@
 """The asyncio I/O layer: a server and a client library around the sans-I/O core."""
 
-from .client import ConnectError, Node, SessionEnded, connect, run
+from .client import Client, ConnectError, SessionEnded, connect, run
 from .server import Console, Server, ServerConfig, serve
 
 __all__ = [
     "ConnectError",
     "Console",
-    "Node",
+    "Client",
     "Server",
     "ServerConfig",
     "SessionEnded",

@@ -8,7 +8,7 @@
             print(event)
 
 The node keeps its clock by the rules of docs/protocol.md (via the sans-I/O
-:class:`~vclock.node.NodeState`); this module only moves bytes, logs events and,
+:class:`~vclock.client.ClientState`); this module only moves bytes, logs events and,
 with ``reconnect=True``, gets the connection back after a loss: it resumes its
 session under the same id, resends what the server had not acknowledged, and
 drops deliveries it already handled. Iteration ends when the session ends.
@@ -26,21 +26,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..clock import ClockLimits, VectorClock
-from ..errors import HoldBackFull, ProtocolError, VClockError
-from ..events import EVERYONE, SERVER_ID, message_id, sync_id
-from ..node import (
+from ..client import (
     DEFAULT_MAX_HELD,
+    ClientEvent,
+    ClientState,
     Disconnected,
-    Event,
     Goodbye,
     Measure,
     Message,
-    NodeState,
     ServerError,
     Synced,
     Welcomed,
 )
+from ..clock import ClockLimits, VectorClock
+from ..errors import HoldBackFull, ProtocolError, VClockError
+from ..events import EVERYONE, SERVER_ID, message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.frames import Broadcast, Deliver, Frame, Limits, Report, Send
 from ..tools.eventlog import EventLog
@@ -65,7 +65,7 @@ class ConnectError(VClockError, ConnectionError):
 
 
 class SessionEnded(VClockError, ConnectionError):
-    """The node's session ended for good (:attr:`Node.closed_reason`): it no longer
+    """The node's session ended for good (:attr:`Client.closed_reason`): it no longer
     ticks, sends or logs. Connect again for a new session."""
 
 
@@ -93,12 +93,12 @@ class ClientOptions:
         return [first, *(address for address in self.fallbacks if address != first)]
 
 
-class Node:
+class Client:
     """A connected vclock client. Create it with :func:`connect`."""
 
     def __init__(self, options: ClientOptions) -> None:
         self.options = options
-        self._state = NodeState(
+        self._state = ClientState(
             options.id,
             token=options.token,
             resume=options.reconnect,
@@ -118,7 +118,7 @@ class Node:
         self._writer: asyncio.StreamWriter | None = None
         self._conn = self._new_connection()
         # What the application iterates over; None ends it, an error is raised.
-        self._events: asyncio.Queue[Event | HoldBackFull | None] = asyncio.Queue()
+        self._events: asyncio.Queue[ClientEvent | HoldBackFull | None] = asyncio.Queue()
         self._failure: HoldBackFull | None = None  # ends the session for good
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -223,10 +223,10 @@ class Node:
 
     # Receiving
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[ClientEvent]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> ClientEvent:
         """The next event; the iteration ends with the session.
 
         Raises:
@@ -262,7 +262,7 @@ class Node:
             self._store.close()
             self._store = None
 
-    async def __aenter__(self) -> Node:
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(
@@ -414,14 +414,14 @@ class Node:
             server_frame_decoder(CLIENT_LIMITS), max_frame_size=self.options.max_frame_size
         )
 
-    async def _read_events(self) -> list[Event]:
+    async def _read_events(self) -> list[ClientEvent]:
         assert self._reader is not None
         data = await self._reader.read(READ_CHUNK)
         if data:
             self._conn.receive_data(data)
         else:
             self._conn.receive_eof()
-        events: list[Event] = []
+        events: list[ClientEvent] = []
         taken = False  # a delivery changed the state without an event (held back, a copy)
         for item in self._conn.events_received():
             if isinstance(item, ProtocolError):
@@ -441,7 +441,7 @@ class Node:
             raise ConnectionResetError("server closed the connection")
         return events
 
-    def _event_line(self, event: Event) -> str | None:
+    def _event_line(self, event: ClientEvent) -> str | None:
         match event:
             case Welcomed(clock=clock):
                 return self._line("join", clock, peer=SERVER_ID)
@@ -479,7 +479,7 @@ class Node:
             self._log.append(journal)
 
     def _measure(self) -> Measure | None:
-        """How to size our next frame for the server's limits (NodeState.check_limits).
+        """How to size our next frame for the server's limits (ClientState.check_limits).
 
         A reconnecting node may resend it as the first frame of a new connection,
         where its clock goes in full: the default measure (None), the full encoding,
@@ -551,12 +551,12 @@ class connect:
             max_frame_size=max_frame_size,
             delta=delta,
         )
-        self._node: Node | None = None
+        self._node: Client | None = None
 
-    def __await__(self) -> Generator[Any, None, Node]:
+    def __await__(self) -> Generator[Any, None, Client]:
         return self._connect().__await__()
 
-    async def __aenter__(self) -> Node:
+    async def __aenter__(self) -> Client:
         self._node = await self._connect()
         return self._node
 
@@ -569,8 +569,8 @@ class connect:
         assert self._node is not None
         await self._node.close()
 
-    async def _connect(self) -> Node:
-        node = Node(self._options)
+    async def _connect(self) -> Client:
+        node = Client(self._options)
         try:
             await node._open_any()
         except BaseException:
@@ -582,11 +582,11 @@ class connect:
 
 
 async def run(
-    node: Node,
+    node: Client,
     *,
     interval: tuple[float, float] = (2.0, 10.0),
     rng: random.Random | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[ClientEvent], None] | None = None,
     on_send: Callable[[str, VectorClock], None] | None = None,
     broadcast_every: int = 0,
 ) -> str:
@@ -630,7 +630,7 @@ async def run(
 __all__ = [
     "ClientOptions",
     "ConnectError",
-    "Node",
+    "Client",
     "SessionEnded",
     "StateFileError",
     "connect",

@@ -8,13 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from ..clock import VectorClock
-from ..events import EVERYONE, SERVER_ID
-from ..hub import Action, Expired, Joined, Left, Received, Refused, SyncCycle
-from ..node import (
+from ..client import (
     Acked,
+    ClientEvent,
     Disconnected,
-    Event,
     Goodbye,
     Message,
     PeerChange,
@@ -22,11 +19,14 @@ from ..node import (
     Synced,
     Welcomed,
 )
+from ..clock import VectorClock
+from ..events import EVERYONE, SERVER_ID
+from ..hub import Action, Expired, Joined, Left, Received, Refused, SyncCycle
 from ..protocol.frames import Broadcast, Send
 from ..terminal import one_line
 
 if TYPE_CHECKING:
-    from .client import Node
+    from .client import Client
 
 
 class Console:
@@ -94,7 +94,7 @@ class Console:
 class ClientConsole:
     """Prints what a ``vclock client`` does and receives, one line each."""
 
-    def __init__(self, node: Node, now: Callable[[], _dt.datetime] = _dt.datetime.now) -> None:
+    def __init__(self, node: Client, now: Callable[[], _dt.datetime] = _dt.datetime.now) -> None:
         self.node = node
         self._now = now
 
@@ -117,7 +117,7 @@ class ClientConsole:
         else:
             self.say(f"send -> {target}", clock)
 
-    def event(self, event: Event) -> None:
+    def event(self, event: ClientEvent) -> None:
         node, me = self.node, self.node.id
         match event:
             case Message(sender=sender, clock=clock, broadcast=True):

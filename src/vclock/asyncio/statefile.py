@@ -30,9 +30,9 @@ from pathlib import Path
 
 import msgspec
 
+from ..client import ClientState, SavedClient
 from ..clock import ClockLimits, VectorClock
 from ..errors import FrameError
-from ..node import NodeState, SavedNode
 from ..protocol.codec import FrameDecoder, encode_frame
 from ..protocol.frames import Broadcast, Deliver, Report, Send
 
@@ -49,13 +49,13 @@ CREATE TABLE IF NOT EXISTS unacked (seq INTEGER PRIMARY KEY, frame BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS held (pos INTEGER PRIMARY KEY, frame BLOB NOT NULL);
 """
 
-#: The maps of process id to counter kept in ``counts``, by the NodeState field.
+#: The maps of process id to counter kept in ``counts``, by the ClientState field.
 _VECTORS = ("clock", "bdelivered", "bskip", "last_seq")
 
 # What was stored was checked on the way in (the server's frames by the client's
 # limits); read it back whatever those are now.
 _STORED_LIMITS = ClockLimits(max_entries=2**31, max_id_length=2**31)
-_legacy_decoder: FrameDecoder[SavedNode] = FrameDecoder(SavedNode, limits=_STORED_LIMITS)
+_legacy_decoder: FrameDecoder[SavedClient] = FrameDecoder(SavedClient, limits=_STORED_LIMITS)
 _deliver_decoder: FrameDecoder[Deliver] = FrameDecoder(Deliver, limits=_STORED_LIMITS)
 _own_decoder: FrameDecoder[Send | Report | Broadcast] = FrameDecoder(
     Send | Report | Broadcast,
@@ -101,11 +101,11 @@ class StateFile:
         self._saved = self._read()
         self._mirror(self._saved)
 
-    def load(self) -> SavedNode | None:
+    def load(self) -> SavedClient | None:
         """What the file held when it was opened; None for a new file."""
         return self._saved
 
-    def save(self, state: NodeState, journal: list[str]) -> None:
+    def save(self, state: ClientState, journal: list[str]) -> None:
         """Make ``state`` and the event-log lines of its last event durable, in one
         transaction that writes only what changed since the last save."""
         assert state.id is not None, "a node without an id has nothing to save"
@@ -125,7 +125,7 @@ class StateFile:
             )
         )
 
-    def write(self, saved: SavedNode) -> None:
+    def write(self, saved: SavedClient) -> None:
         """Replace the whole content with ``saved`` (one transaction)."""
         self._transaction(
             _Content(
@@ -220,7 +220,7 @@ class StateFile:
 
     # Reading
 
-    def _read(self) -> SavedNode | None:
+    def _read(self) -> SavedClient | None:
         db = self._db
         meta = dict(db.execute("SELECT key, value FROM meta"))
         if meta.get("id") is None:
@@ -228,7 +228,7 @@ class StateFile:
         counts: dict[str, dict[str, int]] = {vector: {} for vector in _VECTORS}
         for vector, pid, n in db.execute("SELECT vector, pid, n FROM counts"):
             counts[vector][pid] = n
-        return SavedNode(
+        return SavedClient(
             id=meta["id"],
             clock=VectorClock(counts["clock"], limits=_STORED_LIMITS),
             delivered=meta.get("delivered", 0),
@@ -246,7 +246,7 @@ class StateFile:
             journal=_journal_decoder.decode(meta.get("journal", "[]")),
         )
 
-    def _mirror(self, saved: SavedNode | None) -> None:
+    def _mirror(self, saved: SavedClient | None) -> None:
         """Remember what the file holds (``saved``: as read back from it)."""
         self._meta: dict[str, object] = {}
         self._counts: dict[str, dict[str, int]] = {vector: {} for vector in _VECTORS}
@@ -305,7 +305,7 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _read_legacy(path: Path) -> SavedNode | None:
+def _read_legacy(path: Path) -> SavedClient | None:
     """The state in ``path`` if it is a JSON state file of the first format."""
     try:
         with path.open("rb") as file:
@@ -321,7 +321,7 @@ def _read_legacy(path: Path) -> SavedNode | None:
         raise StateFileError(f"{path} is not a vclock client state file ({exc})") from None
 
 
-def _convert(path: Path, saved: SavedNode) -> None:
+def _convert(path: Path, saved: SavedClient) -> None:
     """Replace a JSON state file by a database with the same content."""
     tmp = path.with_name(path.name + ".converting")
     for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
@@ -335,7 +335,7 @@ def _convert(path: Path, saved: SavedNode) -> None:
     os.replace(tmp, path)
 
 
-def load_state(path: Path) -> SavedNode | None:
+def load_state(path: Path) -> SavedClient | None:
     """A node's saved state, or None when the file does not exist yet.
 
     Raises:
@@ -353,7 +353,7 @@ def load_state(path: Path) -> SavedNode | None:
         state.close()
 
 
-def save_state(path: Path, saved: SavedNode) -> None:
+def save_state(path: Path, saved: SavedClient) -> None:
     """Write ``saved`` as the whole content of the state file ``path``."""
     state = StateFile(path)
     try:

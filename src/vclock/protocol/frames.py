@@ -70,7 +70,7 @@ class Broadcast(_Frame, tag="broadcast", frozen=True):
     ``bclock`` counts *broadcasts* only: for each process, how many of its
     broadcasts the sender had delivered, its own entry counting this one. The
     receivers hold a broadcast back until it is causally next
-    (Birman-Schiper-Stephenson; see :class:`vclock.node.NodeState`).
+    (Birman-Schiper-Stephenson; see :class:`vclock.client.ClientState`).
     """
 
     seq: Seq

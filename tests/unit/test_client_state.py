@@ -1,4 +1,4 @@
-"""NodeState: one client's clock rules and peer list, without I/O."""
+"""ClientState: one client's clock rules and peer list, without I/O."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from vclock import (
     VectorClock,
     Welcomed,
 )
+from vclock.client import ClientState
 from vclock.events import message_id, sync_id
-from vclock.node import NodeState
 from vclock.protocol import (
     PROTOCOL_VERSION,
     Bye,
@@ -38,8 +38,8 @@ from vclock.protocol import (
 
 def welcomed(
     id: str = "A", peers: list[str] | None = None, clock: VectorClock | None = None
-) -> NodeState:
-    node = NodeState(id)
+) -> ClientState:
+    node = ClientState(id)
     node.receive(
         Welcome(
             v=PROTOCOL_VERSION,
@@ -53,12 +53,12 @@ def welcomed(
 
 
 def test_hello_asks_for_the_configured_id():
-    assert NodeState("A").hello() == Hello(v=PROTOCOL_VERSION, id="A", delta=True)
-    assert NodeState(delta=False).hello() == Hello(v=PROTOCOL_VERSION)
+    assert ClientState("A").hello() == Hello(v=PROTOCOL_VERSION, id="A", delta=True)
+    assert ClientState(delta=False).hello() == Hello(v=PROTOCOL_VERSION)
 
 
 def test_a_new_node_starts_with_the_empty_clock():
-    node = NodeState("A")
+    node = ClientState("A")
     assert node.clock == VectorClock()
     assert not node.welcomed
     assert node.peers == []
@@ -106,7 +106,7 @@ def test_seq_equals_our_own_entry_after_the_tick():
 
 
 def test_a_node_without_an_id_cannot_tick_until_welcomed():
-    node = NodeState()
+    node = ClientState()
     with pytest.raises(RuntimeError, match="welcome"):
         node.local_event()
     node.receive(Welcome(v=1, id="client-7", peers=[], sync_interval=1.0))
@@ -118,7 +118,7 @@ def test_a_node_without_an_id_cannot_tick_until_welcomed():
 
 
 def test_welcome_sets_id_peers_and_resumes_the_clock():
-    node = NodeState()
+    node = ClientState()
     event = node.receive(
         Welcome(
             v=1, id="A", peers=["B", "C"], sync_interval=1.0, clock=VectorClock({"A": 5, "B": 2})
@@ -195,7 +195,7 @@ def test_bye_becomes_goodbye():
     ],
 )
 def test_frames_before_welcome_raise_peer_error(frame):
-    node = NodeState("A")
+    node = ClientState("A")
     with pytest.raises(PeerError) as info:
         node.receive(frame)
     assert info.value.code is ErrorCode.UNEXPECTED_FRAME
@@ -204,7 +204,7 @@ def test_frames_before_welcome_raise_peer_error(frame):
 
 
 def test_errors_and_bye_are_allowed_before_welcome():
-    node = NodeState("A")
+    node = ClientState("A")
     assert node.receive(Error(code="duplicate-id", message="taken")) == ServerError(
         "duplicate-id", "taken"
     )
@@ -240,7 +240,7 @@ def test_a_unicast_copy_is_dropped_by_its_seq():
 def test_the_last_seq_per_sender_survives_a_restart():
     node = welcomed("B", peers=["A"])
     node.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5})))
-    restarted = NodeState("B")
+    restarted = ClientState("B")
     restarted.restore(node.save())
     restarted.receive(Welcome(v=PROTOCOL_VERSION, id="B", peers=["A"], sync_interval=1.0))
     assert restarted.receive(Deliver(sender="A", seq=5, clock=VectorClock({"A": 5}))) is None
@@ -253,8 +253,8 @@ def resumed_welcome(resumed: bool | None) -> Welcome:
     return Welcome(v=PROTOCOL_VERSION, id="B", peers=[], sync_interval=1.0, resumed=resumed)
 
 
-def handled_five() -> NodeState:
-    node = NodeState("B", resume=True)
+def handled_five() -> ClientState:
+    node = ClientState("B", resume=True)
     node.receive(resumed_welcome(False))
     for n in range(1, 6):
         node.receive(Deliver(sender="A", seq=n, clock=VectorClock({"A": n}), n=n))
@@ -309,7 +309,7 @@ def test_a_numbered_delivery_makes_an_acknowledgement_due_in_resume_sessions_onl
 
 @pytest.mark.parametrize("code", ["inbox-full", "rate-limited", "unknown-peer", "bad-frame"])
 def test_a_frame_refused_with_its_seq_is_never_resent_and_goes_to_the_application(code):
-    node = NodeState("A", resume=True)
+    node = ClientState("A", resume=True)
     node.receive(Welcome(v=PROTOCOL_VERSION, id="A", peers=["B"], sync_interval=1.0))
     refused = node.send("B", body="again?")
     kept = node.send("B", body="later")
@@ -321,7 +321,7 @@ def test_a_frame_refused_with_its_seq_is_never_resent_and_goes_to_the_applicatio
 # The server's limits, checked before a frame is made (protocol 9.1, 9.2, 12)
 
 
-def limited(max_frame_size: int = 200, max_clock_entries: int = 3) -> NodeState:
+def limited(max_frame_size: int = 200, max_clock_entries: int = 3) -> ClientState:
     limits = Limits(
         max_frame_size=max_frame_size,
         max_clock_entries=max_clock_entries,
@@ -331,7 +331,7 @@ def limited(max_frame_size: int = 200, max_clock_entries: int = 3) -> NodeState:
         window=10,
         hold_for=0.0,
     )
-    node = NodeState("A", resume=True)
+    node = ClientState("A", resume=True)
     node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
     return node
 

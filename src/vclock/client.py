@@ -1,6 +1,6 @@
 """A client's side of the protocol, without I/O: its clock, its peers, the rules.
 
-:class:`NodeState` applies the clock rules of docs/protocol.md for process ``id``:
+:class:`ClientState` applies the clock rules of docs/protocol.md for process ``id``:
 
 - local event: ``VC[id] += 1``;
 - send (to a peer, or a report to the server): ``VC[id] += 1``; the frame carries VC;
@@ -155,10 +155,12 @@ class Disconnected:
     reason: str
 
 
-Event = Welcomed | Message | Synced | PeerChange | ServerError | Goodbye | Acked | Disconnected
+ClientEvent = (
+    Welcomed | Message | Synced | PeerChange | ServerError | Goodbye | Acked | Disconnected
+)
 
 
-class SavedNode(msgspec.Struct, kw_only=True):
+class SavedClient(msgspec.Struct, kw_only=True):
     """What a node keeps on disk between runs (``vclock client --state FILE``)."""
 
     id: str
@@ -175,7 +177,7 @@ class SavedNode(msgspec.Struct, kw_only=True):
     journal: list[str] = msgspec.field(default_factory=list)
 
 
-class NodeState:
+class ClientState:
     """One client's protocol state.
 
     Args:
@@ -223,9 +225,9 @@ class NodeState:
             v=PROTOCOL_VERSION, id=self.id, token=self.token, resume=self.resume, delta=self.delta
         )
 
-    def save(self) -> SavedNode:
+    def save(self) -> SavedClient:
         """The state to persist so a restarted node carries on where it stopped."""
-        return SavedNode(
+        return SavedClient(
             id=self._own_id(),
             clock=self.clock,
             delivered=self.delivered,
@@ -236,7 +238,7 @@ class NodeState:
             bskip=self.bskip,
         )
 
-    def restore(self, saved: SavedNode) -> None:
+    def restore(self, saved: SavedClient) -> None:
         """Carry on from a saved state (before the first hello)."""
         if self.id is not None and saved.id != self.id:
             raise ValueError(f"the saved state is for {saved.id!r}, not {self.id!r}")
@@ -350,7 +352,7 @@ class NodeState:
 
     # What the server sent
 
-    def receive(self, frame: ServerFrame) -> Event | None:
+    def receive(self, frame: ServerFrame) -> ClientEvent | None:
         """Apply one frame from the server and say what happened (``None``: a
         delivery we already handled, replayed after a reconnect; ignore it).
 
@@ -365,7 +367,7 @@ class NodeState:
         events = self.receive_all(frame)
         return events[-1] if events else None
 
-    def receive_all(self, frame: ServerFrame) -> list[Event]:
+    def receive_all(self, frame: ServerFrame) -> list[ClientEvent]:
         """Apply one frame from the server; every event it causes, in order.
 
         Empty for a replayed delivery already handled, and for a broadcast that is
@@ -378,12 +380,12 @@ class NodeState:
         if isinstance(frame, Deliver) and frame.bclock is not None:
             return self._receive_broadcast(frame)
         event = self._receive_one(frame)
-        events: list[Event] = [] if event is None else [event]
+        events: list[ClientEvent] = [] if event is None else [event]
         if isinstance(frame, Welcome):
             events += self._welcome_broadcasts(frame.bclock, frame.resumed)
         return events
 
-    def _receive_one(self, frame: ServerFrame) -> Event | None:
+    def _receive_one(self, frame: ServerFrame) -> ClientEvent | None:
         if not self.welcomed and not isinstance(frame, Welcome | Error | Bye):
             raise PeerError(
                 f"server sent {type(frame).__name__} before welcome",
@@ -437,7 +439,7 @@ class NodeState:
 
     # Causal broadcast (Birman-Schiper-Stephenson)
 
-    def _receive_broadcast(self, frame: Deliver) -> list[Event]:
+    def _receive_broadcast(self, frame: Deliver) -> list[ClientEvent]:
         if not self.welcomed:
             raise PeerError("server sent Deliver before welcome", code=ErrorCode.UNEXPECTED_FRAME)
         if frame.n is not None and frame.n <= self.delivered:
@@ -487,17 +489,17 @@ class NodeState:
             return False
         return all(count <= delivered[pid] for pid, count in frame.bclock.items() if pid != sender)
 
-    def _release_held(self) -> list[Event]:
+    def _release_held(self) -> list[ClientEvent]:
         """Deliver every held broadcast that has become deliverable, in causal order,
         counting the broadcasts of ``bskip`` as delivered as soon as they are next."""
-        events: list[Event] = []
+        events: list[ClientEvent] = []
         while True:
             events += self._deliver_deliverable()
             if not self._skip_missing():
                 return events
 
-    def _deliver_deliverable(self) -> list[Event]:
-        events: list[Event] = []
+    def _deliver_deliverable(self) -> list[ClientEvent]:
+        events: list[ClientEvent] = []
         progress = True
         while progress:
             progress = False
@@ -524,7 +526,7 @@ class NodeState:
 
     def _welcome_broadcasts(
         self, baseline: VectorClock | None, resumed: bool | None
-    ) -> list[Event]:
+    ) -> list[ClientEvent]:
         """Count the broadcasts we will never be sent as delivered.
 
         A resume node that still holds broadcasts back keeps its counts when the
