@@ -263,6 +263,9 @@ async def test_a_send_during_the_reconnect_handshake_does_not_overtake_the_resen
     try:
         await a.send("B")  # A#1, delivered normally
         received.append((await next_event(b, Message)).id)
+        # and acknowledged before the cut: else A rightly resends it, and the server
+        # rightly answers with a duplicate ack (it was delivered)
+        assert (await next_event(a, Acked)).seq == 1
 
         proxy.passing.clear()  # from now on, hold what the server says to A
         hellos = proxy.hellos
