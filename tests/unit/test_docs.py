@@ -468,3 +468,54 @@ def test_every_limit_has_its_error_code_and_consequence_in_the_limits_table(name
     assert codes, f"{name}: no error code in {row[3]!r}"
     assert all(code in {c.value for c in ErrorCode} for code in codes), codes
     assert len(row[4].strip()) > 20, row
+
+
+# docs/architecture.md: the journey names real files and methods
+
+
+ARCHITECTURE = (DOCS / "architecture.md").read_text(encoding="utf-8")
+
+
+def _vclock_classes() -> dict[str, type]:
+    import inspect
+    import pkgutil
+
+    import vclock
+
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(vclock.__path__, "vclock."):
+        if info.name.startswith(
+            ("vclock.__main__", "vclock.web", "vclock.cluster", "vclock.asyncio.cluster")
+        ):
+            continue  # optional extras; not named as Class.method on the page
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == info.name:
+                found.setdefault(name, obj)
+    return found
+
+
+def test_architecture_names_only_files_that_exist() -> None:
+    names = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+(?:\.py|/))`", ARCHITECTURE))
+    assert len(names) > 20
+    root = Path(__file__).parents[2]
+    missing = sorted(
+        name
+        for name in names
+        if not (
+            root / name if name.startswith(("src/", "tests/")) else root / "src/vclock" / name
+        ).exists()
+    )
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_architecture_names_only_methods_that_exist() -> None:
+    classes = _vclock_classes()
+    named = set(re.findall(r"`([A-Z]\w+)\.(\w+)`", ARCHITECTURE))
+    assert len(named) > 15
+    missing = sorted(
+        f"{cls}.{attr}"
+        for cls, attr in named
+        if cls not in classes or not hasattr(classes[cls], attr)
+    )
+    assert not missing, f"docs/architecture.md names methods that do not exist: {missing}"
