@@ -143,15 +143,17 @@ class VectorClock:
         small, big = self, other
         if len(self._entries) >= len(other._entries):
             small, big = other, self
-        entries = big._entries.copy()
-        get = entries.get
+        get = big._entries.get
+        entries = None  # copied at the first entry that grows: often none does
         gained = 0
         for pid, count in small._entries.items():
             mine = get(pid, 0)
             if count > mine:
+                if entries is None:
+                    entries = big._entries.copy()
                 entries[pid] = count
                 gained += count - mine
-        if not gained:
+        if entries is None:
             return big  # it had everything already; immutable, so it can be shared
         clock = _new(VectorClock)  # _trusted, inlined
         clock._entries = entries
