@@ -56,7 +56,7 @@ DEFAULT_LIMITS = ClockLimits()
 _json_decoder = msgspec.json.Decoder()
 
 
-class VectorClock:
+class VectorClock(Mapping[str, int]):
     """An immutable vector clock. See the module docstring for the semantics.
 
     Args:
@@ -92,8 +92,17 @@ class VectorClock:
     # Reading
 
     def __getitem__(self, pid: str) -> int:
-        """The counter of ``pid``; 0 for a process this clock has not heard of."""
+        """The counter of ``pid``; 0 for a process this clock has not heard of
+        (a vector clock is zero everywhere else, so there is no KeyError)."""
         return self._entries.get(pid, 0)
+
+    def __contains__(self, pid: object) -> bool:
+        """Whether ``pid`` has a non-zero counter."""
+        return pid in self._entries
+
+    def get(self, pid: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        """The counter of ``pid`` if it is non-zero, else ``default``, as for a dict."""
+        return self._entries.get(pid, default)
 
     def __iter__(self) -> Iterator[str]:
         """The ids with a non-zero counter, sorted."""
@@ -103,8 +112,9 @@ class VectorClock:
         """The number of non-zero entries."""
         return len(self._entries)
 
-    def items(self) -> list[tuple[str, int]]:
-        """The non-zero ``(id, counter)`` pairs, sorted by id."""
+    def items(self) -> list[tuple[str, int]]:  # type: ignore[override]
+        """The non-zero ``(id, counter)`` pairs, sorted by id (a list, unlike a
+        dict's view: the order is part of the clock's text forms)."""
         return sorted(self._entries.items())
 
     @property

@@ -306,3 +306,22 @@ def test_the_default_max_counter_is_a_signed_64_bit_integer():
 
 def test_ordering_values_are_readable_words():
     assert {o.value for o in Ordering} == {"before", "after", "equal", "concurrent"}
+
+
+def test_a_clock_is_a_read_only_mapping() -> None:
+    """Issue 15: dict(clock) works, and the clock stays immutable and hashable."""
+    from collections.abc import Mapping
+
+    clock = VectorClock({"B": 2, "A": 1})
+    assert isinstance(clock, Mapping)
+    assert dict(clock) == {"A": 1, "B": 2}
+    assert list(clock) == ["A", "B"] and len(clock) == 2
+    assert "A" in clock and "Z" not in clock
+    assert clock["Z"] == 0 and clock.get("Z") is None and clock.get("Z", 7) == 7
+    assert clock.get("A") == 1
+    assert VectorClock(clock) == clock  # a clock is a valid mapping to build one from
+    assert hash(clock) == hash(VectorClock({"A": 1, "B": 2}))
+    with pytest.raises(TypeError):
+        clock["A"] = 5  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        clock.x = 1  # type: ignore[attr-defined]
