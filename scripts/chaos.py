@@ -16,7 +16,8 @@ What it runs, all on 127.0.0.1:
   leave both ends in step, unreadable ones end in ``delta-lost``), ghost
   resume hellos, blank-line floods. Each counts the error codes it gets.
 
-Faults, every ``--every`` seconds (times and kinds drawn from ``--seed``):
+Faults, every ``--every`` seconds on average (times drawn from ``--seed``; each
+kind once per round of ``--faults``, in a random order):
 SIGKILL of the server; a "full disk" (the server is stopped with SIGTERM and
 started under ``RLIMIT_FSIZE``, so its store fails and it stops itself with
 status 1; then it is started without the limit); SIGKILL of an honest client
@@ -278,6 +279,10 @@ class Raw:
         self.sent_ref: dict[str, int] = {}
         self.read_ref: dict[str, int] = {}
         self.closed = False
+        #: the highest own entry the server surely has: welcome.clock's, then the
+        #: last valid frame written on this connection (a frame logged before a
+        #: crash may never have reached the server)
+        self.known = 0
 
     async def open(self, port: int) -> bool:
         try:
@@ -343,6 +348,7 @@ class Raw:
         while (frame := await self.read(5)) is not None:
             if frame["type"] == "welcome":
                 self.delta = bool(frame.get("delta"))
+                self.known = int(frame.get("clock", {}).get(client_id, 0))
                 return frame
             if frame["type"] == "error":
                 return None
@@ -474,6 +480,8 @@ class Hostile:
                 n = self.tick(who)
                 victim = self._honest()
                 bad = self.rng.choice(["forged", "bclock", "stale", "seq"])
+                if bad == "stale" and not raw.known:
+                    bad = "seq"
                 if bad == "forged":
                     clock = {who: n, victim: BIG}
                     await raw.frame({"type": "send", "to": victim, "seq": n, "clock": clock})
@@ -484,13 +492,14 @@ class Hostile:
                         {"type": "broadcast", "seq": n, "clock": clock, "bclock": bclock}
                     )
                 elif bad == "stale":
-                    clock = {who: n - 1}
-                    await raw.frame({"type": "send", "to": victim, "seq": n - 1, "clock": clock})
+                    clock, seq = {who: raw.known}, raw.known
+                    await raw.frame({"type": "send", "to": victim, "seq": seq, "clock": clock})
                 else:
                     await raw.frame({"type": "send", "to": victim, "seq": n + 7, "clock": {who: n}})
                 clock = {who: n}  # the refused frame recorded nothing: n is still free
                 self.log_send(who, clock, victim)
                 await raw.frame({"type": "send", "to": victim, "seq": n, "clock": clock})
+                raw.known = n
                 same = {"forged-clock"} if bad in ("forged", "bclock") else set()
                 frames = await raw.drain(0.2)
                 self._expect(who, frames, n, same)
@@ -515,10 +524,13 @@ class Hostile:
                 n = self.tick(who)
                 victim = self._honest()
                 bad = self.rng.choice(["forged", "stale", "seq", "unknown-peer"])
+                if bad == "stale" and not raw.known:
+                    bad = "seq"
                 if bad == "forged":
                     await raw.frame({"type": "report", "seq": n, "clock": {who: n, victim: BIG}})
                 elif bad == "stale":
-                    await raw.frame({"type": "report", "seq": n - 1, "clock": {who: n - 1}})
+                    stale = {who: raw.known}
+                    await raw.frame({"type": "report", "seq": raw.known, "clock": stale})
                 elif bad == "seq":
                     await raw.frame({"type": "report", "seq": n + 3, "clock": {who: n}})
                 else:  # the clock is taken, only the delivery fails: a send, logged
@@ -533,6 +545,7 @@ class Hostile:
                     self.log_send(who, clock, "server")
                     frame = {"type": "report", "seq": n, "clock": clock}
                 await raw.frame(frame)
+                raw.known = n
                 frames = await raw.drain(0.2)
                 self._expect(who, frames, n, {"forged-clock"} if bad == "forged" else set())
                 if not raw.closed and not any(f["type"] == "error" for f in frames[-1:]):
@@ -799,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / sub).mkdir(parents=True, exist_ok=True)
     rng = random.Random(options.seed)
     kinds = options.faults.split(",")
+    deck: list[str] = []
     started = now()
     start = time.monotonic()
     server = Server(out)
@@ -827,7 +841,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 next_progress += 10.0
             if elapsed >= schedule[-1] and elapsed < options.duration - 10:
-                kind = rng.choice(kinds)
+                if not deck:  # every kind once per round, in a random order
+                    deck = rng.sample(kinds, len(kinds))
+                kind = deck.pop()
                 what = fault(kind, server, honest, faults, rng)
                 timeline.append(f"{time.monotonic() - start:.0f} s: {what}")
                 print(f"  {time.monotonic() - start:5.0f} s  {what}", flush=True)
