@@ -755,10 +755,12 @@ def judge(out: Path, stopped_at: _dt.datetime) -> dict[str, Any]:
     report = check(out / "run")
     events = list(read_events(out / "run"))
     unacked: set[str] = set()
+    held: dict[str, int] = {}  # broadcasts each still holds back (waiting for ever)
     for client_id in HONEST:
         saved = load_state(out / "state" / f"{client_id}.state")
         if saved is not None:
             unacked |= {f"{client_id}#{frame.seq}" for frame in saved.unacked}
+            held[client_id] = len(saved.held)
     ids = set(HONEST)
     joined = max(min(e.ts for e in events if e.pid == i and e.kind == "join") for i in ids)
     since = _dt.datetime.fromisoformat(joined) + _dt.timedelta(seconds=1)
@@ -787,6 +789,7 @@ def judge(out: Path, stopped_at: _dt.datetime) -> dict[str, Any]:
         "broadcasts": sum(1 for e in honest_sends if e.peer == EVERYONE),
         "reports": sum(1 for e in honest_sends if e.peer == "server"),
         "unacked_at_end": len(unacked),
+        "held_back_at_end": held,
         "received": sum(1 for e in events if e.pid in ids and e.kind == "receive"),
         "judged_deliveries": judged,
         "lost": sum(1 for _, _, times in wrong if times == 0),
@@ -901,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
             "codes": dict(sum(tally.codes.values(), Counter())),
             "codes_by_attacker": {k: dict(v) for k, v in tally.codes.items()},
             "delta_in_step_after_refusal": tally.in_step,
+            "unexpected_count": len(tally.unexpected),
             "unexpected": tally.unexpected[:50],
             "delta_mismatches": tally.delta_mismatch[:50],
         },
@@ -943,10 +947,11 @@ def markdown(r: dict[str, Any]) -> str:
         f" {h['received']} received; {h['judged_deliveries']} acknowledged deliveries judged:"
         f" {h['lost']} lost, {h['duplicated']} duplicated ({h['unacked_at_end']} unacknowledged"
         " at the end, not judged).",
-        f"- Errors the honest clients got: {r['honest_errors'] or 'none'}.",
+        f"- Errors the honest clients got: {r['honest_errors'] or 'none'}; broadcasts they"
+        f" still hold back at the end: {h['held_back_at_end']}.",
         f"- Hostile clients: {x['frames']} lines sent, {x['accepted_logged']} valid frames among"
         f" them; error codes: {codes}. Delta connections in step after a refused frame:"
-        f" {x['delta_in_step_after_refusal']}; unexpected answers: {len(x['unexpected'])};"
+        f" {x['delta_in_step_after_refusal']}; unexpected answers: {x['unexpected_count']};"
         f" delta mismatches: {len(x['delta_mismatches'])}.",
         f"- Server tracebacks: {len(r['server_tracebacks'])}.",
         f"- `vclock check`: {'passed' if r['check_ok'] else 'FAILED'} ({h['events']} events).",
