@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: $(VENV)/.installed
 # Benchmarks side by side with NATS and the vectorclock package; writes benchmarks/results/.
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
+
+# Ten minutes of SIGKILLs, full disks and hostile clients against one server
+# (docs/operations.md, "Chaos run"); writes CHAOS_OUT/report.md and report.json.
+CHAOS_SECONDS ?= 600
+CHAOS_OUT ?= runs/chaos-$(shell date +%Y%m%d-%H%M%S)
+chaos: $(VENV)/.installed
+	$(BIN)/python scripts/chaos.py --duration $(CHAOS_SECONDS) --out $(CHAOS_OUT)
 
 clean:
 	rm -rf $(VENV) runs test-artifacts .pytest_cache .hypothesis
