@@ -48,15 +48,11 @@ def test_a_short_chaos_run_loses_nothing_and_checks(tmp_path: Path) -> None:
 
 
 # Found by the chaos run: a broadcast whose bclock counts broadcasts of another id
-# that were never relayed is taken (the bclock check allows max_lead, 1,000,000 by
-# default since 8669748), and every receiver holds it back for ever.
+# that were never relayed was taken (the bclock check allowed max_lead, 1,000,000
+# by default since 8669748), and every receiver held it back for ever. A lone
+# server now allows no lead on broadcast counts (IdLedger.broadcast_lead).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the bclock check allows max_lead (default 1,000,000) broadcasts"
-    " never relayed; receivers hold such a broadcast back for ever (issue 12)",
-)
 @pytest.mark.timeout(60)
 async def test_a_broadcast_counting_broadcasts_never_relayed_is_refused(
     processes: Processes, raw_client: Callable[[int], RawClient]

@@ -209,3 +209,19 @@ def test_a_server_that_lost_its_memory_takes_honest_clocks_ahead_of_it():
     h.send_frame(a, Report(seq=42, clock=VectorClock({"A": 42, "B": MAX})))
     h.send_frame(a, Report(seq=43, clock=VectorClock({"A": 43, "C": 40 + 1_000_001})))
     assert codes(a) == [ErrorCode.FORGED_CLOCK] * 2
+
+
+def test_broadcast_counts_get_no_lead_on_one_server_but_do_in_a_cluster() -> None:
+    """The chaos run's find: with the default max_lead a bclock counting a million
+    broadcasts never relayed was taken, and every receiver waited for ever."""
+    from vclock.hub import ClusterHub
+
+    h = HubHarness(Hub())
+    a, _ = h.connect("A"), h.connect("B")
+    forged = Broadcast(seq=1, clock=VectorClock({"A": 1}), bclock=VectorClock({"A": 1, "B": 1}))
+    h.send_frame(a, forged)
+    assert codes(a) == [ErrorCode.FORGED_CLOCK]
+    node = HubHarness(ClusterHub())
+    c = node.connect("A")
+    node.send_frame(c, forged)  # B's broadcast may still be on its way to this node
+    assert codes(c) == []

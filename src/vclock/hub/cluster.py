@@ -33,6 +33,9 @@ class ClusterHub(Hub):
     def __init__(self, *, node_id: str = "", **options: Any) -> None:
         super().__init__(**options)
         self.id_prefix = f"{node_id}-" if node_id else ""
+        # a client that moved here may have delivered broadcasts relayed to its
+        # old node and still on their way here
+        self.ids.broadcast_lead = self.ids.max_lead
         self._remote: dict[str, None] = {}  # clients of other nodes, in join order
         self._remote_held: set[str] = set()  # away clients another node holds
 

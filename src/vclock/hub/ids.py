@@ -62,6 +62,11 @@ class IdLedger:
     ) -> None:
         self.max_ids = max_ids
         self.max_id_length = max_id_length
+        #: How far a bclock may count broadcasts past those relayed here: none on
+        #: one server, which relayed every broadcast its clients can have
+        #: delivered (a broadcast counting one more would be held back by every
+        #: receiver for ever); a cluster node allows max_lead (ClusterHub).
+        self.broadcast_lead = 0
         self.max_lead = max_lead
         self.budget = max_frame_size - _FRAME_OVERHEAD
         #: per id, the highest own entry heard from that id itself (in its frames)
@@ -186,7 +191,7 @@ class IdLedger:
         """What a frame of ``client_id`` says about *other* ids must be what the hub
         has heard: an entry of another id at most what that id said itself (plus
         ``max_lead``), no new id past the limits, and a broadcast vector at most the
-        ``broadcasts`` relayed. Returns ``frontier`` with the frame's clock in.
+        ``broadcasts`` relayed (plus ``broadcast_lead``). Returns ``frontier`` with the frame's clock in.
 
         One merge and two totals tell, in O(1) beyond the merge, that nothing but
         the sender's own entry goes above the frontier (whose entries all got in
@@ -219,7 +224,7 @@ class IdLedger:
                 )
         if isinstance(frame, Broadcast):
             for pid, count in frame.bclock._entries.items():
-                most = broadcasts[pid] + self.max_lead + (1 if pid == client_id else 0)
+                most = broadcasts[pid] + self.broadcast_lead + (1 if pid == client_id else 0)
                 if count > most:
                     raise PeerError(
                         f"bclock {_short(frame.bclock)} counts {count} broadcasts of {pid!r},"
