@@ -191,7 +191,8 @@ class IdLedger:
         """What a frame of ``client_id`` says about *other* ids must be what the hub
         has heard: an entry of another id at most what that id said itself (plus
         ``max_lead``), no new id past the limits, and a broadcast vector at most the
-        ``broadcasts`` relayed (plus ``broadcast_lead``). Returns ``frontier`` with the frame's clock in.
+        ``broadcasts`` relayed (plus ``broadcast_lead``). Returns ``frontier``
+        with the frame's clock in.
 
         One merge and two totals tell, in O(1) beyond the merge, that nothing but
         the sender's own entry goes above the frontier (whose entries all got in
