@@ -64,7 +64,8 @@ from typing import Any
 from vclock.asyncio.client import load_state
 from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
-from vclock.tools.eventlog import EVERYONE, EventLog, read_events
+from vclock.events import EVERYONE
+from vclock.tools.eventlog import EventLog, read_events
 
 HOST = "127.0.0.1"
 LISTENING = re.compile(r"^vclock server listening on 127\.0\.0\.1:(\d+) ")
