@@ -166,6 +166,13 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
     help="Serve the live dashboard at this address (e.g. 127.0.0.1:8080; port 0 picks one).",
 )
 @click.option(
+    "--web-max-streams",
+    default=DEFAULTS.web_max_streams,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Dashboard pages with a live stream at once; one more gets HTTP 503.",
+)
+@click.option(
     "--web-token",
     envvar="VCLOCK_WEB_TOKEN",
     help="Token the dashboard requires (default: none on loopback without"
@@ -207,6 +214,7 @@ def server(
     hold_for: float,
     web_address: str | None,
     web_token: str | None,
+    web_max_streams: int,
     quiet: bool,
     cluster_url: str | None,
     cluster_name: str,
@@ -258,6 +266,7 @@ def server(
         max_errors=max_errors,
         max_inbox=max_inbox,
         hold_for=hold_for,
+        web_max_streams=web_max_streams,
         auth=auth,
         ssl=context,
     )

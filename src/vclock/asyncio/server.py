@@ -83,6 +83,7 @@ class ServerConfig:
     max_errors: int = 20  # refused frames before a connection is closed
     max_inbox: int = 10_000  # messages kept for one away client
     hold_for: float = 86_400.0  # seconds an away client's inbox is kept; 0 = forever
+    web_max_streams: int = 16  # dashboard (--web): open /events streams; more get 503
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
 
