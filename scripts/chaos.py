@@ -62,9 +62,9 @@ from pathlib import Path
 from typing import Any
 
 from vclock.asyncio.client import load_state
+from vclock.events import EVERYONE
 from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
-from vclock.events import EVERYONE
 from vclock.tools.eventlog import EventLog, read_events
 
 HOST = "127.0.0.1"

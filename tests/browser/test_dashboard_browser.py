@@ -10,6 +10,7 @@ real processes (``python -m vclock client``), stopped by PID in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import random
 import signal
@@ -310,6 +311,94 @@ def test_with_a_token_the_page_needs_it_and_then_works(page: Any, tmp_path: Path
         wait_until(lambda: updates(page) > count + 2, "live updates with the cookie")
         assert local_only(page, live.dashboard.port) == []
     finally:
+        live.stop()
+
+
+#: A page on another origin that tries to read the dashboard's data.
+ELSEWHERE = """<!doctype html><title>elsewhere</title><script>
+window.results = {};
+const source = new EventSource("http://127.0.0.1:WEB/events");
+source.onopen = () => { window.results.events = "open"; };
+source.onerror = () => { window.results.events = "error"; source.close(); };
+fetch("http://127.0.0.1:WEB/state", {mode: "no-cors"})
+  .then(() => { window.results.state = "answered"; }, () => { window.results.state = "failed"; });
+</script>"""
+
+
+class _Elsewhere(http.server.BaseHTTPRequestHandler):
+    page = b""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("content-type", "text/html; charset=utf-8")
+        self.send_header("content-length", str(len(self.page)))
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_page_on_another_origin_is_refused_and_the_dashboard_still_works(page: Any):
+    # Issue 12 item 10: with no token, any page the user visits could open event
+    # streams on the dashboard (each one a snapshot built on the server's loop).
+    live = Service().start()
+    web = live.dashboard.port
+    handler = type(
+        "Elsewhere", (_Elsewhere,), {"page": ELSEWHERE.replace("WEB", str(web)).encode()}
+    )
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    serving = threading.Thread(target=other.serve_forever, daemon=True)
+    serving.start()
+    # What the dashboard answered, as Chromium's network stack saw it: Playwright's
+    # "response" event skips responses that CORS then blocks; the DevTools protocol
+    # reports them.
+    # (The two events may come in either order: joined by request id when read.)
+    urls: dict[str, str] = {}
+    codes: dict[str, int] = {}
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Network.enable")
+    devtools.on(
+        "Network.requestWillBeSent",
+        lambda e: urls.__setitem__(e["requestId"], e["request"]["url"]),
+    )
+    devtools.on(
+        "Network.responseReceivedExtraInfo",
+        lambda e: codes.__setitem__(e["requestId"], e["statusCode"]),
+    )
+
+    def statuses() -> dict[str, int]:
+        """The dashboard's answers by route (the last request to each)."""
+        ours = f"http://127.0.0.1:{web}/"
+        return {
+            urls[rid].rsplit("/", 1)[-1]: code
+            for rid, code in codes.items()
+            if urls.get(rid, "").startswith(ours)
+        }
+
+    try:
+        live.add_nodes(["A", "B"], interval=(0.1, 0.2))
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        wait_until(lambda: page.evaluate("window.results.events"), "the EventSource to give up")
+        wait_until(lambda: page.evaluate("window.results.state"), "the fetch to end")
+        assert page.evaluate("window.results.events") == "error"
+        wait_until(lambda: {"events", "state"} <= statuses().keys(), "both responses")
+        assert statuses()["events"] == 403 and statuses()["state"] == 403, statuses()
+
+        async def pages() -> int:
+            return live.dashboard.pages
+
+        assert live.run(pages()) == 0  # no stream was opened for it
+
+        page.goto(live.dashboard.url)  # the dashboard's own page works as ever
+        page.wait_for_selector("body[data-ready=true]")
+        wait_until(lambda: set(shown_clocks(page)) == {"A", "B"}, "two clients")
+        count = updates(page)
+        wait_until(lambda: updates(page) > count + 2, "live updates")
+        assert statuses()["events"] == 200
+    finally:
+        other.shutdown()
+        other.server_close()
         live.stop()
 
 

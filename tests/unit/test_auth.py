@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,38 @@ def test_with_a_shared_secret_listed_and_unlisted_ids_cost_the_same(
         assert not a.check(client_id, "wrong")
         costs.append((len(compares) - before[0], len(scrypts) - before[1]))
     assert costs[0] == costs[1], "a listed id must not be told apart from an unlisted one"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_in_a_file_mixing_plain_and_hashed_entries_every_refusal_costs_the_same(
+    monkeypatch, compares, hashed, shared
+):
+    # Issue 12 item 14: an unknown id cost a scrypt (37 ms), a listed plain one did not
+    # (0.2 ms), which told an attacker which ids exist. Count the work, not the time.
+    scrypts = []
+    real = hashlib.scrypt
+    monkeypatch.setattr(auth.hashlib, "scrypt", lambda *a, **k: scrypts.append(1) or real(*a, **k))
+    entries = {"A": "alpha", "B": hashed}
+    if shared:
+        entries[SHARED] = "team"
+    a = Authenticator(entries)
+    costs = {}
+    for client_id in ["A", "B", "Z", None]:  # plain, hashed, unknown, no id at all
+        before = (len(scrypts), len(compares))
+        assert not a.check(client_id, "wrong")
+        costs[client_id] = (len(scrypts) - before[0], len(compares) - before[1])
+    assert len(set(costs.values())) == 1, costs
+    assert costs["Z"][0] == 1  # the id's own slot hashes once, however it is stored
+    assert a.check("A", "alpha") and a.check("B", "s3cret")  # and still tells right from wrong
+
+
+def test_operations_md_says_the_shared_secret_does_not_admit_listed_ids():
+    # Issue 12 item 17: the guide said the shared token admits ids with their own
+    # line; the code refuses them (test_a_shared_secret_never_lets_anyone_take_a_listed_id),
+    # the safer choice. The guide must say what the code does.
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    text = " ".join(guide.split())
+    assert "including ids that have their own line" not in text
+    assert "admits **any id that has no line of its own**" in text
+    assert "never with the shared one" in text

@@ -27,6 +27,7 @@ from vclock.hub import Hub, Joined, Left, Outgoing, PeerId, Received, Refused, S
 from vclock.protocol.frames import Deliver, Report, Send
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard, LiveModel, parse_address
+from vclock.web.app import pieces, sse
 from vclock.web.render import LiveDrawing
 
 T0 = 1_700_000_000.0
@@ -840,3 +841,15 @@ async def test_a_busy_port_is_an_oserror():
         await first.close()
         await second.close()
         await server.close()
+
+
+@pytest.mark.parametrize("size", [4, 5, 7, 16])
+def test_a_stream_is_written_in_pieces_cut_between_characters(size: int):
+    # Each piece is one HTTP chunk; a reader decoding chunk by chunk must not see
+    # half of "é" or "🙂" (the pieces came in with the bounded stream writes).
+    message = sse("update", {"text": "aé🙂b" * 50, "id": "x y"})
+    parts = list(pieces(message, size))
+    assert b"".join(parts) == message
+    assert all(0 < len(p) <= size for p in parts)
+    for part in parts:
+        part.decode("utf-8")  # raises on a cut character

@@ -134,6 +134,11 @@ class ServerConfig:
         " clients with the largest are disconnected, down to three quarters of it.",
         least=1,
     )
+    web_max_streams: int = _limit(
+        16,
+        "Dashboard (--web) pages with a live stream at once; one more gets HTTP 503.",
+        least=1,
+    )
     auth: Authenticator | None = None
     ssl: ssl.SSLContext | None = None
 

@@ -7,10 +7,14 @@ Routes (all ``GET``; the dashboard changes nothing, so other methods get 405):
 ``/state``       the current state as JSON (clients, sync, rates, counts)
 ``/shiviz.log``  what the server saw, as a ShiViz/GoVector log (a download)
 
-Two gates sit in front: with a token, every request must carry it (``?token=`` once,
-which sets a cookie, or an ``Authorization: Bearer`` header), else 401; and a
-dashboard bound to a loopback address answers only to a loopback ``Host`` header, so
-a web page elsewhere cannot reach it by DNS rebinding.
+Gates sit in front: with a token, every request must carry it (``?token=`` once,
+which sets a cookie, or an ``Authorization: Bearer`` header), else 401; a dashboard
+bound to a loopback address answers only to a loopback ``Host`` header, so a web
+page elsewhere cannot reach it by DNS rebinding; and the data routes (``/events``,
+``/state``, ``/shiviz.log``) answer a request from another web page (an ``Origin``
+that is not the dashboard's own, or ``Sec-Fetch-Site`` other than ``same-origin``
+or ``none``) with 403, token or not, so no page elsewhere can make the server build
+snapshots or hold streams for it.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import html
 import ipaddress
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -39,6 +44,8 @@ from .render import legend, state_json
 
 if TYPE_CHECKING:
     from .dashboard import Dashboard
+
+ABORT = "vclock.abort"  # the scope extension dashboard._H11 adds: drops the connection
 
 __all__ = ["create_app"]
 
@@ -56,6 +63,8 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
 }
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
+PIECE = 16 * 1024  # bytes of a stream written at a time (see Dashboard: what a page costs)
+DATA_PATHS = frozenset({"/events", "/state", "/shiviz.log"})
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -71,6 +80,7 @@ def create_app(dashboard: Dashboard) -> ASGIApp:
     app: ASGIApp = Starlette(routes=routes)
     if dashboard.token is not None:
         app = TokenGate(app, dashboard.token, cookie=f"vclock_dashboard_{dashboard.port}")
+    app = SameOriginGate(app)
     if dashboard.loopback:
         app = LoopbackHostGate(app)
     return SecurityHeaders(app)
@@ -105,7 +115,8 @@ def _page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
 
 def _state(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
     async def state(request: Request) -> Response:
-        return JSONResponse(state_json(dashboard.model, time.time()))
+        streams = {"open": dashboard.pages, "max": dashboard.max_streams}
+        return JSONResponse({**state_json(dashboard.model, time.time()), "streams": streams})
 
     return state
 
@@ -126,12 +137,26 @@ class _EventStream:
 
     Each page gets its own bounded queue. A page that falls ``Dashboard.max_queue``
     updates behind is cut off; its browser reconnects and starts again from a snapshot.
+    A page that stopped reading altogether is cut off the same way, and its
+    connection aborted. Past ``Dashboard.max_streams`` open streams: 503.
     """
 
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.dashboard.full:
+            limit = self.dashboard.max_streams
+            response = PlainTextResponse(
+                f"503 Service Unavailable: this dashboard already streams to {limit} pages,"
+                f" its limit (vclock server --web-max-streams {limit}). Close one of them,"
+                " or restart the server with a higher --web-max-streams.\n",
+                status_code=503,
+                headers={"retry-after": "10"},
+            )
+            await response(scope, receive, send)
+            return
+        abort = scope.get("extensions", {}).get(ABORT)
         subscriber = self.dashboard.subscribe()
         try:
             await send(
@@ -162,7 +187,12 @@ class _EventStream:
                     message = getting.result()
                     if message is None:  # the dashboard is closing, or this page fell behind
                         break
-                    await _body(send, message)
+                    if not await _write(send, message, subscriber.cut, gone):
+                        # It stopped reading and fell max_queue updates behind.
+                        if abort is not None:
+                            abort()
+                            await asyncio.wait({gone}, timeout=5)
+                        return
             finally:
                 gone.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -174,6 +204,37 @@ class _EventStream:
 
 async def _body(send: Send, data: bytes) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _write(
+    send: Send, message: bytes, cut: asyncio.Event, gone: asyncio.Future[None]
+) -> bool:
+    """Write ``message`` a piece at a time; False if the page was cut off (or went
+    away) while a piece waited for the connection to take it."""
+    for piece in pieces(message):
+        writing = asyncio.ensure_future(_body(send, piece))
+        cutting = asyncio.ensure_future(cut.wait())
+        waits: set[asyncio.Future[Any]] = {writing, cutting, gone}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        cutting.cancel()
+        if not writing.done():
+            writing.cancel()
+            return False
+        writing.result()
+    return True
+
+
+def pieces(message: bytes, size: int = PIECE) -> Iterator[bytes]:
+    """``message`` in pieces of at most ``size`` bytes (4 or more), each cut between
+    UTF-8 characters: a client that decodes each HTTP chunk on its own (as the tests
+    do) never sees half a character."""
+    start = 0
+    while start < len(message):
+        end = min(start + size, len(message))
+        while end < len(message) and message[end] & 0xC0 == 0x80:  # a continuation byte
+            end -= 1
+        yield message[start:end]
+        start = end
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -253,6 +314,46 @@ class TokenGate:
         response.set_cookie(
             self.cookie, self.cookie_value, httponly=True, samesite="strict", path="/"
         )
+
+
+class SameOriginGate:
+    """The data routes answer only the dashboard's own page, or a client that is no
+    web page (curl, scripts: they send neither header), token or not.
+
+    A browser names the page behind a request: ``Origin`` (on cross-origin fetches,
+    EventSource included) and ``Sec-Fetch-Site``. Refused with 403: an ``Origin``
+    other than this dashboard's (``http://`` + the ``Host`` asked for), and a
+    ``Sec-Fetch-Site`` other than ``same-origin`` or ``none`` (typed by the user).
+    ``same-site`` is refused too: a page on another port of the same host is another
+    program. The page ``/`` itself stays reachable from a link.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in DATA_PATHS and _from_elsewhere(scope):
+            response = PlainTextResponse(
+                "403 Forbidden: the dashboard's data is served only to its own page; this"
+                " request comes from another web page (its Origin or Sec-Fetch-Site header"
+                " says so).\n",
+                status_code=403,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _from_elsewhere(scope: Scope) -> bool:
+    headers = Headers(scope=scope)
+    site = headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+    return origin.strip().lower() != own.lower()
 
 
 class LoopbackHostGate:

@@ -12,6 +12,15 @@ most 10 updates a second however busy the service is. Each page has a queue of
 ``max_queue`` updates; a page that falls that far behind is cut off, and its
 browser reconnects and starts again from a snapshot. The vclock server never waits
 for a page.
+
+**What a page costs.** The snapshot a new page starts from is built at most once
+per push and shared by every page that connects before the next one (a burst of
+requests costs one snapshot, not one each). At most ``max_streams`` pages stream at
+once (``ServerConfig.web_max_streams``); one more gets HTTP 503. A stream is
+written in pieces, each waiting until the connection takes it, so a page that does
+not read holds at most uvicorn's write buffer (64 KiB) and one piece, plus
+references to the shared updates in its queue; once its queue is full its
+connection is aborted, not closed politely (which would wait for it to read).
 """
 
 from __future__ import annotations
@@ -21,13 +30,15 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..asyncio.server import Server
 from ..hub import Action
 from ..net import is_loopback
-from .app import create_app, sse
+from .app import ABORT, create_app, sse
 from .model import LiveModel
 from .render import LiveDrawing, state_json
 
@@ -63,13 +74,33 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+class _H11(H11Protocol):
+    """uvicorn's h11 protocol, handing each request a way to abort its connection
+    (``scope["extensions"]["vclock.abort"]``): uvicorn itself only closes, which
+    waits, forever, for a page that does not read to take what is buffered."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        app = self.app
+
+        async def with_abort(scope: Any, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})[ABORT] = transport.abort
+            await app(scope, receive, send)
+
+        self.app = with_abort
+
+
 class _Subscriber:
-    """One open page: a bounded queue of encoded events; None ends the stream."""
+    """One open page: a bounded queue of encoded events; None ends the stream.
+
+    ``cut`` is set when it is closed, so a stream stuck writing to a page that does
+    not read notices that the page fell too far behind."""
 
     def __init__(self, size: int) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(size + 1)
         self.size = size
         self.closed = False
+        self.cut = asyncio.Event()
 
     def offer(self, message: bytes) -> None:
         if self.closed:
@@ -82,6 +113,7 @@ class _Subscriber:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.cut.set()
             self.queue.put_nowait(None)
 
     async def get(self) -> bytes | None:
@@ -100,6 +132,8 @@ class Dashboard:
         max_log_bytes: the size of the ShiViz log kept for the download (its start).
         push_interval: seconds between pushes to the pages.
         max_queue: updates a page may fall behind before it is cut off.
+        max_streams: pages streaming at once (default: the server's
+            ``ServerConfig.web_max_streams``); one more gets HTTP 503.
 
     Use ``await dashboard.start()`` then ``dashboard.url``; ``await dashboard.close()``.
     """
@@ -114,6 +148,7 @@ class Dashboard:
         max_log_bytes: int = 16 << 20,
         push_interval: float = 0.1,
         max_queue: int = 100,
+        max_streams: int | None = None,
     ) -> None:
         if token is not None and not token:
             raise ValueError("the dashboard token must not be empty")
@@ -122,6 +157,9 @@ class Dashboard:
         self.title: str | None = title
         self.push_interval = push_interval
         self.max_queue = max_queue
+        self.max_streams = server.config.web_max_streams if max_streams is None else max_streams
+        if self.max_streams < 1:
+            raise ValueError("max_streams must be at least 1")
         self.model = LiveModel(
             max_events=max_events, max_log_bytes=max_log_bytes, resolve=server.hub.client_id
         )
@@ -129,8 +167,10 @@ class Dashboard:
         self.host = "127.0.0.1"
         self.port = 0
         self.pushes = 0  # updates sent (to all pages at once)
+        self.snapshots = 0  # snapshots built (each shared by the pages until a push)
         self._subscribers: set[_Subscriber] = set()
         self._sent_version = -1
+        self._snapshot: bytes | None = None  # shared by the pages until the next push
         self._last_push = 0.0
         self._unobserve: object = None
         self._uvicorn: _Uvicorn | None = None
@@ -175,6 +215,7 @@ class Dashboard:
             access_log=False,
             lifespan="off",
             ws="none",
+            http=_H11,
             timeout_graceful_shutdown=2,
         )
         self._uvicorn = _Uvicorn(config)
@@ -217,10 +258,20 @@ class Dashboard:
 
     # Pages
 
+    @property
+    def full(self) -> bool:
+        """``max_streams`` pages are streaming: a new one is refused."""
+        return len(self._subscribers) >= self.max_streams
+
     def subscribe(self) -> _Subscriber:
-        """A new page: its queue starts with a snapshot of everything."""
-        now = time.time()
+        """A new page: its queue starts with a snapshot of everything (the one built
+        since the last push, if any: the next push brings every page up to date)."""
         subscriber = _Subscriber(self.max_queue)
+        subscriber.offer(self._snapshot or self._build_snapshot(time.time()))
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def _build_snapshot(self, now: float) -> bytes:
         resets = self.drawing.resets
         diagram = self.drawing.snapshot(now)
         if self.drawing.resets != resets and self._subscribers:
@@ -229,11 +280,9 @@ class Dashboard:
             message = sse("update", {"state": state, "diagram": diagram})
             for other in list(self._subscribers):
                 other.offer(message)
-        subscriber.offer(
-            sse("snapshot", {"state": state_json(self.model, now), "diagram": diagram})
-        )
-        self._subscribers.add(subscriber)
-        return subscriber
+        self.snapshots += 1
+        self._snapshot = sse("snapshot", {"state": state_json(self.model, now), "diagram": diagram})
+        return self._snapshot
 
     def unsubscribe(self, subscriber: _Subscriber) -> None:
         subscriber.closed = True
@@ -259,10 +308,15 @@ class Dashboard:
         changes = self.model.take_changes()
         if not self._subscribers:
             self._sent_version = self.model.version
+            self._snapshot = None
             return
         diagram = self.drawing.step(changes, now)
         fresh_rows = self.model.version > self._sent_version
-        if diagram is None and not fresh_rows and now - self._last_push < 1.0:
+        if diagram is not None or fresh_rows:
+            # What changed goes to the open pages only: a page opened later needs a
+            # new snapshot. (Rates alone do not count: the next push brings them.)
+            self._snapshot = None
+        elif now - self._last_push < 1.0:
             return  # nothing new; the rates still refresh once a second
         update = {
             "state": state_json(self.model, now, since=self._sent_version),

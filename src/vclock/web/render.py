@@ -357,5 +357,6 @@ def state_json(model: LiveModel, now: float, *, since: int = -1) -> dict[str, An
             "bytes": model.log.size,
             "max_bytes": model.log.max_bytes,
             "gaps": model.log.gaps,
+            "unnamed": model.log.unnamed,
         },
     }

@@ -12,9 +12,16 @@ of 100 entries makes a record of more than a kilobyte.
 Only the first ``max_bytes`` are kept (a prefix of a run loads in ShiViz; a window
 of it would not). A gap too large to fill within the budget is left as it is,
 and counted: ShiViz refuses such a log, :func:`vclock.tracing.parse_runs` does not.
+
+ShiViz names a host by a run of non-blank characters, so an id with whitespace
+(which a clock may hold, though a hello id may not) cannot appear in the log: its
+entries are left out of every clock and its events are not recorded, and both are
+counted in ``unnamed``. Writing them would make every download fail, not just one.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..clock import VectorClock
 from ..tracing import SHIVIZ_REGEX, format_record
@@ -23,6 +30,9 @@ __all__ = ["ShivizLog"]
 
 UNSEEN = "unseen: a local event or a receive of {host} (the server sees only sends)"
 _OVERHEAD = 100  # bytes of bookkeeping per record, besides its text
+# What ShiViz cannot take in a host name: Python's and JavaScript's whitespace
+# (the same test as vclock.tracing's format_record).
+_UNNAMEABLE = re.compile(r"[\s\ufeff]")
 
 
 class ShivizLog:
@@ -37,6 +47,7 @@ class ShivizLog:
         self.unseen = 0  # events written as unseen
         self.dropped = 0  # events seen after the log was full
         self.gaps = 0  # gaps too large to fill
+        self.unnamed = 0  # events and clock entries left out: ids with whitespace
         self.full = False
         self._records: list[tuple[int, str, str]] = []  # (sum of the clock, host, text)
         self._last: dict[str, VectorClock] = {}  # per host: the clock of its last record
@@ -47,6 +58,10 @@ class ShivizLog:
         if self.full:
             self.dropped += 1
             return
+        if _UNNAMEABLE.search(host):
+            self.unnamed += 1
+            return
+        clock = self._nameable(clock)
         last = self._last.get(host, VectorClock())
         own = clock[host]
         if own <= last[host]:
@@ -87,6 +102,17 @@ class ShivizLog:
                 room -= sum(len(text) + _OVERHEAD for _, _, text in fill)
         records = sorted(self._records + tail, key=lambda r: (r[0], r[1]))
         return f"{SHIVIZ_REGEX}\n\n" + "".join(text for _, _, text in records)
+
+    def _nameable(self, clock: VectorClock) -> VectorClock:
+        """``clock`` without the entries of ids ShiViz cannot name (counted)."""
+        bad = [pid for pid, _ in clock.items() if _UNNAMEABLE.search(pid)]
+        if not bad:
+            return clock
+        self.unnamed += len(bad)
+        entries = clock.to_dict()
+        for pid in bad:
+            del entries[pid]
+        return VectorClock(entries)
 
     def _fill(
         self, host: str, last: VectorClock, own: int, room: int
