@@ -1,16 +1,17 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up .venv itself.
+# `make check` (lint, format, types, fast tests) is what CI runs before `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Re-install when pyproject.toml changes; otherwise nothing to do.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -20,9 +21,16 @@ test: $(VENV)/.installed
 	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
+# Static checks, then the fast tests (no processes, sockets or browsers: a few seconds).
+check: $(VENV)/.installed
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -m "not integration"
+
 # Benchmarks side by side with NATS and the vectorclock package; writes benchmarks/results/.
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) runs test-artifacts .pytest_cache .hypothesis
+	rm -rf $(VENV) runs test-artifacts .pytest_cache .hypothesis .mypy_cache .ruff_cache
