@@ -23,6 +23,8 @@ from vclock.hub import SyncCycle
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard
 
+from ..helpers import async_wait_until
+
 
 @dataclass
 class Reply:
@@ -257,7 +259,10 @@ async def test_the_state_and_the_shiviz_log_follow_real_clients(service: Dashboa
                 others = [x.id for x in nodes if x is not node]
                 await node.send(others[n % 2])
         await nodes[0].report()
-        await _wait(lambda: sum(r.sends + r.reports for r in service.model.clients.values()) == 16)
+        await async_wait_until(
+            lambda: sum(r.sends + r.reports for r in service.model.clients.values()) == 16,
+            "the dashboard to count 15 sends and a report",
+        )
         state = msgspec.json.decode((await request(service.port, "/state")).body)
         shown = {c["id"]: c["clock"] for c in state["clients"]}
         assert shown == {c: service.server.hub.latest[c].to_dict() for c in "ABC"}
@@ -272,13 +277,6 @@ async def test_the_state_and_the_shiviz_log_follow_real_clients(service: Dashboa
     finally:
         for node in nodes:
             await node.close()
-
-
-async def _wait(predicate: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 class PageModel:
@@ -318,7 +316,7 @@ async def test_the_event_stream_sends_a_snapshot_then_batched_updates(service: D
             for node in nodes:
                 await node.send(random.choice([x.id for x in nodes if x is not node]))
                 sent += 1
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # pacing: a few hundred messages a second
         elapsed = time.monotonic() - started
         events = await stream.events(0.6)
         updates = [data for kind, data in events if kind == "update"]
@@ -333,7 +331,10 @@ async def test_the_event_stream_sends_a_snapshot_then_batched_updates(service: D
         for update in updates:
             if update["diagram"]:
                 page.apply(update["diagram"])
-        await _wait(lambda: service.model.rates.rates(time.time())["messages"] == 0, 8)
+        await async_wait_until(
+            lambda: service.model.rates.rates(time.time())["messages"] == 0,
+            "the message rate to fall to 0",
+        )
         for _, update in await stream.events(0.4):
             if update["diagram"]:
                 page.apply(update["diagram"])
