@@ -17,9 +17,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/vclock demo
 
+# The suite in parallel (pytest-xdist), a test file per worker at a time: every test
+# binds port 0 and works in its own tmp_path. JOBS=0 runs it in one process.
+JOBS ?= 2
+
 test: $(VENV)/.installed
 	bash scripts/ensure-chromium.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 # Static checks, then the fast tests (no processes, sockets or browsers: a few seconds).
 check: $(VENV)/.installed
