@@ -1,11 +1,15 @@
-"""Shared test helpers: the two-way frame assertion, hypothesis strategies, and
-:class:`HubHarness`, which runs N in-memory clients around one :class:`Hub`."""
+"""Shared test helpers: the one way to wait (:func:`wait_until`, :func:`async_wait_until`),
+the two-way frame assertion, hypothesis strategies, and :class:`HubHarness`, which runs
+N in-memory clients around one :class:`Hub`."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
@@ -37,6 +41,44 @@ from vclock.protocol import (
     server_frame_decoder,
 )
 from vclock.store import Store
+
+T = TypeVar("T")
+
+#: The default bound of every wait: generous, never a performance claim.
+WAIT = 20.0
+#: How often a wait looks again.
+POLL = 0.05
+
+
+def wait_until(predicate: Callable[[], T], what: str = "a condition", timeout: float = WAIT) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that.
+
+    Tests wait for what they need to see, never for a fixed time: a fixed sleep
+    is too short on a loaded machine and too long everywhere else.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(POLL)
+
+
+async def async_wait_until(
+    predicate: Callable[[], T], what: str = "a condition", timeout: float = WAIT
+) -> T:
+    """:func:`wait_until` for a coroutine: the event loop runs while it waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(POLL)
+
 
 # One assertion, both directions
 

@@ -185,6 +185,13 @@ def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Cluster: seconds before a dead node's client ids are free again.",
 )
+@click.option(
+    "--cluster-connect-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Cluster: seconds a starting node tries to reach NATS before it exits with an error.",
+)
 def server(
     host: str,
     port: int,
@@ -203,6 +210,7 @@ def server(
     cluster_name: str,
     node_id: str | None,
     claim_ttl: float,
+    cluster_connect_timeout: float,
     **limits: Any,
 ) -> None:
     """Run the message service: relays clocks and runs synchronization cycles."""
@@ -215,7 +223,12 @@ def server(
                 "--cluster needs nats-py: pip install 'vclock[cluster]'"
             ) from None
         try:
-            cluster = ClusterConfig(cluster_url, name=cluster_name, claim_ttl=claim_ttl)
+            cluster = ClusterConfig(
+                cluster_url,
+                name=cluster_name,
+                claim_ttl=claim_ttl,
+                connect_patience=cluster_connect_timeout,
+            )
             if node_id:
                 cluster = dataclasses.replace(cluster, node_id=node_id)
         except ValueError as exc:

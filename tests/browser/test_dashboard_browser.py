@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +27,9 @@ import pytest
 from vclock.asyncio import Client, Console, Server, ServerConfig, connect, run, serve
 from vclock.web import Dashboard
 
+from ..helpers import WAIT, wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WAIT = 20.0  # bound for every wait; not a performance claim
 T = TypeVar("T")
 
 
@@ -137,17 +138,6 @@ class ClientRun:
                 self.process.wait(10)
 
 
-def wait_until(predicate: Callable[[], T], what: str, timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def service() -> Iterator[Service]:
     live = Service().start()
@@ -242,7 +232,7 @@ def test_three_live_clients_with_their_clocks_arrows_pause_and_a_screenshot(
     assert page.locator("#status").inner_text() == "paused"
     frozen, count = shown_clocks(page), updates(page)
     hub_then = service.latest()
-    time.sleep(1.2)
+    time.sleep(1.2)  # a negative check: a dozen push intervals with no update shown
     assert service.latest() != hub_then  # the clients went on...
     assert updates(page) == count and shown_clocks(page) == frozen  # ...the page did not
     for client, clock in frozen.items():  # what it shows is what the server had
@@ -267,7 +257,7 @@ def test_three_live_clients_with_their_clocks_arrows_pause_and_a_screenshot(
     # Scrolling back to it stops following the newest events.
     page.evaluate(SCROLL_TO, dot_id)
     wait_until(lambda: page.get_attribute("#follow", "aria-pressed") == "false", "follow off")
-    time.sleep(0.5)
+    time.sleep(0.5)  # cosmetic: the scroll settles before the screenshot
     page.mouse.move(640, 130)
     page.screenshot(path=str(artifacts / "dashboard.png"))
 
@@ -419,7 +409,7 @@ def test_a_hundred_clients_and_hundreds_of_events_a_second_stay_responsive(
             t = time.monotonic()
             page.evaluate("1")  # the page's main thread answers
             slowest = max(slowest, time.monotonic() - t)
-            time.sleep(0.1)
+            time.sleep(0.1)  # pacing: sample the page ten times a second
         got = updates(page) - start
         rate = live.run(_rate(live.dashboard))
         assert rate >= 100, f"only {rate} messages a second"

