@@ -16,7 +16,8 @@ import pytest
 
 from vclock.tracing import check_run, parse_runs
 
-from .conftest import RawClient, ServerProcess, rss_kib, wait_until
+from ..helpers import wait_until
+from .conftest import RawClient, ServerProcess, rss_kib
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -146,7 +147,7 @@ def test_event_streams_that_never_read_are_capped_bounded_and_dropped(
         # Activity makes pushes; the four that do not read fall behind and are dropped.
         start_client("A", server.port)
         start_client("B", server.port)
-        wait_until(lambda: streams(web)["open"] == 0, 60, "the non-reading streams to go")
+        wait_until(lambda: streams(web)["open"] == 0, "the non-reading streams to go", timeout=60)
     finally:
         for sock in socks:
             sock.close()
