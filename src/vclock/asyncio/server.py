@@ -597,7 +597,7 @@ class Server:
         link.batch_done(pending)
         if pending:
             self._hold_until_durable(actions, pending)
-        if self._dirty and self._flush_handle is None:
+        if (self._dirty or self.hub.members.due) and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
             try:
@@ -661,7 +661,10 @@ class Server:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write what each client got this loop iteration, in one call per client."""
+        """Write what each client got this loop iteration, in one call per client
+        (with this iteration's ``peers_changed``, one per client that wants them)."""
+        if self.failure is None and self.hub.members.due:
+            self.apply(self.hub.peer_notices())  # _flush_handle still set: no new call
         self._flush_handle = None
         if self.failure is not None:
             return

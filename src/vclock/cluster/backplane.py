@@ -200,8 +200,8 @@ class Backplane:
         self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
         self._loop = asyncio.get_running_loop()
         self._started = self._loop.time()
-        self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = (
-            lambda message: None
+        self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = lambda message: (
+            None
         )
 
     @classmethod
@@ -373,8 +373,10 @@ class Backplane:
             me.node = target
             if local:
                 result = self.on_message(message)
-                if result is None or result is True or (
-                    not isinstance(result, bool) and await result
+                if (
+                    result is None
+                    or result is True
+                    or (not isinstance(result, bool) and await result)
                 ):
                     return True
             if node is not None and await self._ask(node, data) == b"ok":
