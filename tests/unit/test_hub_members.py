@@ -120,10 +120,10 @@ def test_batched_clients_get_one_net_frame_per_tick():
     join(harness, "B", peers="none")
     harness.disconnect(a)
     c = join(harness, "C", peers="none")
-    assert notices(watcher) == []  # nothing before the tick ends
+    assert notices(watcher) == []  # nothing until the I/O layer asks
     assert harness.hub.members.due
     harness.run(harness.hub.peer_notices())
-    # A joined and left within the tick: it cancels out.
+    # A joined and left in between: it cancels out.
     assert notices(watcher) == [PeersChanged(joined=["B", "C"], left=[])]
     assert watcher.node.peers == ["B", "C"]
     assert watcher.events[-2:] == [PeerChange("B", joined=True), PeerChange("C", joined=True)]

@@ -562,7 +562,7 @@ class connect:
             cannot be reached, and a reconnecting node fails over to them.
         peers: what to be told about the other clients: ``"all"`` (the
             default: every change as it happens), ``"batched"`` (several
-            changes to a frame, at most one frame per server loop tick) or
+            changes to a frame, at most ten frames a second) or
             ``"none"`` (nothing; :meth:`Client.fetch_peers` asks). With many
             clients, ``"none"`` keeps the server's cost per client constant.
 

@@ -141,7 +141,7 @@ class Hub:
             self.ids.heard(client_id, clock[client_id])
         self._sessions: dict[PeerId, Session] = {}
         self._by_id: dict[str, PeerId] = {}
-        self.members = Members()  # call peer_notices() once per loop tick when due
+        self.members = Members()  # call peer_notices() when members.due, now and then
         self._auto_ids = itertools.count(1)
         self.id_prefix = ""  # put after "client-" in assigned ids
 
@@ -220,8 +220,9 @@ class Hub:
         return [DropInbox(client_id), Expired(client_id, len(inbox.messages))]
 
     def peer_notices(self) -> list[Action]:
-        """This loop tick's ``peers_changed`` frames (sessions that asked for
-        ``"batched"`` peers); the I/O layer calls it when ``members.due``."""
+        """The ``peers_changed`` frames since the last call (for sessions that
+        asked for ``"batched"`` peers); the I/O layer calls it when
+        ``members.due``, as often as it wants them to hear (:mod:`.members`)."""
         return self.members.notices()
 
     def begin_sync_cycle(self) -> list[Action]:

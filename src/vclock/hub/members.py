@@ -7,11 +7,14 @@ Each session chose in its ``hello`` what it is told about the others
   ``welcome`` and one ``peer_joined`` or ``peer_left`` per change, at once.
   N such clients joining cost N² frames: fine for tens, not for thousands.
 - ``"batched"``: every peer in ``welcome``, then the net change since the
-  previous notice in one ``peers_changed`` frame per loop tick. The I/O layer
-  calls :meth:`Members.notices` once per tick (when :attr:`Members.due`); a
-  hub that is never asked sends nothing. One frame per tick, not per change:
-  k joins in one tick cost one frame per such client, not k. The bytes still
-  grow with changes × clients, and the welcome with the number of clients.
+  previous notice in one ``peers_changed`` frame. The I/O layer calls
+  :meth:`Members.notices` when :attr:`Members.due`, at most every so often
+  (the asyncio server: every 0.1 s, ``PEER_NOTICE_INTERVAL``; once per loop
+  iteration would not do, as a connect storm has few joins per iteration); a
+  hub that is never asked sends nothing. One frame per interval, not per
+  change: k joins in one interval cost one frame per such client, not k. The
+  bytes still grow with changes × clients, and the welcome with the number of
+  clients.
 - ``"none"``: no peers in ``welcome``, no notices at all; the client asks for
   the list a page at a time (``who``, answered by ``peers``). A join then
   costs the hub O(log n) whatever the number of clients, and nothing is
@@ -40,7 +43,7 @@ class Members:
         self._ids: list[str] = []  # sorted
         self._all: dict[PeerId, None] = {}  # the "all" sessions, in join order
         self._batched: dict[PeerId, int] = {}  # "batched" sessions -> their first event
-        # This tick's joins and leaves, (id, joined), in order; kept only while
+        # The joins and leaves since the last notices(), (id, joined), in order; kept only while
         # some session is batched (else nobody would ever take them).
         self._events: list[tuple[str, bool]] = []
 
@@ -98,9 +101,9 @@ class Members:
         return Peers(ids=ids, next=None if last else window[-1])
 
     def notices(self) -> list[Action]:
-        """The ``peers_changed`` frames of this tick, one per "batched" session
-        that has anything to hear: the net change since the last frame (or,
-        for a session that joined this tick, since its ``welcome``)."""
+        """The ``peers_changed`` frames since the last call, one per "batched"
+        session that has anything to hear: the net change since the last frame
+        (or, for a session that joined since, since its ``welcome``)."""
         events, self._events = self._events, []
         if not events:
             return []

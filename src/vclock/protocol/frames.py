@@ -27,7 +27,7 @@ Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 #: What a client asks to be told about the other clients (``hello.peers``):
 #: ``"all"`` (the default, as before: every peer in ``welcome`` and one
 #: ``peer_joined``/``peer_left`` per change), ``"batched"`` (every peer in
-#: ``welcome``, then at most one ``peers_changed`` per server loop tick) or
+#: ``welcome``, then changes several to a ``peers_changed`` frame) or
 #: ``"none"`` (no peers in ``welcome``, no notices: ask with ``who``).
 PeersMode = Literal["all", "batched", "none"]
 #: The most ids one ``peers`` page holds, whatever ``who.limit`` asks for.
