@@ -1,4 +1,4 @@
-"""The seven cells: each runs its measurement and turns it into a report section."""
+"""The cells: each runs its measurement and turns it into a report section."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clockops, cluster, memory, relay, sync_cycle, wire_bytes
+from .connections import connections_cell
 from .report import section, table, target
 from .stats import ratio
 
@@ -737,6 +738,7 @@ CELLS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "wire-bytes": wire_bytes_cell,
     "profile": profile_cell,
     "cluster": cluster_cell,
+    "connections": connections_cell,
 }
 
 

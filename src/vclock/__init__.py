@@ -3,7 +3,7 @@
 The public API is re-exported here; import from ``vclock``, not from submodules.
 """
 
-from .client import Goodbye, Message, PeerChange, ServerError, Synced, Welcomed
+from .client import Goodbye, Message, PeerChange, PeerPage, ServerError, Synced, Welcomed
 from .clock import DEFAULT_LIMITS, ClockLimits, Ordering, VectorClock
 from .errors import (
     ErrorCode,
@@ -34,6 +34,7 @@ __all__ = [
     "Message",
     "Ordering",
     "PeerChange",
+    "PeerPage",
     "PeerError",
     "SHIVIZ_REGEX",
     "ProtocolError",

@@ -47,6 +47,7 @@ from .errors import ErrorCode, HoldBackFull, LimitExceeded, PeerError
 from .events import message_id
 from .protocol.codec import encode_frame
 from .protocol.frames import (
+    MAX_PEERS_PAGE,
     PROTOCOL_VERSION,
     Ack,
     Broadcast,
@@ -59,11 +60,15 @@ from .protocol.frames import (
     Limits,
     PeerJoined,
     PeerLeft,
+    Peers,
+    PeersChanged,
+    PeersMode,
     Report,
     Send,
     ServerFrame,
     Sync,
     Welcome,
+    Who,
 )
 
 #: Broadcasts a node holds back at most before it ends the session with
@@ -118,6 +123,15 @@ class PeerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerPage:
+    """One page of the connected clients (the answer to :meth:`ClientState.who`):
+    ``next`` is the ``after`` of the next page, None on the last one."""
+
+    ids: tuple[str, ...]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerError:
     """The server refused one of our frames; the session goes on unless it closes.
 
@@ -156,7 +170,15 @@ class Disconnected:
 
 
 ClientEvent = (
-    Welcomed | Message | Synced | PeerChange | ServerError | Goodbye | Acked | Disconnected
+    Welcomed
+    | Message
+    | Synced
+    | PeerChange
+    | PeerPage
+    | ServerError
+    | Goodbye
+    | Acked
+    | Disconnected
 )
 
 
@@ -188,6 +210,11 @@ class ClientState:
             their number and resend what was not acknowledged after a reconnect.
         delta: ask for delta-encoded clocks (fewer bytes with many processes).
         max_held: causal broadcasts held back at most (:class:`HoldBackFull` past it).
+        peers: what to be told about the other clients (docs/protocol.md 4.5):
+            ``"all"`` (every change, as it happens), ``"batched"`` (the same,
+            several changes to a frame) or ``"none"`` (nothing: :attr:`peers`
+            stays empty; ask with :meth:`who`). Either way the events are
+            :class:`PeerChange`, one per id.
     """
 
     def __init__(
@@ -198,8 +225,10 @@ class ClientState:
         resume: bool = False,
         delta: bool = True,
         max_held: int = DEFAULT_MAX_HELD,
+        peers: PeersMode = "all",
     ) -> None:
         self.id = id
+        self.peers_mode: PeersMode = peers
         self.token = token
         self.resume = resume
         self.delta = delta
@@ -222,7 +251,12 @@ class ClientState:
         """The first frame of every session (a new one after each reconnect)."""
         self.welcomed = False
         return Hello(
-            v=PROTOCOL_VERSION, id=self.id, token=self.token, resume=self.resume, delta=self.delta
+            v=PROTOCOL_VERSION,
+            id=self.id,
+            token=self.token,
+            resume=self.resume,
+            delta=self.delta,
+            peers=self.peers_mode,
         )
 
     def save(self) -> SavedClient:
@@ -335,6 +369,11 @@ class ClientState:
             self.unacked[frame.seq] = frame
         return frame
 
+    def who(self, after: str | None = None, limit: int = MAX_PEERS_PAGE) -> Who:
+        """The frame asking for one page of the connected clients' ids, in id
+        order, after ``after``; the server answers with a :class:`PeerPage`."""
+        return Who(after=after, limit=limit)
+
     def delivered_frame(self) -> Delivered:
         """Resume sessions: the frame acknowledging every delivery handled so far."""
         self.ack_due = False
@@ -379,6 +418,8 @@ class ClientState:
         """
         if isinstance(frame, Deliver) and frame.bclock is not None:
             return self._receive_broadcast(frame)
+        if isinstance(frame, PeersChanged) and self.welcomed:
+            return self._peers_changed(frame)
         event = self._receive_one(frame)
         events: list[ClientEvent] = [] if event is None else [event]
         if isinstance(frame, Welcome):
@@ -423,6 +464,8 @@ class ClientState:
                 if frame.id in self.peers:
                     self.peers.remove(frame.id)
                 return PeerChange(frame.id, joined=False)
+            case Peers():
+                return PeerPage(tuple(frame.ids), frame.next)
             case Error():
                 # Whatever the code, the error is the frame's answer: resent later
                 # with its old seq it would be taken for a duplicate (7.2, 7.3), so
@@ -436,6 +479,16 @@ class ClientState:
             case Bye():
                 return Goodbye(frame.reason)
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
+
+    def _peers_changed(self, frame: PeersChanged) -> list[ClientEvent]:
+        """A batch of changes: one :class:`PeerChange` per id, left ones first
+        (the frame is a net change: no id is in both lists)."""
+        gone = set(frame.left)
+        present = set(self.peers) - gone
+        self.peers = [p for p in self.peers if p not in gone]
+        self.peers += [p for p in frame.joined if p not in present]
+        events: list[ClientEvent] = [PeerChange(i, joined=False) for i in frame.left]
+        return events + [PeerChange(i, joined=True) for i in frame.joined]
 
     # Causal broadcast (Birman-Schiper-Stephenson)
 

@@ -34,6 +34,7 @@ from ..client import (
     Goodbye,
     Measure,
     Message,
+    PeerPage,
     ServerError,
     Synced,
     Welcomed,
@@ -42,7 +43,7 @@ from ..clock import ClockLimits, VectorClock
 from ..errors import HoldBackFull, ProtocolError, VClockError
 from ..events import EVERYONE, SERVER_ID, message_id, sync_id
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
-from ..protocol.frames import Broadcast, Deliver, Frame, Limits, Report, Send
+from ..protocol.frames import Broadcast, Deliver, Frame, Limits, PeersMode, Report, Send
 from ..tools.eventlog import EventLog
 from .statefile import StateFile, StateFileError, load_state, save_state
 
@@ -85,6 +86,7 @@ class ClientOptions:
     backoff: tuple[float, float] = (0.1, 5.0)  # first and longest wait between attempts
     # More servers to fail over to (cluster nodes), tried in turn after host:port.
     fallbacks: tuple[tuple[str, int], ...] = ()
+    peers: PeersMode = "all"  # what to be told about the other clients (hello.peers)
 
     @property
     def servers(self) -> list[tuple[str, int]]:
@@ -104,6 +106,7 @@ class Client:
             resume=options.reconnect,
             delta=options.delta,
             max_held=options.max_held,
+            peers=options.peers,
         )
         self._store: StateFile | None = None
         if options.state_path is not None:
@@ -124,6 +127,8 @@ class Client:
         self._closing = False
         self._server = 0  # index into options.servers of the server we use
         self._resending = False  # reconnecting: new frames wait behind the resends
+        self._page: asyncio.Future[PeerPage] | None = None  # the who being answered
+        self._who_lock = asyncio.Lock()  # one paging at a time: answers come in order
         self.closed_reason: str | None = None
 
     # What the node knows
@@ -144,8 +149,36 @@ class Client:
 
     @property
     def peers(self) -> list[str]:
-        """The other connected clients, in the order they joined."""
+        """The other connected clients, in the order the node heard of them
+        (always empty for a node connected with ``peers="none"``: see
+        :meth:`fetch_peers`)."""
         return list(self._state.peers)
+
+    async def fetch_peers(self) -> list[str]:
+        """Ask the server who else is connected, a page at a time (``who``,
+        docs/protocol.md 4.5): every other client, in id order. For any node,
+        and the only way for one connected with ``peers="none"``. Clients that
+        come or go meanwhile may or may not be listed.
+
+        Raises:
+            SessionEnded: the session is over.
+            ConnectionError: the connection was lost before the last page.
+        """
+        self._check_open()
+        ids: list[str] = []
+        after: str | None = None
+        async with self._who_lock:
+            while True:
+                writer = self._writer
+                if writer is None or writer.is_closing():
+                    raise ConnectionResetError("not connected to the server")
+                self._page = asyncio.get_running_loop().create_future()
+                await self._write(self._state.who(after))
+                page = await self._page
+                ids += page.ids
+                if page.next is None:
+                    return ids
+                after = page.next
 
     @property
     def limits(self) -> Limits | None:
@@ -363,6 +396,8 @@ class Client:
         finally:
             if self._writer is not None:
                 self._writer.close()
+            if self._page is not None and not self._page.done():
+                self._page.set_exception(ConnectionResetError("connection lost"))
 
     async def _reconnect(self) -> None:
         first, longest = self.options.backoff
@@ -433,6 +468,7 @@ class Client:
                 self._failure = exc
                 break
             taken = taken or isinstance(item, Deliver)
+        events = [event for event in events if not self._answered(event)]
         if events or taken:
             self._commit(*(line for event in events if (line := self._event_line(event))))
         if self._state.ack_due:
@@ -440,6 +476,14 @@ class Client:
         if not data and not events and self._failure is None:
             raise ConnectionResetError("server closed the connection")
         return events
+
+    def _answered(self, event: ClientEvent) -> bool:
+        """A page of peers is the answer to :meth:`fetch_peers`, not an event."""
+        if not isinstance(event, PeerPage):
+            return False
+        if self._page is not None and not self._page.done():
+            self._page.set_result(event)
+        return True
 
     def _event_line(self, event: ClientEvent) -> str | None:
         match event:
@@ -516,6 +560,11 @@ class connect:
         fallbacks: more ``(host, port)`` servers, e.g. the other nodes of a
             cluster: the first connection tries them in turn if ``host:port``
             cannot be reached, and a reconnecting node fails over to them.
+        peers: what to be told about the other clients: ``"all"`` (the
+            default: every change as it happens), ``"batched"`` (several
+            changes to a frame, at most ten frames a second) or
+            ``"none"`` (nothing; :meth:`Client.fetch_peers` asks). With many
+            clients, ``"none"`` keeps the server's cost per client constant.
 
     Raises:
         ConnectError: the server is unreachable or refused the hello (see ``code``).
@@ -536,8 +585,10 @@ class connect:
         delta: bool = True,
         fallbacks: list[tuple[str, int]] | None = None,
         max_held: int = DEFAULT_MAX_HELD,
+        peers: PeersMode = "all",
     ) -> None:
         self._options = ClientOptions(
+            peers=peers,
             max_held=max_held,
             fallbacks=tuple(fallbacks or ()),
             host=host,

@@ -70,6 +70,10 @@ if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
 
 READ_CHUNK = 64 * 1024
+#: Joins and leaves are told to "batched" clients at most this often (protocol
+#: 4.5): under a connect storm each loop iteration has few joins, so a frame
+#: per iteration would cost nearly one frame per join, as "all" does.
+PEER_NOTICE_INTERVAL = 0.1
 
 
 def _limit(default: Any, help: str, *, least: float = 0, unit: str | None = None) -> Any:
@@ -220,6 +224,7 @@ class Server:
         self._peers: dict[PeerId, _Peer] = {}
         self._dirty: set[PeerId] = set()
         self._flush_handle: asyncio.Handle | None = None
+        self._notices: asyncio.TimerHandle | None = None  # the next peers_changed
         self._peer_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -281,8 +286,9 @@ class Server:
         """Say bye to every client, stop listening, and wait for connections to end."""
         if self._sync_task is not None:
             self._sync_task.cancel()
-        if self._refused_report is not None:
-            self._refused_report.cancel()
+        for timer in (self._refused_report, self._notices):
+            if timer is not None:
+                timer.cancel()
         claims = self.hub.clients
         self.apply(self.hub.shutdown(reason))
         barriers = [p.barrier for p in self._peers.values() if p.barrier is not None]
@@ -602,6 +608,9 @@ class Server:
         link.batch_done(pending)
         if pending:
             self._hold_until_durable(actions, pending)
+        if self.hub.members.due and self._notices is None:  # peers_changed, batched
+            loop = asyncio.get_running_loop()
+            self._notices = loop.call_later(PEER_NOTICE_INTERVAL, self._peer_notices)
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers):
@@ -691,6 +700,10 @@ class Server:
                 # The transport died under us (uvloop raises RuntimeError): drop
                 # this client only; the others in this flush still get theirs.
                 peer.writer.transport.abort()
+
+    def _peer_notices(self) -> None:
+        self._notices = None
+        self.apply(self.hub.peer_notices())
 
     @staticmethod
     def _written(peer: _Peer) -> Iterator[bytes]:

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from ..clock import VectorClock
-from ..protocol.frames import Deliver, PeerJoined, PeerLeft
-from .actions import Action, Forward, Outgoing
+from ..protocol.frames import Deliver
+from .actions import Action, Forward
 from .hub import Hub
 from .inbox import Inbox
 
@@ -51,12 +51,12 @@ class ClusterHub(Hub):
         return list(self._remote)
 
     def remote_joined(self, client_id: str) -> list[Action]:
-        """A client connected to another node: tell the local clients."""
+        """A client connected to another node: tell the local clients (those
+        that asked, as they asked: :mod:`.members`)."""
         if client_id in self._remote or client_id in self._by_id:
             return []
         self._remote[client_id] = None
-        joined = PeerJoined(id=client_id)
-        return [Outgoing(peer, joined) for peer in self._by_id.values()]
+        return self.members.join(client_id)
 
     def remote_left(self, client_id: str) -> list[Action]:
         """A client of another node left (or its node died)."""
@@ -65,8 +65,7 @@ class ClusterHub(Hub):
         del self._remote[client_id]
         if client_id in self._by_id:
             return []
-        left = PeerLeft(id=client_id)
-        return [Outgoing(peer, left) for peer in self._by_id.values()]
+        return self.members.leave(client_id)
 
     def set_remote_held(self, client_ids: Iterable[str]) -> None:
         """The away clients whose inbox another node keeps (or that are between
@@ -131,7 +130,7 @@ class ClusterHub(Hub):
     def _relay(self, deliver: Deliver, to: str | None) -> list[Action]:
         return [Forward(to, deliver)]
 
-    def _arrived(self, client_id: str) -> list[str]:
+    def _arrived(self, client_id: str) -> Iterable[str]:
         self._remote.pop(client_id, None)  # it moved here from another node
         self._remote_held.discard(client_id)
-        return list(self._remote)
+        return self._remote.keys()

@@ -15,14 +15,16 @@ client that has not been sent, nor itself reported, everything in F.
 The hub's parts, one concern each: :mod:`.state` (the session table, what
 survives a restart), :mod:`.ids` (what a frame's clock may say about each id),
 :mod:`.inbox` (resume inboxes: hold, release by window, acknowledge),
-:mod:`.refusals` (error frames and the error budget), :mod:`.cluster` (the hub
-of a cluster node). Causal broadcast: the hub fans a ``broadcast`` out with its
-``bclock``; the *clients* hold it back until it is causally next (13.2).
+:mod:`.refusals` (error frames and the error budget), :mod:`.members` (who is
+connected and who is told), :mod:`.cluster` (the hub of a cluster node). Causal
+broadcast: the hub fans a ``broadcast`` out with its ``bclock``; the *clients*
+hold it back until it is causally next (13.2).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
 from ..auth import Authenticator
 from ..clock import VectorClock, merge_all
@@ -38,12 +40,11 @@ from ..protocol.frames import (
     Delivered,
     Hello,
     Limits,
-    PeerJoined,
-    PeerLeft,
     Report,
     Send,
     Sync,
     Welcome,
+    Who,
     frame_type,
 )
 from .actions import (
@@ -65,6 +66,7 @@ from .actions import (
 )
 from .ids import DEFAULT_MAX_LEAD, IdLedger
 from .inbox import DEFAULT_WINDOW, Inbox, Inboxes, broadcast_baseline, count_broadcast
+from .members import Members
 from .refusals import refuse
 from .state import HubState, Session, SessionState, next_state
 
@@ -139,6 +141,7 @@ class Hub:
             self.ids.heard(client_id, clock[client_id])
         self._sessions: dict[PeerId, Session] = {}
         self._by_id: dict[str, PeerId] = {}
+        self.members = Members()  # call peer_notices() when members.due, now and then
         self._auto_ids = itertools.count(1)
         self.id_prefix = ""  # put after "client-" in assigned ids
 
@@ -203,10 +206,7 @@ class Hub:
         del self._by_id[client_id]
         if client_id not in self.frontier._entries:
             self.ids.untrack(client_id)  # reserved at hello, never used
-        actions: list[Action] = [Left(peer, client_id, session.address)]
-        left = PeerLeft(id=client_id)
-        actions += [Outgoing(other, left) for other in self._by_id.values()]
-        return actions
+        return [Left(peer, client_id, session.address), *self.members.leave(client_id, peer)]
 
     def drop_held(self, client_id: str) -> list[Action]:
         """Drop the inbox of ``client_id`` if it is held and the client away: the
@@ -218,6 +218,12 @@ class Hub:
         if inbox is None:
             return []
         return [DropInbox(client_id), Expired(client_id, len(inbox.messages))]
+
+    def peer_notices(self) -> list[Action]:
+        """The ``peers_changed`` frames since the last call (for sessions that
+        asked for ``"batched"`` peers); the I/O layer calls it when
+        ``members.due``, as often as it wants them to hear (:mod:`.members`)."""
+        return self.members.notices()
 
     def begin_sync_cycle(self) -> list[Action]:
         """Run one synchronization cycle: send the frontier to whoever lacks part of it."""
@@ -262,6 +268,8 @@ class Hub:
                 return actions
             case Delivered():
                 return self._delivered(peer, session, frame)
+            case Who():
+                return [Outgoing(peer, self.members.page(frame, session.client_id or ""))]
             case Bye():
                 close = Close(peer, frame.reason or "client said bye")
                 client_id = session.client_id
@@ -273,8 +281,10 @@ class Hub:
     def _hello(self, peer: PeerId, session: Session, hello: Hello) -> list[Action]:
         client_id = self.admit(hello)
         self.ids.track([client_id])
-        peers = list(self._by_id)
-        everyone = peers + [r for r in self._arrived(client_id) if r not in self._by_id]
+        remote = self._arrived(client_id)
+        everyone: list[str] = []
+        if hello.peers != "none":  # O(clients): only for those who asked
+            everyone = [*self._by_id, *(r for r in remote if r not in self._by_id)]
         session.client_id = client_id
         session.resume = hello.resume
         session.known = self.latest.get(client_id, VectorClock())
@@ -295,8 +305,7 @@ class Hub:
             resumed=(inbox is not None) if hello.resume else None,
         )
         actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
-        joined = PeerJoined(id=client_id)
-        actions += [Outgoing(self._by_id[other], joined) for other in peers]
+        actions += self.members.join(client_id, peer, hello.peers)
         if inbox is not None and hello.resume:  # what arrived while it was away
             inbox.sent = inbox.acked
             actions += self._release(peer, inbox)
@@ -469,8 +478,8 @@ class Hub:
         """An id for a client whose hello has none (``client-N``)."""
         while True:
             candidate = f"client-{self.id_prefix}{next(self._auto_ids)}"
-            taken = self._by_id.keys() | self.latest.keys() | self.inboxes.keys()
-            if candidate not in taken:
+            # Each dict asked in turn: a union of their keys is O(clients) per hello.
+            if not any(candidate in d for d in (self._by_id, self.latest, self.inboxes)):
                 return candidate
 
     # Hooks for a cluster node (vclock.hub.cluster.ClusterHub): one server has
@@ -485,6 +494,6 @@ class Hub:
         broadcast, for all of them)."""
         return []
 
-    def _arrived(self, client_id: str) -> list[str]:
+    def _arrived(self, client_id: str) -> Iterable[str]:
         """``client_id`` says hello here; returns the clients of other nodes."""
-        return []
+        return ()

@@ -1,8 +1,8 @@
 """The life of one client session on the hub, as a table.
 
 Theory of operation: a connection starts AWAITING_HELLO. A valid ``hello`` makes it
-ACTIVE, where it may ``send``, ``report``, ``broadcast`` and (resume sessions) acknowledge
-``delivered`` frames any number of times. A ``bye`` from
+ACTIVE, where it may ``send``, ``report``, ``broadcast``, ask ``who`` is connected and
+(resume sessions) acknowledge ``delivered`` frames any number of times. A ``bye`` from
 either state ends it (CLOSED). Anything else is a protocol error *for that client
 only*: the hub answers with an ``unexpected-frame`` error and the state does not
 change. A dropped connection is not a frame; the hub handles it in ``disconnect``.
@@ -37,6 +37,7 @@ TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
     (SessionState.ACTIVE, "report"): SessionState.ACTIVE,
     (SessionState.ACTIVE, "broadcast"): SessionState.ACTIVE,
     (SessionState.ACTIVE, "delivered"): SessionState.ACTIVE,
+    (SessionState.ACTIVE, "who"): SessionState.ACTIVE,
     (SessionState.ACTIVE, "bye"): SessionState.CLOSED,
 }
 

@@ -7,7 +7,7 @@ fields (always with defaults) without breaking older ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -23,6 +23,15 @@ ClientId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_CLIENT_ID_LENGTH, pattern=CLIENT_ID_PATTERN)
 ]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+#: What a client asks to be told about the other clients (``hello.peers``):
+#: ``"all"`` (the default, as before: every peer in ``welcome`` and one
+#: ``peer_joined``/``peer_left`` per change), ``"batched"`` (every peer in
+#: ``welcome``, then changes several to a ``peers_changed`` frame) or
+#: ``"none"`` (no peers in ``welcome``, no notices: ask with ``who``).
+PeersMode = Literal["all", "batched", "none"]
+#: The most ids one ``peers`` page holds, whatever ``who.limit`` asks for.
+MAX_PEERS_PAGE = 1000
 
 
 class _Frame(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True):
@@ -46,6 +55,7 @@ class Hello(_Frame, tag="hello", frozen=True):
     token: str | None = None
     resume: bool = False
     delta: bool = False  # ask for delta-encoded clocks after welcome
+    peers: PeersMode = "all"  # what to be told about the other clients
 
 
 class Send(_Frame, tag="send", frozen=True):
@@ -83,6 +93,14 @@ class Delivered(_Frame, tag="delivered", frozen=True):
     """Resume sessions: every ``deliver`` up to number ``upto`` has been handled."""
 
     upto: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class Who(_Frame, tag="who", frozen=True):
+    """Ask for one page of the connected clients' ids, in id order, from the
+    first id after ``after`` (None: from the start); answered by ``peers``."""
+
+    after: ClientId | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] = MAX_PEERS_PAGE
 
 
 class Bye(_Frame, tag="bye", frozen=True):
@@ -170,6 +188,22 @@ class PeerLeft(_Frame, tag="peer_left", frozen=True):
     id: ClientId
 
 
+class PeersChanged(_Frame, tag="peers_changed", frozen=True):
+    """Sessions whose hello asked for ``"batched"`` peers: the net change to the
+    connected clients since the last such frame (or the ``welcome``)."""
+
+    joined: list[str] = msgspec.field(default_factory=list)
+    left: list[str] = msgspec.field(default_factory=list)
+
+
+class Peers(_Frame, tag="peers", frozen=True):
+    """The answer to ``who``: up to ``limit`` ids of other connected clients, in
+    id order; ``next`` is the ``after`` of the next page (None: the last page)."""
+
+    ids: list[str]
+    next: str | None = None
+
+
 class Error(_Frame, tag="error", frozen=True):
     """What went wrong with one of the client's frames. ``code`` is machine-readable."""
 
@@ -184,6 +218,8 @@ def frame_type(frame: msgspec.Struct) -> str:
     return str(type(frame).__struct_config__.tag)
 
 
-ClientFrame = Hello | Send | Report | Broadcast | Delivered | Bye
-ServerFrame = Welcome | Deliver | Ack | Sync | PeerJoined | PeerLeft | Error | Bye
+ClientFrame = Hello | Send | Report | Broadcast | Delivered | Who | Bye
+ServerFrame = (
+    Welcome | Deliver | Ack | Sync | PeerJoined | PeerLeft | PeersChanged | Peers | Error | Bye
+)
 Frame = ClientFrame | ServerFrame
