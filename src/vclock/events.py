@@ -38,8 +38,9 @@ CAUSAL_KINDS = frozenset({"local", "send", "receive", "sync-receive"})
 #: Events that carry the clock unchanged: a client came or went.
 ANNOTATION_KINDS = frozenset({"join", "leave"})
 
-#: The kinds the server logs: a frame with a clock, a sync, and the annotations.
-SERVER_KINDS = frozenset({"receive", "sync"}) | ANNOTATION_KINDS
+#: The kinds the server logs: its start (with the frontier it restored), a frame
+#: with a clock, a sync, and the annotations.
+SERVER_KINDS = frozenset({"start", "receive", "sync"}) | ANNOTATION_KINDS
 
 
 class Event(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -702,6 +702,67 @@ def test_a_sync_frontier_that_is_not_the_max_received_is_caught(good):
     assert "sync-frontier" in rules(report)
 
 
+def crashed_after_storing(b_restored: int) -> list[Event]:
+    """A server run killed after it stored B#2 but before it logged receiving it,
+    restarted on its data with B:``b_restored`` (found by the chaos run)."""
+    return [
+        ev("A", "join", {}, peer="server"),
+        ev("A", "send", {"A": 1}, peer="server", msg="A#1"),
+        ev("B", "join", {}, peer="server"),
+        ev("B", "send", {"B": 1}, peer="server", msg="B#1"),
+        ev("B", "send", {"B": 2}, peer="server", msg="B#2"),
+        ev("A", "sync-receive", {"A": 2, "B": 2}, peer="server", msg="sync#2"),
+        ev("server", "start", {}),
+        ev("server", "receive", {"A": 1}, peer="A", msg="A#1"),
+        ev("server", "receive", {"B": 1}, peer="B", msg="B#1"),
+        ev("server", "sync", {"A": 1, "B": 1}, msg="sync#1", to=[]),
+        ev("server", "start", {"A": 1, "B": b_restored}),
+        ev("server", "sync", {"A": 1, "B": b_restored}, msg="sync#2", to=["A"]),
+    ]
+
+
+def test_a_restart_that_restored_more_than_its_log_says_passes():
+    # Without the start event's frontier, sync#2 {A:1, B:2} is "not the max of
+    # the clocks received" ({A:1, B:1}): the stored B#2 was never logged.
+    report = check(crashed_after_storing(2))
+    assert report.ok, format_report(report)
+
+
+def test_a_restart_that_restores_a_clock_no_client_sent_is_caught():
+    report = check(crashed_after_storing(3))
+    assert "start-frontier" in rules(report), format_report(report)
+
+
+def test_a_restart_without_data_starts_the_frontier_afresh():
+    events = crashed_after_storing(2)
+    events[-2:] = [
+        ev("server", "start", {}),
+        ev("server", "receive", {"B": 2}, peer="B", msg="B#2"),
+        ev("server", "sync", {"B": 2}, msg="sync#2", to=["A"]),
+    ]
+    events[5] = ev("A", "sync-receive", {"A": 2, "B": 2}, peer="server", msg="sync#2")
+    report = check(events)
+    assert report.ok, format_report(report)
+
+
+def test_a_server_run_in_memory_knows_nothing_of_the_run_before():
+    # The second run restored nothing: its sync to C does not carry A#1 in its
+    # past (the server's program order starts again at each start).
+    events = [
+        ev("A", "send", {"A": 1}, peer="server", msg="A#1"),
+        ev("B", "send", {"B": 1}, peer="server", msg="B#1"),
+        ev("C", "sync-receive", {"B": 1, "C": 1}, peer="server", msg="sync#2"),
+        ev("server", "start", {}),
+        ev("server", "receive", {"A": 1}, peer="A", msg="A#1"),
+        ev("server", "sync", {"A": 1}, msg="sync#1", to=[]),
+        ev("server", "start", {}),
+        ev("server", "receive", {"B": 1}, peer="B", msg="B#1"),
+        ev("server", "sync", {"B": 1}, msg="sync#2", to=["C"]),
+    ]
+    report = check(events)
+    assert report.ok, format_report(report)
+
+
 def test_a_sync_receive_of_an_unknown_sync_is_caught(good):
     logs = copy_logs(good)
     pid, i = pick(logs, {"sync-receive"})
@@ -776,6 +837,7 @@ def test_every_rule_is_documented():
         "unmatched-receive",
         "receive-clock",
         "sync-frontier",
+        "start-frontier",
         "duplicate-message",
         "malformed",
         "cycle",

@@ -269,6 +269,8 @@ class Server:
 
             assert isinstance(self.hub, ClusterHub)
             self._link = await ClusterLink.start(self.hub, self.apply, self.cluster)
+        if self.log is not None:  # what it starts from: the checker's frontier, again
+            self.log.record("start", self.hub.frontier.items())
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self.max_connections = connection_cap(self.config.max_connections)

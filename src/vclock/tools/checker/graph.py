@@ -36,9 +36,12 @@ received); its ``sync`` records are sync messages (msg ``"sync#k"``, clock = the
 frontier F, ``to`` = the recipients).
 
 The happened-before graph has a node per client causal event and per server
-``receive``/``sync`` record, and these edges: each process's program order (the
-server's too); each send to its receive; each send or report to the server's
-``receive`` of it; each server ``sync`` to the ``sync-receive`` events of it. A
+``start``/``receive``/``sync`` record, and these edges: each process's program
+order (the server's too, from each ``start`` on); each send to its receive; each
+send or report to the server's ``receive`` of it; each server ``sync`` to the
+``sync-receive`` events of it; to a server ``start``, implied edges (below) from
+the events its restored frontier names (a crash can store a frame and lose its
+log line). A
 relayed message is a *direct* edge from send to receive: the server relays the
 sender's clock unchanged, so routing it through the server's program order would
 invent causality. Server records are nodes, but only client events are compared.
@@ -60,7 +63,9 @@ Rules (``Violation.rule``), see :data:`RULES`
                    the frontier; not >= its own previous clock is ``clock-regressed``);
                    the server logged another clock than was sent
 ``sync-frontier``  a server sync's frontier is not the max of the clocks it had
-                   received (one server run per log folder)
+                   received since its last ``start`` and the frontier that start
+                   restored
+``start-frontier`` a server ``start`` restored an entry no client ever sent
 ``duplicate-message`` a msg id sent twice, or received twice by one process
 ``malformed``      an unknown kind, a send or receive without msg or peer, a send
                    whose msg is not ``<pid>#<own entry>``
@@ -213,9 +218,13 @@ class HappenedBefore:
                     self._edge(causal[index - 1], rec)
         last: Rec | None = None
         for rec in self.server:
-            if rec.kind in ("receive", "sync"):
+            if rec.kind in ("start", "receive", "sync"):
                 self._add_node(rec)
-                if last is not None:
+                if rec.kind == "start":
+                    # A new server run knows what it restored (logged or not) and
+                    # nothing else of the runs before: no program-order edge.
+                    self._implied_edges(rec, None)
+                elif last is not None:
                     self._edge(last, rec)
                 last = rec
         for causal in self.causal:
@@ -243,7 +252,10 @@ class HappenedBefore:
 
     def _implied_edges(self, rec: Rec, prev: Rec | None) -> None:
         """Edges from the events ``rec``'s clock says it learnt of (see the module doc)."""
-        before = prev.clock if prev is not None else self.initial[rec.proc]
+        if prev is not None:
+            before = prev.clock
+        else:
+            before = self.initial[rec.proc] if rec.pid != SERVER_ID else {}
         for q, n in rec.clock.items():
             if q == rec.pid or n <= before.get(q, 0):
                 continue

@@ -28,6 +28,7 @@ RULES: dict[str, str] = {
     "unmatched-receive": "every receive has its send (every sync-receive its sync)",
     "receive-clock": "a receive's clock is >= the clock sent",
     "sync-frontier": "a sync's frontier is the max of the clocks the server received",
+    "start-frontier": "a server restores only clocks that clients sent",
     "duplicate-message": "a message is sent once and received at most once by each process",
     "malformed": "records have the fields their kind needs",
     "cycle": "happened-before has no cycle",

@@ -199,8 +199,25 @@ class Checker:
     def _server_records(self) -> None:
         frontier: dict[str, int] = {}
         received: set[str] = set()
+        sent: dict[str, int] = {}  # the max of every clock any client sent
+        for proc in self.graph.records:
+            for rec in proc:
+                if rec.kind == "send":
+                    merge_into(sent, rec.clock)
         for rec in self.graph.server:
-            if rec.kind == "receive":
+            if rec.kind == "start":
+                # A (re)start: from here the frontier is what the server restored.
+                # It may know more than its log says (a crash between storing a
+                # frame and logging it), never more than some client sent.
+                invented = {q: n for q, n in rec.clock.items() if n > sent.get(q, 0)}
+                if invented:
+                    self.fail(
+                        "start-frontier",
+                        f"{rec}: restored {fmt(invented)}, which no client sent",
+                        rec,
+                    )
+                frontier = dict(rec.clock)
+            elif rec.kind == "receive":
                 send = rec.source
                 if send is None:
                     self.fail("unmatched-receive", f"{rec}: no send of {rec.msg} in the logs", rec)
