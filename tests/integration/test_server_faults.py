@@ -147,3 +147,34 @@ async def test_an_observer_that_fails_does_not_stop_the_server(capsys) -> None:
     finally:
         await server.close()
     assert "observer bug" in capsys.readouterr().err
+
+
+async def test_a_connection_that_outlives_close_writes_nothing_after_the_files_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run (load average 12): a connection handler still running
+    when close() stopped waiting for it wrote its leave to the closed event log
+    ("ValueError: write to closed file", a traceback on stderr). Now close()
+    cancels late handlers and waits for them, and once the store and the log are
+    closed, the server stores and logs nothing more."""
+    from vclock.asyncio import Console, serve
+    from vclock.asyncio import server as server_module
+    from vclock.asyncio.server import ServerConfig
+    from vclock.hub import Left, PeerId
+    from vclock.tools.eventlog import EventLog, read_events
+
+    monkeypatch.setattr(server_module, "HANDLERS_WAIT", 0.0)  # every handler is late
+    server = await serve(ServerConfig(port=0), Console(None), EventLog(tmp_path, "server"))
+    writers = []
+    for n in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b'{"type":"hello","v":1,"id":"C%d"}\n' % n)
+        await reader.readline()  # welcome
+        writers.append(writer)
+    await server.close()
+    for writer in writers:
+        writer.close()
+    # What a handler that ran on after close() would do: before, ValueError.
+    assert server.apply([Left(PeerId(99), "late", "127.0.0.1:1")]) == []
+    kinds = [e.kind for e in read_events(tmp_path / "server.jsonl")]
+    assert kinds.count("join") == kinds.count("leave") == 5, kinds

@@ -74,6 +74,8 @@ READ_CHUNK = 64 * 1024
 #: 4.5): under a connect storm each loop iteration has few joins, so a frame
 #: per iteration would cost nearly one frame per join, as "all" does.
 PEER_NOTICE_INTERVAL = 0.1
+#: How long close() lets connection handlers finish before cancelling them.
+HANDLERS_WAIT = 5.0
 
 
 def _limit(default: Any, help: str, *, least: float = 0, unit: str | None = None) -> Any:
@@ -234,6 +236,7 @@ class Server:
         self._away: dict[str, float] = {}
         #: Why the server stopped by itself (a failed store write), or None.
         self.failure: StoreError | None = None
+        self._closed = False
         self._failed = asyncio.Event()
         #: The cap on connections in force: ``config.max_connections``, lowered
         #: at start if the open-file limit cannot hold that many.
@@ -302,8 +305,13 @@ class Server:
         for peer in list(self._peers.values()):
             peer.writer.close()
         if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+            _, late = await asyncio.wait(self._handlers, timeout=HANDLERS_WAIT)
+            for task in late:  # a loaded machine: end them before the files close
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         await self._link.close(claims)
+        self._closed = True  # nothing more is stored or logged
         self.store.close()
         if self.log is not None:
             self.log.close()
@@ -555,7 +563,7 @@ class Server:
         link's for what other servers send): store, ask the link what to wait
         for, write. Returns what the batch's durability waits for beyond the
         local store (a cluster's writes and relays): empty for a lone server."""
-        if self.failure is not None:
+        if self.failure is not None or self._closed:
             return []  # stopped: nothing is written any more
         link = self._link
         stores = [action for action in actions if isinstance(action, STORE_TYPES)]
