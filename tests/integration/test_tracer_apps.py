@@ -4,7 +4,9 @@
 back over TCP on 127.0.0.1), twice, appending to the same logs; the app logs with
 Python's ``logging`` through a TracerHandler. ``examples/tracer/run.py`` (three
 processes greeting each other and passing a token) gives a busier execution.
-Then ``vclock check``, ``diagram`` and ``merge`` run as commands on the logs.
+Then ``vclock check``, ``diagram`` and ``merge`` run as commands on the logs. Last,
+a client and a Starlette app served by uvicorn trace HTTP requests through the
+``x-vclock`` header (TracingMiddleware).
 """
 
 from __future__ import annotations
@@ -12,9 +14,18 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from vclock.tracing import parse_runs
+import pytest
+
+from vclock import VectorClock
+from vclock.tracing import Tracer, parse_runs
+from vclock.tracing.asgi import HEADER, TracingMiddleware
+
+from ..helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = ROOT / "examples" / "tracer" / "chain.py"
@@ -143,3 +154,62 @@ def test_the_token_ring_example_checks_and_merges_as_jsonl(tmp_path):
     assert vclock("check", *logs).returncode == 1
     logs[2].write_text("C {\n")
     assert vclock("check", *logs).returncode == 2
+
+
+# The clock in HTTP headers: TracingMiddleware on a real uvicorn server
+
+
+@pytest.fixture
+def traced_web_app(tmp_path):
+    """A Starlette app behind TracingMiddleware, served by uvicorn on port 0."""
+    uvicorn = pytest.importorskip("uvicorn")
+    starlette = pytest.importorskip("starlette.applications")
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request):
+        return PlainTextResponse(f"hello {request.query_params.get('name', '')}")
+
+    tracer = Tracer("web", tmp_path / "web.log")
+    app = TracingMiddleware(starlette.Starlette(routes=[Route("/hello", hello)]), tracer)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "uvicorn to start")
+        yield server.servers[0].sockets[0].getsockname()[1], tracer
+    finally:
+        server.should_exit = True
+        thread.join(timeout=TIMEOUT)
+        tracer.close()
+
+
+def get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str, str | None]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, response.read().decode(), response.headers.get(HEADER)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), error.headers.get(HEADER)
+
+
+def test_a_client_and_an_asgi_app_trace_requests_through_a_header(tmp_path, traced_web_app):
+    port, web = traced_web_app
+    with Tracer("client", tmp_path / "client.log") as client:
+        for name in ("ann", "bob"):
+            status, body, answer = get(
+                port, f"/hello?name={name}", {HEADER: client.send_header(f"ask {name}")}
+            )
+            assert (status, body) == (200, f"hello {name}")
+            assert answer is not None
+            client.receive_header(f"answer for {name}", answer)
+        assert client.clock == VectorClock({"client": 4, "web": 4})
+        # untraced requests pass through, untraced
+        assert get(port, "/hello?name=x", {})[:2] == (200, "hello x")
+        # a bad header is refused, and nothing is logged
+        status, body, _ = get(port, "/hello", {HEADER: "nonsense"})
+        assert status == 400 and "bad x-vclock header" in body
+    web.close()
+    checked = vclock("check", tmp_path / "client.log", tmp_path / "web.log")
+    assert checked.returncode == 0, checked.stdout
+    assert "messages          4" in checked.stdout

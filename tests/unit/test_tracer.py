@@ -313,3 +313,24 @@ def test_threads_sharing_a_tracer_lose_no_tick_and_log_in_clock_order(tmp_path):
     assert len(lines) == 2 * events
     own = [msgspec.json.decode(line.split(" ", 1)[1])["A"] for line in lines[::2]]
     assert own == list(range(1, events + 1))
+
+
+# The clock in a header
+
+
+def test_a_header_carries_the_clock_in_ascii_and_counts_as_a_message(tmp_path):
+    with Tracer("é", tmp_path / "e.log") as e, Tracer("B", tmp_path / "B.log") as b:
+        value = e.send_header("GET /")
+        assert value == '{"pid":"\\u00e9","clock":{"\\u00e9":1}}'
+        assert value.isascii()
+        assert b.receive_header("request", value) == clock(**{"é": 1, "B": 1})
+        assert b.receive_header("again, as bytes", value.encode()) == clock(**{"é": 1, "B": 2})
+
+
+@pytest.mark.parametrize("value", ["", "{}", '{"pid":"A","clock":{"A":0}}', "not json", "\u20ac"])
+def test_a_bad_header_raises_unpack_error_and_changes_nothing(tracers, value):
+    b = tracers["B"]
+    with pytest.raises(UnpackError):
+        b.receive_header("bad", value)
+    assert b.clock == VectorClock()
+    assert b.log_path.read_text() == ""

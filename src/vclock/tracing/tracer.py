@@ -38,6 +38,7 @@ of one process, and the log holds each thread's events in clock order.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -73,6 +74,9 @@ class _Message(msgspec.Struct, kw_only=True):
     pid: str
     clock: dict[str, int]
     payload: Any = None
+
+
+_HEADER_DECODER = msgspec.json.Decoder(_Message)
 
 
 class Tracer:
@@ -183,6 +187,40 @@ class Tracer:
             self._log(clock, description)
             return sender.payload
 
+    # The clock in a header (HTTP and the like): no payload, ASCII text
+
+    def send_header(self, description: str) -> str:
+        """Tick and log a send, as :meth:`prepare_send`; return the clock as a header
+        value: ``{"pid":"A","clock":{"A":2}}``, JSON in ASCII (``\\u`` escapes), so
+        that any HTTP library can carry it. Give it to :meth:`receive_header`.
+
+        Raises:
+            RuntimeError: the tracer is closed.
+        """
+        with self._lock:
+            clock = self._clock.tick(self.process_id)
+            value = json.dumps(
+                {"pid": self.process_id, "clock": clock.to_dict()}, separators=(",", ":")
+            )
+            self._log(clock, description)
+            return value
+
+    def receive_header(self, description: str, value: str | bytes) -> VectorClock:
+        """Merge the clock of a :meth:`send_header` value, tick, log the receive;
+        return the new clock.
+
+        Raises:
+            UnpackError: ``value`` is not such a header (nothing is logged and the
+                clock does not move).
+            RuntimeError: the tracer is closed.
+        """
+        data = value.encode("latin-1", "replace") if isinstance(value, str) else value
+        _, sent = self._decode(data, _HEADER_DECODER)
+        with self._lock:
+            clock = self._clock.receive(sent, self.process_id)
+            self._log(clock, description)
+            return clock
+
     def local_event(self, description: str) -> VectorClock:
         """Tick and log a local event; return the new clock.
 
@@ -219,11 +257,13 @@ class Tracer:
 
     # Private methods
 
-    def _decode(self, data: bytes) -> tuple[_Message, VectorClock]:
+    def _decode(
+        self, data: bytes, decoder: msgspec.json.Decoder[_Message] | None = None
+    ) -> tuple[_Message, VectorClock]:
         """Decode and validate, outside the lock: a pure function of ``data``."""
         size = len(data) if isinstance(data, bytes | bytearray | memoryview | str) else 0
         try:
-            message = self._decoder.decode(data)
+            message = (decoder or self._decoder).decode(data)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise UnpackError(str(exc), size=size) from None
         except TypeError as exc:
