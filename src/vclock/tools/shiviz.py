@@ -25,7 +25,7 @@ from ..tracing.shiviz import (
     write_runs,
 )
 from .eventlog import iter_events, log_files
-from .tracelog import Execution, read_trace
+from .tracelog import Execution, detect_format, read_trace, trace_files
 
 __all__ = ["client_records", "describe_event", "export_shiviz", "shiviz_records"]
 
@@ -74,10 +74,10 @@ def export_shiviz(
     labels: set[str] = set()
     for source in sources:
         label = _unique_label(Path(source).name or str(source), labels)
-        trace = read_trace([source])
-        if trace.format == "events":
+        if detect_format(trace_files(source)[0]) == "events":
             found = [(label, _client_records(Path(source), label))]
         else:  # GoVector/ShiViz logs: each execution as it was written
+            trace = read_trace([source])
             found = []
             for execution in trace.executions:
                 name = label if len(trace.executions) == 1 else f"{label} / {execution.label}"
