@@ -27,6 +27,7 @@ from vclock.cli import cli
 from vclock.events import EVERYONE
 from vclock.tools.checker import check
 from vclock.tools.eventlog import EventLog
+from vclock.tools.merge import merge
 from vclock.tools.tracelog import SERVER_ALIAS, detect_format, infer_events, read_trace
 from vclock.tracing import SHIVIZ_REGEX, Tracer, parse_records, parse_runs
 
@@ -398,6 +399,15 @@ def test_any_tracer_run_checks_ok_and_its_messages_are_read_from_the_clocks(seed
         assert report.ok, report.violations
         received = {(e.msg, e.pid) for e in execution.events if e.kind == "receive"}
         assert received == learnt
+        # merged, as ShiViz or as an event log, the same events read back
+        for name in ("merged.log", "merged.jsonl"):
+            merge(logs, Path(folder) / name)
+            [back] = read_trace([Path(folder) / name]).executions
+            assert sorted(back.events, key=by_clock) == sorted(execution.events, key=by_clock)
+
+
+def by_clock(event):
+    return (event.pid, event.clock[event.pid])
 
 
 @settings(max_examples=40, deadline=None)
