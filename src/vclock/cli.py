@@ -37,7 +37,9 @@ from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import EventLog
+from .tools.merge import merge as merge_logs
 from .tools.shiviz import export_shiviz
+from .tools.tracelog import read_trace
 
 if TYPE_CHECKING:
     from .cluster.backplane import ClusterConfig
@@ -524,7 +526,7 @@ def export() -> None:
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
-    """Write run folders or .jsonl logs as one ShiViz log (one execution per source).
+    """Write run folders, .jsonl logs or GoVector logs as one ShiViz log (one execution per source).
 
     Load it at https://bestchai.bitbucket.io/shiviz/ with the parser regex
     (?<host>\\S*) (?<clock>{.*})\\n(?<event>.*)
@@ -536,26 +538,47 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
 
 
+# Exit status of `vclock check` when the logs cannot be read (1: inconsistent).
+UNREADABLE = 2
+
+_SOURCES = click.argument(
+    "sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+
+
 @cli.command("check")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@_SOURCES
 @click.option(
     "--causal-delivery",
     is_flag=True,
     help="Fail (not just warn) when messages were not delivered in causal order.",
 )
-def check_command(source: Path, causal_delivery: bool) -> None:
-    """Check a run folder or .jsonl log for causal consistency (exit 1 if not)."""
+def check_command(sources: tuple[Path, ...], causal_delivery: bool) -> None:
+    """Check logs for causal consistency: exit 0 if consistent, 1 if not, 2 if unreadable.
+
+    SOURCES: a run folder or .jsonl event logs, or GoVector/ShiViz logs (one per
+    process, several, or merged; messages are read from the clocks). Each
+    execution of a multi-execution log is checked on its own.
+    """
     try:
-        report = check(source, require_causal_delivery=causal_delivery)
+        trace = read_trace(list(sources))
+        reports = [
+            (execution.label, check(execution, require_causal_delivery=causal_delivery))
+            for execution in trace.executions
+        ]
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(format_report(report))
-    if not report.ok:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(UNREADABLE)
+    for label, report in reports:
+        if len(reports) > 1:
+            click.echo(f"=== {label} ===")
+        click.echo(format_report(report))
+    if not all(report.ok for _, report in reports):
         sys.exit(1)
 
 
 @cli.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@_SOURCES
 @click.option(
     "-o",
     "--output",
@@ -563,13 +586,40 @@ def check_command(source: Path, causal_delivery: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="run.html (interactive, self-contained) or run.svg.",
 )
-def diagram(source: Path, output: Path) -> None:
-    """Draw a space-time diagram of a run folder or .jsonl log."""
+@click.option(
+    "--execution", metavar="LABEL", help="Which execution to draw when the logs hold several."
+)
+def diagram(sources: tuple[Path, ...], output: Path, execution: str | None) -> None:
+    """Draw a space-time diagram of a run folder, .jsonl logs or GoVector/ShiViz logs."""
     try:
-        path = write_diagram(source, output)
+        path = write_diagram(list(sources), output, execution=execution)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {path}")
+
+
+@cli.command()
+@_SOURCES
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="merged.log (ShiViz) or merged.jsonl (vclock event log, one execution).",
+)
+def merge(sources: tuple[Path, ...], output: Path) -> None:
+    """Merge per-process logs into one file ordered by causality.
+
+    SOURCES: GoVector/ShiViz logs (one per process, several, merged, or folders of
+    them), or vclock event logs. Writes a ShiViz log (upload it to
+    https://bestchai.bitbucket.io/shiviz/), or with -o NAME.jsonl one vclock
+    event log with the inferred messages written down.
+    """
+    try:
+        result = merge_logs(list(sources), output)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {result.events} events of {result.runs} execution(s) to {result.path}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import threading
 
 import msgspec
 import pytest
 
 from vclock import VClockError, VectorClock
-from vclock.tracing import Tracer, UnpackError, format_record
+from vclock.tracing import (
+    ClockFilter,
+    Tracer,
+    TracerHandler,
+    UnpackError,
+    format_record,
+    parse_runs,
+)
 
 
 @pytest.fixture
@@ -173,6 +182,91 @@ def test_the_log_is_truncated_when_a_tracer_opens_it(tmp_path):
     assert (tmp_path / "A.log").read_text() == 'A {"A":1}\nsecond run\n'
 
 
+def test_missing_folders_of_the_log_are_created(tmp_path):
+    with Tracer("A", tmp_path / "logs" / "today" / "A.log") as a:
+        a.local_event("x")
+    assert (tmp_path / "logs" / "today" / "A.log").read_text() == 'A {"A":1}\nx\n'
+
+
+def test_append_keeps_earlier_executions_and_numbers_the_new_one(tmp_path):
+    path = tmp_path / "A.log"
+    for run in (1, 2, 3):
+        with Tracer("A", path, append=True) as a:
+            assert a.execution == f"execution {run}"
+            a.local_event(f"run {run}")
+    assert path.read_text() == (
+        '=== execution 1 ===\nA {"A":1}\nrun 1\n'
+        '\n=== execution 2 ===\nA {"A":1}\nrun 2\n'
+        '\n=== execution 3 ===\nA {"A":1}\nrun 3\n'
+    )
+    runs = parse_runs(path.read_text())
+    assert [(r.label, [x.description for x in r.records]) for r in runs] == [
+        ("execution 1", ["run 1"]),
+        ("execution 2", ["run 2"]),
+        ("execution 3", ["run 3"]),
+    ]
+
+
+def test_append_takes_a_label_and_only_with_append(tmp_path):
+    with Tracer("A", tmp_path / "A.log", append=True, execution="monday") as a:
+        a.local_event("x")
+    assert (tmp_path / "A.log").read_text().startswith("=== monday ===\n")
+    with pytest.raises(ValueError, match="append=True"):
+        Tracer("A", tmp_path / "B.log", execution="monday")
+    with pytest.raises(ValueError, match="one non-empty line"):
+        Tracer("A", tmp_path / "C.log", append=True, execution="two\nlines")
+
+
+# Python's logging
+
+
+@pytest.fixture
+def app_logger():
+    logger = logging.getLogger(f"test-app-{id(object())}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+
+
+def test_a_tracer_handler_makes_each_log_record_a_local_event(tmp_path, app_logger):
+    with Tracer("A", tmp_path / "A.log") as a:
+        app_logger.addHandler(TracerHandler(a, level=logging.INFO))
+        app_logger.info("cache miss for %s", "k7")
+        app_logger.debug("below the handler's level")
+        a.prepare_send("send", None)
+        app_logger.warning("slow\nreply")
+    assert (tmp_path / "A.log").read_text() == (
+        'A {"A":1}\nINFO cache miss for k7\nA {"A":2}\nsend\nA {"A":3}\nWARNING slow\\nreply\n'
+    )
+
+
+def test_a_closed_tracer_handler_reports_like_a_failing_handler(tmp_path, app_logger):
+    a = Tracer("A", tmp_path / "A.log")
+    handler = TracerHandler(a)
+    failures = []
+    handler.handleError = failures.append  # type: ignore[method-assign]
+    app_logger.addHandler(handler)
+    a.close()
+    app_logger.error("after close")
+    assert [record.getMessage() for record in failures] == ["after close"]
+
+
+def test_a_clock_filter_puts_the_clock_in_every_line(tmp_path, app_logger):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(vclock_pid)s %(vclock)s %(message)s"))
+    with Tracer("B", tmp_path / "B.log") as b, Tracer("A", tmp_path / "A.log") as a:
+        handler.addFilter(ClockFilter(b))
+        app_logger.addHandler(handler)
+        app_logger.info("starting")
+        b.unpack_receive("got", a.prepare_send("hi", None))
+        app_logger.info("handled")
+    assert stream.getvalue() == 'B {} starting\nB {"A":1, "B":1} handled\n'
+    assert (tmp_path / "B.log").read_text() == 'B {"A":1, "B":1}\ngot\n'
+
+
 def test_close_is_idempotent_and_events_after_it_raise(tmp_path):
     with Tracer("A", tmp_path / "A.log") as a:
         a.local_event("x")
@@ -219,3 +313,24 @@ def test_threads_sharing_a_tracer_lose_no_tick_and_log_in_clock_order(tmp_path):
     assert len(lines) == 2 * events
     own = [msgspec.json.decode(line.split(" ", 1)[1])["A"] for line in lines[::2]]
     assert own == list(range(1, events + 1))
+
+
+# The clock in a header
+
+
+def test_a_header_carries_the_clock_in_ascii_and_counts_as_a_message(tmp_path):
+    with Tracer("é", tmp_path / "e.log") as e, Tracer("B", tmp_path / "B.log") as b:
+        value = e.send_header("GET /")
+        assert value == '{"pid":"\\u00e9","clock":{"\\u00e9":1}}'
+        assert value.isascii()
+        assert b.receive_header("request", value) == clock(**{"é": 1, "B": 1})
+        assert b.receive_header("again, as bytes", value.encode()) == clock(**{"é": 1, "B": 2})
+
+
+@pytest.mark.parametrize("value", ["", "{}", '{"pid":"A","clock":{"A":0}}', "not json", "\u20ac"])
+def test_a_bad_header_raises_unpack_error_and_changes_nothing(tracers, value):
+    b = tracers["B"]
+    with pytest.raises(UnpackError):
+        b.receive_header("bad", value)
+    assert b.clock == VectorClock()
+    assert b.log_path.read_text() == ""

@@ -550,11 +550,21 @@ def render_html(diagram: Diagram) -> str:
 # Files
 
 
-def write_diagram(source: str | Path, out: str | Path) -> Path:
-    """Draw a run folder or ``.jsonl`` log into ``out``: ``.html`` or ``.svg`` by suffix.
+def write_diagram(
+    source: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    execution: str | None = None,
+) -> Path:
+    """Draw logs into ``out``: ``.html`` or ``.svg`` by suffix.
+
+    ``source`` is a run folder or ``.jsonl`` log, GoVector/ShiViz logs, or a list
+    of them (see :func:`~vclock.tools.spacetime.load_diagram`); ``execution``
+    picks one execution of several by label.
 
     Raises:
-        ValueError: ``out`` has another suffix.
+        ValueError: ``out`` has another suffix, a log that cannot be read, or
+            several executions and no ``execution``.
         FileNotFoundError: no such log or run folder, or no logs in it.
     """
     out = Path(out)
@@ -563,7 +573,7 @@ def write_diagram(source: str | Path, out: str | Path) -> Path:
         raise ValueError(
             f"cannot draw a diagram as {out.name!r}: the output must end in .html or .svg"
         )
-    diagram = load_diagram(source)
+    diagram = load_diagram(source, execution=execution)
     text = render_html(diagram) if suffix == ".html" else render_svg(diagram)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

@@ -9,7 +9,7 @@ so that tracing needs nothing of the logs, the hub or the tools.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..clock import VectorClock
@@ -25,8 +25,9 @@ from ..tracing.shiviz import (
     write_runs,
 )
 from .eventlog import iter_events, log_files
+from .tracelog import Execution, detect_format, read_trace, trace_files
 
-__all__ = ["describe_event", "export_shiviz"]
+__all__ = ["client_records", "describe_event", "export_shiviz", "shiviz_records"]
 
 
 def describe_event(event: Event) -> str:
@@ -53,7 +54,9 @@ def export_shiviz(
 
     Each source is a run folder or one ``.jsonl`` event log
     (:mod:`vclock.tools.eventlog`) and becomes one execution, labelled with the
-    folder or file name (made unique). Only client causal events are exported
+    folder or file name (made unique). A GoVector/ShiViz log (or a folder of them,
+    :mod:`vclock.tools.tracelog`) gives its executions as they are, labelled
+    ``name / label`` when it holds several. Only client causal events are exported
     (``local``, ``send``, ``receive``, ``sync-receive``); the server's records
     and ``join``/``leave`` annotations are not. Each execution is checked with
     :func:`check_run` and ordered with :func:`order_records`; with more than one
@@ -71,27 +74,65 @@ def export_shiviz(
     labels: set[str] = set()
     for source in sources:
         label = _unique_label(Path(source).name or str(source), labels)
-        records = _client_records(Path(source), label)
-        check_run(records, label=label)
-        runs.append(Run(label, tuple(order_records(records))))
+        if detect_format(trace_files(source)[0]) == "events":
+            found = [(label, _client_records(Path(source), label))]
+        else:  # GoVector/ShiViz logs: each execution as it was written
+            trace = read_trace([source])
+            found = []
+            for execution in trace.executions:
+                name = label if len(trace.executions) == 1 else f"{label} / {execution.label}"
+                if name != label:
+                    name = _unique_label(name, labels)
+                found.append((name, shiviz_records(execution, name)))
+        for name, records in found:
+            check_run(records, label=name)
+            runs.append(Run(name, tuple(order_records(records))))
     return write_runs(out, runs, header=header)
+
+
+def shiviz_records(execution: Execution, label: str) -> list[Record]:
+    """The records an execution was read from (a ShiViz log's), relabelled, each
+    with where it was read (``A.log:3``) as its origin."""
+    assert execution.records is not None
+    return [
+        Record(r.host, r.clock, r.description, label, ref, r.timestamp)
+        for r, ref in zip(execution.records, execution.refs, strict=True)
+    ]
 
 
 def _client_records(source: Path, label: str) -> list[Record]:
     records: list[Record] = []
     for path in log_files(source):
-        for number, event in iter_events(path):
-            if event.pid == SERVER_ID or event.kind not in CAUSAL_KINDS:
-                continue
-            where = f"{path}:{number}"
-            try:
-                check_host(event.pid)
-                clock = VectorClock(event.clock)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            records.append(Record(event.pid, clock, describe_event(event), label, where))
+        pairs = list(iter_events(path))
+        refs = [f"{path}:{number}" for number, _ in pairs]
+        records.extend(client_records([e for _, e in pairs], label, refs=refs))
     if not records:
         raise ValueError(f"{source}: no client events (local, send, receive, sync-receive)")
+    return records
+
+
+def client_records(
+    events: Iterable[Event], label: str, *, refs: Iterable[str] = ()
+) -> list[Record]:
+    """The client causal events of ``events`` as ShiViz records of execution ``label``,
+    each described by :func:`describe_event`; ``refs`` say where each event was
+    read, for messages.
+
+    Raises:
+        ValueError: a pid that cannot be a ShiViz host, or a bad clock.
+    """
+    records: list[Record] = []
+    where_of = iter(refs)
+    for number, event in enumerate(events, 1):
+        where = next(where_of, f"event {number}")
+        if event.pid == SERVER_ID or event.kind not in CAUSAL_KINDS:
+            continue
+        try:
+            check_host(event.pid)
+            clock = VectorClock(event.clock)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        records.append(Record(event.pid, clock, describe_event(event), label, where))
     return records
 
 

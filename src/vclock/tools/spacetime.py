@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..events import ANNOTATION_KINDS, CAUSAL_KINDS, SERVER_ID, Event
-from .eventlog import iter_events, log_files
+from .tracelog import read_trace
 
 __all__ = [
     "Arrow",
@@ -437,13 +437,17 @@ def _marker(e: Event, ref: str, position: float) -> Marker:
     return Marker(e.pid, e.kind, position, dict(e.clock), ref, e.desc)
 
 
-def load_diagram(source: str | Path) -> Diagram:
-    """The diagram of a run folder or one ``.jsonl`` log, with exact line refs."""
-    events: list[Event] = []
-    refs: list[str] = []
-    for path in log_files(source):
-        for line, event in iter_events(path):
-            events.append(event)
-            refs.append(f"{path.name}:{line}")
-    path = Path(source)
-    return layout(events, name=path.name if path.is_dir() else path.stem, refs=refs)
+def load_diagram(
+    source: str | Path | Sequence[str | Path], *, execution: str | None = None
+) -> Diagram:
+    """The diagram of one execution of some logs, with exact line refs.
+
+    ``source``: a run folder or ``.jsonl`` log, GoVector/ShiViz logs (messages read
+    from the clocks), or a list of them (:func:`vclock.tools.tracelog.read_trace`).
+    ``execution`` picks one of several executions by label.
+    """
+    sources = [source] if isinstance(source, str | Path) else list(source)
+    trace = read_trace(sources)
+    chosen = trace.execution(execution)
+    name = trace.name if not chosen.label or chosen.label == trace.name else chosen.label
+    return layout(chosen.events, name=name, refs=chosen.refs)

@@ -1,7 +1,8 @@
 """GoVector for Python: trace your own processes, then look at them in ShiViz.
 
 :class:`Tracer` stamps your messages with vector clocks and writes one ShiViz log
-per process; :func:`merge_logs` merges those logs into one file. Turning vclock
+per process (:class:`TracerHandler` and :class:`ClockFilter` bring in Python's
+:mod:`logging`); :func:`merge_logs` merges those logs into one file. Turning vclock
 event logs (run folders) into the same format is a tool that reads them,
 :func:`vclock.tools.shiviz.export_shiviz` (also ``vclock.export_shiviz``); tracing
 imports nothing of the logs, the hub or the tools. See docs/tracing.md.
@@ -23,18 +24,20 @@ from .shiviz import (
     parse_records,
     parse_runs,
 )
-from .tracer import Encoding, Tracer, UnpackError
+from .tracer import ClockFilter, Encoding, Tracer, TracerHandler, UnpackError
 
 __all__ = [
     "DELIMITER_PATTERN",
     "RECORD_PATTERN",
     "SHIVIZ_DELIMITER",
     "SHIVIZ_REGEX",
+    "ClockFilter",
     "Encoding",
     "ExportResult",
     "Record",
     "Run",
     "Tracer",
+    "TracerHandler",
     "UnpackError",
     "check_run",
     "format_clock",

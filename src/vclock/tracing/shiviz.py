@@ -65,6 +65,7 @@ __all__ = [
     "RECORD_PATTERN",
     "SHIVIZ_DELIMITER",
     "SHIVIZ_REGEX",
+    "TSVIZ_REGEX",
     "ExportResult",
     "Record",
     "Run",
@@ -94,8 +95,13 @@ RECORD_PATTERN = re.compile(r"(?P<host>\S*) (?P<clock>{.*})\n(?P<event>.*)", re.
 #: :data:`SHIVIZ_DELIMITER` in Python syntax; ``trace`` is the execution's name.
 DELIMITER_PATTERN = re.compile(r"^=== (?P<trace>.*) ===$", re.MULTILINE)
 
-# One record's first line, for the line-by-line parser below.
-_HEAD = re.compile(r"(?P<host>\S*) (?P<clock>\{.*\})")
+#: GoVector's parser regex for logs written with ``UseTimestamps`` (for TSViz):
+#: each record's first line starts with the Unix time in nanoseconds.
+TSVIZ_REGEX = r"(?<timestamp>\d+) (?<host>\S*) (?<clock>{.*})\n(?<event>.*)"
+
+# One record's first line, for the line-by-line parser below; GoVector's
+# ``UseTimestamps`` option puts the time in nanoseconds first.
+_HEAD = re.compile(r"(?:(?P<ts>\d+) )?(?P<host>\S*) (?P<clock>\{.*\})")
 
 # Every character Python or JavaScript treats as a line break. JavaScript's `.`
 # stops at \r, \u2028 and \u2029 as well as \n, so any of them in a description
@@ -114,7 +120,9 @@ class Record:
     """One ShiViz event: ``host``'s ``clock`` after it, and what happened.
 
     ``run`` names the execution the record belongs to ("" when the log has no
-    delimiter); ``origin`` says where it came from (``file:line``), for messages.
+    delimiter); ``origin`` says where it came from (``file:line``), for messages;
+    ``timestamp`` is the Unix time in nanoseconds of a GoVector log written with
+    ``UseTimestamps`` (for TSViz), None otherwise.
     """
 
     host: str
@@ -122,6 +130,7 @@ class Record:
     description: str
     run: str = field(default="", compare=False)
     origin: str = field(default="", compare=False)
+    timestamp: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +217,10 @@ def parse_runs(text: str) -> list[Run]:
     Reads what this module writes and what GoVector writes: an optional two-line
     header (parser regex, delimiter regex; see the module docstring), records,
     blank lines, and delimiter lines matching the header's delimiter or, without
-    a header, :data:`DELIMITER_PATTERN`. Records before the first delimiter form
-    an execution labelled ``""``; executions without records are left out.
+    a header (or with an empty line 2), :data:`DELIMITER_PATTERN`. Records before
+    the first delimiter form an execution labelled ``""``; executions without
+    records are left out. The first line of a record may start with GoVector's
+    ``UseTimestamps`` time (:data:`TSVIZ_REGEX`), kept in ``Record.timestamp``.
 
     Unlike ShiViz, which skips what its regex does not match, this parser refuses
     any other line, so a damaged log is not silently shortened.
@@ -223,7 +234,7 @@ def parse_runs(text: str) -> list[Run]:
     delimiter: re.Pattern[str] | None = DELIMITER_PATTERN
     start = 0
     if "(?<host>" in lines[0] or "(?P<host>" in lines[0]:
-        if lines[0].strip() not in (SHIVIZ_REGEX, RECORD_PATTERN.pattern):
+        if lines[0].strip() not in (SHIVIZ_REGEX, RECORD_PATTERN.pattern, TSVIZ_REGEX):
             raise ValueError(
                 f"line 1: this parser reads records of the form {SHIVIZ_REGEX!r},"
                 f" but the file declares {lines[0].strip()!r}"
@@ -248,7 +259,9 @@ def parse_runs(text: str) -> list[Run]:
         head = _HEAD.fullmatch(line)
         if head is None:
             raise ValueError(f"line {number}: expected 'HOST {{clock}}', got {line[:80]!r}")
-        if index + 1 >= len(lines):
+        if index + 2 >= len(lines) and not (index + 1 < len(lines) and lines[index + 1]):
+            # The file ends after the clock line (a write cut short): the "" after
+            # its last newline is no line of the file.
             raise ValueError(f"line {number}: the record has no description line")
         host = head["host"]
         try:
@@ -256,7 +269,10 @@ def parse_runs(text: str) -> list[Run]:
             clock = VectorClock.from_json(head["clock"])
         except ValueError as exc:  # InvalidClock is a ValueError too
             raise ValueError(f"line {number}: {exc}") from None
-        records.append(Record(host, clock, lines[index + 1], run=label, origin=f"line {number}"))
+        stamp = int(head["ts"]) if head["ts"] else None
+        records.append(
+            Record(host, clock, lines[index + 1], label, f"line {number}", timestamp=stamp)
+        )
         index += 2
     _close_run(runs, label, records)
     return runs
@@ -272,7 +288,9 @@ def parse_records(text: str) -> list[Record]:
 
 def _header_delimiter(line: str) -> re.Pattern[str] | None:
     if not line.strip():
-        return None
+        # GoVector's merge tool leaves line 2 empty even when the logs it
+        # concatenates hold "=== Execution #... ===" lines: still read them.
+        return DELIMITER_PATTERN
     try:
         return re.compile(re.sub(r"\(\?<(\w+)>", r"(?P<\1>", line.strip()), re.MULTILINE)
     except re.error as exc:
@@ -405,7 +423,9 @@ def write_runs(out: str | Path, runs: Sequence[Run], *, header: bool = True) -> 
 
 
 def _located(record: Record, origin: str) -> Record:
-    return Record(record.host, record.clock, record.description, record.run, origin)
+    return Record(
+        record.host, record.clock, record.description, record.run, origin, record.timestamp
+    )
 
 
 def check_host(host: str) -> None:

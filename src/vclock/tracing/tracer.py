@@ -24,8 +24,13 @@ Differences from GoVector, on purpose:
   same for well-formed clocks, and merge-then-tick is the textbook rule);
 - no "Initialization Complete" event: the clock starts empty and the first event
   is number 1;
-- the log is truncated when the tracer opens it, as GoVector does by default, and
-  each record is flushed as it is written (GoVector's unbuffered mode).
+- the log is truncated when the tracer opens it, as GoVector does by default
+  (``append=True`` keeps it and starts a new execution with a ``=== label ===``
+  line, like GoVector's ``AppendLog``), its folder is created if missing, and each
+  record is flushed as it is written (GoVector's unbuffered mode).
+
+:class:`TracerHandler` makes the records of Python's :mod:`logging` local events
+of a tracer; :class:`ClockFilter` only stamps them with its clock.
 
 One lock covers tick, encode and write, so a Tracer can be shared by the threads
 of one process, and the log holds each thread's events in clock order.
@@ -33,6 +38,8 @@ of one process, and the log holds each thread's events in clock order.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -42,9 +49,9 @@ import msgspec
 
 from ..clock import VectorClock
 from ..errors import InvalidClock, VClockError
-from .shiviz import format_record
+from .shiviz import DELIMITER_PATTERN, format_clock, format_delimiter, format_record
 
-__all__ = ["Encoding", "Tracer", "UnpackError"]
+__all__ = ["ClockFilter", "Encoding", "Tracer", "TracerHandler", "UnpackError"]
 
 Encoding = Literal["json", "msgpack"]
 
@@ -69,24 +76,40 @@ class _Message(msgspec.Struct, kw_only=True):
     payload: Any = None
 
 
+_HEADER_DECODER = msgspec.json.Decoder(_Message)
+
+
 class Tracer:
     """One process's vector clock and ShiViz log.
 
     Args:
         process_id: the process's name in clocks and in ShiViz: non-empty, no
             whitespace, at most 64 characters.
-        log_path: the log file, created or truncated now. One file per process;
-            merge them with :func:`vclock.tracing.merge_logs`.
+        log_path: the log file, created (with its folder) or truncated now. One
+            file per process; merge them with :func:`vclock.tracing.merge_logs` or
+            ``vclock merge``.
         encoding: ``"json"`` (the default) or ``"msgpack"``; sender and receiver
             must agree.
+        append: keep what the log holds and start a new execution: a line
+            ``=== label ===`` first, then this run's records. Readers separate
+            executions at those lines and match them across files by label.
+        execution: the label (one line); by default ``execution N``, N being one
+            more than the delimiter lines already in the log. Only with
+            ``append=True``.
 
     Raises:
-        ValueError: a bad process id or encoding.
+        ValueError: a bad process id, encoding or label.
         OSError: the log cannot be opened.
     """
 
     def __init__(
-        self, process_id: str, log_path: str | Path, *, encoding: Encoding = "json"
+        self,
+        process_id: str,
+        log_path: str | Path,
+        *,
+        encoding: Encoding = "json",
+        append: bool = False,
+        execution: str | None = None,
     ) -> None:
         if not isinstance(process_id, str) or not process_id or _has_space(process_id):
             raise ValueError(
@@ -108,7 +131,16 @@ class Tracer:
         self.log_path = Path(log_path)
         self._clock = VectorClock()
         self._lock = threading.Lock()
-        self._file: IO[str] | None = self.log_path.open("w", encoding="utf-8", newline="\n")
+        if execution is not None and not append:
+            raise ValueError("an execution label goes with append=True")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.execution = _next_label(self.log_path) if append and execution is None else execution
+        delimiter = format_delimiter(self.execution) if self.execution is not None else ""
+        mode = "a" if append else "w"
+        self._file: IO[str] | None = self.log_path.open(mode, encoding="utf-8", newline="\n")
+        if delimiter:
+            self._file.write(("\n" if self._file.tell() else "") + delimiter)
+            self._file.flush()
 
     @property
     def clock(self) -> VectorClock:
@@ -155,6 +187,40 @@ class Tracer:
             self._log(clock, description)
             return sender.payload
 
+    # The clock in a header (HTTP and the like): no payload, ASCII text
+
+    def send_header(self, description: str) -> str:
+        """Tick and log a send, as :meth:`prepare_send`; return the clock as a header
+        value: ``{"pid":"A","clock":{"A":2}}``, JSON in ASCII (``\\u`` escapes), so
+        that any HTTP library can carry it. Give it to :meth:`receive_header`.
+
+        Raises:
+            RuntimeError: the tracer is closed.
+        """
+        with self._lock:
+            clock = self._clock.tick(self.process_id)
+            value = json.dumps(
+                {"pid": self.process_id, "clock": clock.to_dict()}, separators=(",", ":")
+            )
+            self._log(clock, description)
+            return value
+
+    def receive_header(self, description: str, value: str | bytes) -> VectorClock:
+        """Merge the clock of a :meth:`send_header` value, tick, log the receive;
+        return the new clock.
+
+        Raises:
+            UnpackError: ``value`` is not such a header (nothing is logged and the
+                clock does not move).
+            RuntimeError: the tracer is closed.
+        """
+        data = value.encode("latin-1", "replace") if isinstance(value, str) else value
+        _, sent = self._decode(data, _HEADER_DECODER)
+        with self._lock:
+            clock = self._clock.receive(sent, self.process_id)
+            self._log(clock, description)
+            return clock
+
     def local_event(self, description: str) -> VectorClock:
         """Tick and log a local event; return the new clock.
 
@@ -191,11 +257,13 @@ class Tracer:
 
     # Private methods
 
-    def _decode(self, data: bytes) -> tuple[_Message, VectorClock]:
+    def _decode(
+        self, data: bytes, decoder: msgspec.json.Decoder[_Message] | None = None
+    ) -> tuple[_Message, VectorClock]:
         """Decode and validate, outside the lock: a pure function of ``data``."""
         size = len(data) if isinstance(data, bytes | bytearray | memoryview | str) else 0
         try:
-            message = self._decoder.decode(data)
+            message = (decoder or self._decoder).decode(data)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise UnpackError(str(exc), size=size) from None
         except TypeError as exc:
@@ -218,6 +286,56 @@ class Tracer:
         self._file.write(format_record(self.process_id, clock, description))
         self._file.flush()
         self._clock = clock
+
+
+class TracerHandler(logging.Handler):
+    """A :mod:`logging` handler that makes each record a local event of ``tracer``.
+
+    The clock ticks and the tracer's log gets the formatted record as the event's
+    description: by default ``LEVEL message`` (``WARNING cache miss``), as
+    GoVector's ``LogLocalEvent`` prefixes its priority; set a formatter to change
+    it. Records after the tracer is closed are handed to ``handleError``, like
+    any failing handler's.
+    """
+
+    def __init__(self, tracer: Tracer, level: int | str = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.tracer = tracer
+        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.tracer.local_event(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+class ClockFilter(logging.Filter):
+    """Stamps each log record with ``tracer``'s clock, without ticking it.
+
+    Sets ``record.vclock_pid`` (the process id) and ``record.vclock`` (the clock
+    after the tracer's latest event, spelled as in its log: ``{"A":3, "B":1}``),
+    for formats such as ``"%(vclock_pid)s %(vclock)s %(message)s"``. Add it to a
+    handler (or a logger); it lets every record through.
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.vclock_pid = self.tracer.process_id
+        record.vclock = format_clock(self.tracer.clock)
+        return True
+
+
+def _next_label(path: Path) -> str:
+    """``execution N``: one more than the delimiter lines ``path`` holds."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        text = ""
+    return f"execution {len(DELIMITER_PATTERN.findall(text)) + 1}"
 
 
 def _has_space(text: str) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...events import Event
+from ..tracelog import Execution
 from .records import load
 from .report import REPORT_LIMIT as REPORT_LIMIT  # how many findings format_report lists
 from .report import RULES, CheckReport, EventRef, Summary, Violation, format_report
@@ -32,7 +33,7 @@ __all__ = [
 
 
 def check(
-    source: str | Path | Iterable[Event],
+    source: str | Path | Execution | Iterable[Event],
     *,
     require_causal_delivery: bool = False,
     causal_scope: str = "all",
@@ -40,8 +41,12 @@ def check(
     """Check the event logs of one run.
 
     Args:
-        source: a run folder of ``<pid>.jsonl`` files, one such file, or events
-            (each process's events in its file order).
+        source: a run folder of ``<pid>.jsonl`` files, one such file, a
+            GoVector/ShiViz log or folder of them holding one execution (messages
+            read from the clocks, :mod:`vclock.tools.tracelog`), an
+            :class:`~vclock.tools.tracelog.Execution` read by
+            :func:`~vclock.tools.tracelog.read_trace`, or events (each process's
+            events in its file order).
         require_causal_delivery: fail on causal-delivery violations instead of
             reporting them as warnings (per-sender FIFO violations always fail).
         causal_scope: ``"all"`` checks causal delivery over every message;
@@ -49,8 +54,9 @@ def check(
             deliver in causal order whatever the topology.
 
     Raises:
-        FileNotFoundError: no such file, or a folder without ``.jsonl`` files.
-        ValueError: a line that is not an event (naming the file and line).
+        FileNotFoundError: no such file, or a folder without logs.
+        ValueError: a line that is not an event (naming the file and line), or
+            logs holding several executions.
     """
     if causal_scope not in ("all", "broadcast"):
         raise ValueError(f"causal_scope must be 'all' or 'broadcast', not {causal_scope!r}")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ...events import Event
-from ..eventlog import iter_events, log_files
+from ..tracelog import Execution, read_trace
 from .report import EventRef, Violation
 
 __all__ = [
@@ -60,12 +60,17 @@ class Rec:
         return str(self.ref)
 
 
-def load(source: str | Path | Iterable[Event]) -> list[Rec]:
+def load(source: str | Path | Execution | Iterable[Event]) -> list[Rec]:
+    """The records of one execution: a log file or folder (in either format of
+    :mod:`vclock.tools.tracelog`, holding one execution), an execution already
+    read, or events (each process's in its order)."""
     records: list[Rec] = []
     if isinstance(source, str | Path):
-        for path in log_files(source):
-            for line, event in iter_events(path):
-                records.append(Rec(_ref(path.name, line, event), event))
+        source = read_trace([source]).execution()
+    if isinstance(source, Execution):
+        for ref, event in zip(source.refs, source.events, strict=True):
+            file, _, number = ref.rpartition(":")
+            records.append(Rec(_ref(file, int(number), event), event))
     else:
         lines: dict[str, int] = {}
         for event in source:
