@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import hmac
 import html
-import ipaddress
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,6 +38,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..net import host_from_header, is_loopback
 from ..tools.diagram import json_for_script, page_assets
 from .render import legend, state_json
 
@@ -65,8 +65,6 @@ SECURITY_HEADERS = {
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 PIECE = 16 * 1024  # bytes of a stream written at a time (see Dashboard: what a page costs)
 DATA_PATHS = frozenset({"/events", "/state", "/shiviz.log"})
-
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def create_app(dashboard: Dashboard) -> ASGIApp:
@@ -367,7 +365,9 @@ class LoopbackHostGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _loopback_host(Request(scope).headers.get("host", "")):
+        if scope["type"] == "http" and not is_loopback(
+            host_from_header(Request(scope).headers.get("host", ""))
+        ):
             response = PlainTextResponse(
                 "400 Bad Request: this dashboard is bound to localhost and answers only to "
                 "a localhost, 127.0.0.1 or [::1] Host header.\n",
@@ -376,20 +376,6 @@ class LoopbackHostGate:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-def _loopback_host(host: str) -> bool:
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    else:
-        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class SecurityHeaders:
