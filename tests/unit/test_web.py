@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+import vclock.tools.diagram
+import vclock.web.render
 from vclock.client import ClientState, Message, Synced
 from vclock.clock import VectorClock
 from vclock.errors import ErrorCode, PeerError
@@ -390,7 +392,7 @@ def test_every_edge_the_model_draws_is_a_true_happened_before(seed: int, broadca
 
 
 def test_the_drawing_appends_dots_drawn_by_the_offline_diagrams_rules():
-    from vclock.tools.diagram import event_svg
+    from vclock.tools.drawing import event_svg
 
     model = LiveModel()
     drawing = LiveDrawing(model, min_reset_interval=0)
@@ -414,7 +416,8 @@ def test_the_drawing_appends_dots_drawn_by_the_offline_diagrams_rules():
     # the same function draws the same dot offline
     g = drawing._geometry
     assert g is not None
-    assert event_svg.__module__ == "vclock.tools.diagram"
+    assert event_svg.__module__ == "vclock.tools.drawing"
+    assert vclock.web.render.event_svg is vclock.tools.diagram.event_svg is event_svg
 
 
 def test_a_new_lane_redraws_the_window_at_most_once_a_second():
@@ -438,7 +441,7 @@ def test_a_new_lane_redraws_the_window_at_most_once_a_second():
 
 
 def test_past_the_label_limit_the_dots_lose_their_labels_as_offline():
-    from vclock.tools.diagram import LABEL_LIMIT
+    from vclock.tools.drawing import LABEL_LIMIT
 
     model = LiveModel()
     drawing = LiveDrawing(model, min_reset_interval=0)

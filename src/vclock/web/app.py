@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import hmac
 import html
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
@@ -39,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..net import host_from_header, is_loopback
-from ..tools.diagram import json_for_script, page_assets
+from ..tools.drawing import fill_page, json_for_script, page_assets
 from .render import legend, state_json
 
 if TYPE_CHECKING:
@@ -100,8 +99,7 @@ def _page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
         "LEGEND": legend(),
         "CONFIG": json_for_script({"events": "events"}),
     }
-    # One pass, so that a title holding "{{CONFIG}}" is not expanded.
-    body = re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], template).encode()
+    body = fill_page(template, values).encode()
 
     async def page(request: Request) -> Response:
         return Response(

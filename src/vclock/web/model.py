@@ -50,7 +50,8 @@ from ..clock import VectorClock
 from ..events import EVERYONE, SERVER_ID, message_id, sync_id
 from ..hub import Action, Joined, Left, Outgoing, PeerId, Received, Refused, SyncCycle
 from ..protocol.frames import Deliver, Report
-from ..tools.diagram import Arrow, DiagramEvent, Marker, peer_label
+from ..tools.drawing import peer_label
+from ..tools.spacetime import Arrow, DiagramEvent, Marker
 from .shivizlog import ShivizLog
 
 __all__ = [
