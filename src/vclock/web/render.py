@@ -37,7 +37,9 @@ from ..tools.drawing import (
     tick_svg,
 )
 from ..tools.spacetime import DiagramEvent, Marker, clock_order, lane_order
-from .model import ClientView, DiagramChanges, Entry, LiveModel
+from .clients_table import ClientView
+from .live_diagram import DiagramChanges, Entry
+from .model import LiveModel
 
 __all__ = ["LiveDrawing", "client_json", "legend", "state_json"]
 
@@ -53,13 +55,14 @@ def legend() -> str:
 class LiveDrawing:
     """The live diagram of a :class:`LiveModel`, as messages for the page.
 
-    Call :meth:`step` with each :meth:`LiveModel.take_changes`; it returns an
+    Call :meth:`step` with each :meth:`LiveDiagram.take_changes`; it returns an
     ``append`` or ``reset`` message, or None when there is nothing to send. Call
     :meth:`snapshot` for a page that just connected.
     """
 
     def __init__(self, model: LiveModel, *, min_reset_interval: float = 1.0) -> None:
         self.model = model
+        self.diagram = model.diagram
         self.min_reset_interval = min_reset_interval
         self.resets = 0
         self._geometry: Geometry | None = None
@@ -95,7 +98,7 @@ class LiveDrawing:
         g = self._geometry
         if g is None:
             return True
-        window = self.model.window
+        window = self.diagram.window
         if not set(self._needed_lanes()) <= set(self._lanes):
             return True
         if g.labels != (len(window) <= LABEL_LIMIT):
@@ -107,10 +110,10 @@ class LiveDrawing:
         return bool(window) and window[-1].event.rank - self._base > REBASE_RANKS
 
     def _needed_lanes(self) -> list[str]:
-        model = self.model
-        pids = {e.event.pid for e in model.window}
-        pids |= {m.pid for _, m in model.markers}
-        pids |= {row.id for row in model.clients.values() if row.connected}
+        diagram = self.diagram
+        pids = {e.event.pid for e in diagram.window}
+        pids |= {m.pid for _, m in diagram.markers}
+        pids |= {row.id for row in self.model.table.clients.values() if row.connected}
         # The server is always there: its lane is drawn from the start, at the bottom.
         return lane_order(pids, server=True)
 
@@ -122,7 +125,7 @@ class LiveDrawing:
         return place((), events, self._ids_in_clocks(window)).spacing
 
     def _reset(self, now: float) -> dict[str, Any]:
-        window = self.model.window
+        window = self.diagram.window
         self._lanes = tuple(self._needed_lanes())
         self._clock_ids = tuple(self._ids_in_clocks(window))
         self._base = (window[0].event.rank - 1) if window else 0
@@ -136,8 +139,8 @@ class LiveDrawing:
     def _draw_all(self) -> dict[str, Any]:
         g = self._geometry
         assert g is not None
-        model = self.model
-        window = list(model.window)
+        diagram = self.diagram
+        window = list(diagram.window)
         height = g.height
         width = self._width()
         label_svg = lane_labels_svg(self._lanes, g.lane_y, height)
@@ -145,7 +148,7 @@ class LiveDrawing:
             width,
             height,
             (lane_svg(pid, g.lane_y[pid], 0, width - MARGIN) for pid in self._lanes),
-            (self._tick(serial, m) for serial, m in model.markers),
+            (self._tick(serial, m) for serial, m in diagram.markers),
             self._arrows(window),
             self._dots(window, window),
             live=True,
@@ -166,7 +169,6 @@ class LiveDrawing:
         }
 
     def _append(self, changes: DiagramChanges) -> dict[str, Any]:
-        model = self.model
         gone = set(changes.removed)
         added = [e for e in changes.added if e.event.id not in gone]
         removed_markers = changes.markers_removed
@@ -175,7 +177,7 @@ class LiveDrawing:
             "kind": "append",
             "events": [
                 [e.serial, dot]
-                for e, dot in zip(added, self._dots(added, model.window), strict=True)
+                for e, dot in zip(added, self._dots(added, self.diagram.window), strict=True)
             ],
             "arrows": [[e.serial, "".join(self._arrows([e]))] for e in added],
             "markers": [[serial, self._tick(serial, m)] for serial, m in markers],
@@ -195,7 +197,7 @@ class LiveDrawing:
     def _at(self, dot_id: str) -> tuple[float, float] | None:
         g = self._geometry
         assert g is not None
-        rank = self.model.rank_of(dot_id)
+        rank = self.diagram.rank_of(dot_id)
         if rank is None:
             return None
         return g.x(rank - self._base), g.lane_y[dot_id.rpartition(":")[0]]
@@ -236,23 +238,23 @@ class LiveDrawing:
     def _shift(self) -> float:
         g = self._geometry
         assert g is not None
-        window = self.model.window
+        window = self.diagram.window
         first = window[0].event.rank if window else self._base + 1
         return (first - 1 - self._base) * g.spacing
 
     def _width(self) -> float:
         g = self._geometry
         assert g is not None
-        window = self.model.window
+        window = self.diagram.window
         if not window:
             return LEFT + g.spacing + MARGIN
         span = window[-1].event.rank - window[0].event.rank + 1
         return LEFT + (span + 1) * g.spacing + MARGIN
 
     def _upto(self) -> int:
-        model = self.model
-        last = [model.window[-1].serial] if model.window else []
-        last += [model.markers[-1][0]] if model.markers else []
+        diagram = self.diagram
+        last = [diagram.window[-1].serial] if diagram.window else []
+        last += [diagram.markers[-1][0]] if diagram.markers else []
         return max(last, default=0)
 
 
@@ -287,13 +289,14 @@ def client_json(row: ClientView) -> dict[str, Any]:
 
 def state_json(model: LiveModel, now: float, *, since: int = -1) -> dict[str, Any]:
     """Clients (only those changed after version ``since``), sync, rates and counts."""
-    s = model.sync
+    table, diagram = model.table, model.diagram
+    s = table.sync
     return {
         "now": now,
-        "version": model.version,
-        "clients": [client_json(row) for row in model.rows(since)],
-        "client_count": len(model.clients),
-        "connected": sum(row.connected for row in model.clients.values()),
+        "version": table.version,
+        "clients": [client_json(row) for row in table.rows(since)],
+        "client_count": len(table.clients),
+        "connected": sum(row.connected for row in table.clients.values()),
         "sync": {
             "cycle": s.cycle,
             "at": s.at,
@@ -306,16 +309,16 @@ def state_json(model: LiveModel, now: float, *, since: int = -1) -> dict[str, An
         },
         "recent": [
             {"cycle": c.cycle, "at": at, "clients": c.clients, "synced": list(c.synced)}
-            for c, at in zip(model.recent_cycles, model.cycle_times, strict=True)
+            for c, at in zip(table.recent_cycles, table.cycle_times, strict=True)
         ],
-        "rates": model.rates.rates(now),
-        "history": model.rates.series("messages", now),
+        "rates": table.rates.rates(now),
+        "history": table.rates.series("messages", now),
         "refusals": [
-            {"at": r.at, "who": r.who, "code": r.code, "message": r.message} for r in model.refusals
+            {"at": r.at, "who": r.who, "code": r.code, "message": r.message} for r in table.refusals
         ],
-        "events_seen": model.events_seen,
-        "window": len(model.window),
-        "max_events": model.max_events,
+        "events_seen": diagram.events_seen,
+        "window": len(diagram.window),
+        "max_events": diagram.max_events,
         "log": {
             "events": model.log.events,
             "unseen": model.log.unseen,
