@@ -1,8 +1,12 @@
-"""Network helpers shared by the server, the dashboard and the command line."""
+"""Network helpers shared by the server, the client, the dashboard and the command line."""
 
 from __future__ import annotations
 
 import ipaddress
+
+#: Bytes a server or client reads from a connection at a time (also the limit of
+#: asyncio's stream buffer); the line reader, not this, bounds a frame.
+READ_CHUNK = 64 * 1024
 
 
 def is_loopback(host: str) -> bool:

@@ -93,6 +93,7 @@ _ARROW = {  # stroke, width, dash
     "report": ("#94a3b8", 1.1, ""),
     "sync": ("#ea580c", 1.4, "6 4"),
 }
+_TICK = {"join": "#16a34a", "leave": "#dc2626"}  # stroke per marker kind
 
 # The legends, as (dot style or arrow kind, text). The server's dots mean the same in both.
 _SERVER_DOTS = (("server-sync", "server sync"), ("server-receive", "server gets report"))
@@ -287,7 +288,7 @@ def event_svg(e: DiagramEvent, x: float, y: float, label: str | None, below: boo
 
 def tick_svg(m: Marker, x: float, y: float) -> str:
     """A join (green) or leave (red) tick across a lane."""
-    colour = "#16a34a" if m.kind == "join" else "#dc2626"
+    colour = _TICK["join"] if m.kind == "join" else _TICK["leave"]
     what = "joined" if m.kind == "join" else "left"
     tip = f"{m.pid} {what}, clock {_clock_text(m.clock)}" + (f"\n{m.desc}" if m.desc else "")
     return (
@@ -424,12 +425,12 @@ def legend_html(dots: Sequence[tuple[str, str]] = LEGEND_DOTS) -> str:
         )
     for cls, text in (("selected", "selected"), ("past", "causal past"), ("future", "future")):
         items.append(f'<span class="item"><span class="swatch {cls}"></span>{text}</span>')
-    items.append(
-        '<span class="item"><svg width="12" height="16"><line x1="6" y1="2" x2="6" y2="14" '
-        'stroke="#16a34a" stroke-width="2.5"/></svg>join'
-        '<svg width="12" height="16"><line x1="6" y1="2" x2="6" y2="14" stroke="#dc2626" '
-        'stroke-width="2.5"/></svg>leave</span>'
+    ticks = "".join(
+        f'<svg width="12" height="16"><line x1="6" y1="2" x2="6" y2="14" stroke="{colour}" '
+        f'stroke-width="2.5"/></svg>{kind}'
+        for kind, colour in _TICK.items()
     )
+    items.append(f'<span class="item">{ticks}</span>')
     return "".join(items)
 
 

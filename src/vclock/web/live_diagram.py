@@ -112,7 +112,7 @@ class LiveDiagram:
         self._rank: dict[str, int] = {}
         self._lanes: dict[str, _Lane] = {}
         self._server = _Lane()
-        self._sends: dict[tuple[str, int], str] = {}  # (sender, seq) -> dot id
+        self._sends: dict[str, str] = {}  # msg id -> the dot of its send
         self._changes = DiagramChanges()
 
     # Output
@@ -157,7 +157,7 @@ class LiveDiagram:
         lane.last_out, lane.last_out_rank = dot.event.id, dot.event.rank
         lane.last_out_count = clock[client_id]
         if to != SERVER_ID:
-            self._sends[(client_id, seq)] = dot.event.id
+            self._sends[msg] = dot.event.id
             return
         server = self._server
         preds = [dot.event.id] + ([server.last_out] if server.last_out else [])
@@ -178,7 +178,7 @@ class LiveDiagram:
         msg = message_id(deliver.sender, deliver.seq)
         broadcast = getattr(deliver, "bclock", None) is not None
         what = "broadcast" if broadcast else "message"
-        source = self._sends.get((deliver.sender, deliver.seq))
+        source = self._sends.get(msg)
         arrows = [Arrow(source, "", msg, "message")] if source in self._rank else []
         self._incoming(
             receiver,
@@ -306,8 +306,7 @@ class LiveDiagram:
         event = entry.event
         del self._rank[event.id]
         if event.kind == "send" and event.msg and event.pid != SERVER_ID:
-            sender, _, seq = event.msg.rpartition("#")
-            self._sends.pop((sender, int(seq)), None)
+            self._sends.pop(event.msg, None)
         if not self._changes.overflow:
             self._changes.removed.append(event.id)
         floor = self._floor()
