@@ -221,6 +221,12 @@ def test_without_anyone_taking_the_changes_they_stay_bounded():
     assert changes.overflow and len(changes.added) <= 5
 
 
+@pytest.mark.parametrize("bound", ["max_events", "max_log_bytes", "max_clients"])
+def test_every_bound_must_be_at_least_one(bound: str):
+    with pytest.raises(ValueError, match="must be at least 1"):
+        LiveModel(**{bound: 0})
+
+
 def test_rates_are_per_second_over_the_last_whole_seconds():
     model = LiveModel()
     joined(model, "A", "B")

@@ -40,6 +40,9 @@ class LiveModel:
         max_clients: rows kept in the clients table; clients that left go first.
         resolve: maps a :data:`~vclock.hub.PeerId` to its client id, for peers that
             joined before the model saw their ``Joined`` (``Server.hub.client_id``).
+
+    Raises:
+        ValueError: ``max_events``, ``max_log_bytes`` or ``max_clients`` below 1.
     """
 
     def __init__(
@@ -50,8 +53,6 @@ class LiveModel:
         max_clients: int = 1000,
         resolve: Callable[[PeerId], str | None] | None = None,
     ) -> None:
-        if max_events < 1 or max_clients < 1:
-            raise ValueError("max_events and max_clients must be at least 1")
         self.table = ClientsTable(max_clients=max_clients)
         self.diagram = LiveDiagram(max_events=max_events)
         #: What the server saw, for the ShiViz download (see vclock.web.shivizlog).
