@@ -420,11 +420,11 @@ def test_a_hundred_clients_and_hundreds_of_events_a_second_stay_responsive(
         # A bound against quadratic work, not a benchmark: 255 ms was seen on this
         # 2-core machine with other suites running beside it.
         assert applying < 500, f"an update took the page {applying} ms to apply"
-        assert page.locator("g.event").count() <= live.dashboard.model.max_events
+        assert page.locator("g.event").count() <= live.dashboard.model.diagram.max_events
         page.screenshot(path=str(artifacts / "dashboard-100.png"))
     finally:
         live.stop()
 
 
 async def _rate(dashboard: Dashboard) -> float:
-    return dashboard.model.rates.rates(time.time())["messages"]
+    return dashboard.model.table.rates.rates(time.time())["messages"]

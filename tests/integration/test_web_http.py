@@ -260,7 +260,7 @@ async def test_the_state_and_the_shiviz_log_follow_real_clients(service: Dashboa
                 await node.send(others[n % 2])
         await nodes[0].report()
         await async_wait_until(
-            lambda: sum(r.sends + r.reports for r in service.model.clients.values()) == 16,
+            lambda: sum(r.sends + r.reports for r in service.model.table.clients.values()) == 16,
             "the dashboard to count 15 sends and a report",
         )
         state = msgspec.json.decode((await request(service.port, "/state")).body)
@@ -332,13 +332,13 @@ async def test_the_event_stream_sends_a_snapshot_then_batched_updates(service: D
             if update["diagram"]:
                 page.apply(update["diagram"])
         await async_wait_until(
-            lambda: service.model.rates.rates(time.time())["messages"] == 0,
+            lambda: service.model.table.rates.rates(time.time())["messages"] == 0,
             "the message rate to fall to 0",
         )
         for _, update in await stream.events(0.4):
             if update["diagram"]:
                 page.apply(update["diagram"])
-        assert page.dots == {e.event.id for e in service.model.window}
+        assert page.dots == {e.event.id for e in service.model.diagram.window}
         assert page.dots >= {f"{c}:{n}" for c in "ABC" for n in (1, 2, 3)}
     finally:
         stream.close()

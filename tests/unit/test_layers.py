@@ -105,7 +105,7 @@ SPELLINGS = Counter(
     {
         ("events.py", "server"): 1,  # SERVER_ID
         ("events.py", "*"): 1,  # EVERYONE, the broadcast peer
-        ("tools/diagram.py", "everyone"): 1,  # how the diagrams show "*": a word, not an id
+        ("tools/drawing.py", "everyone"): 1,  # how the diagrams show "*": a word, not an id
         ("auth.py", "*"): 1,  # a token file's shared-secret entry, not a peer
         ("demo.py", "server"): 1,  # the `vclock server` subcommand in an argv
     }

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+import vclock.tools.diagram
+import vclock.web.render
 from vclock.client import ClientState, Message, Synced
 from vclock.clock import VectorClock
 from vclock.errors import ErrorCode, PeerError
@@ -50,11 +52,11 @@ def report(model: LiveModel, peer: PeerId, sender: str, clock: VectorClock, at=T
 
 
 def dots(model: LiveModel) -> dict[str, Any]:
-    return {e.event.id: e for e in model.window}
+    return {e.event.id: e for e in model.diagram.window}
 
 
 def edges(model: LiveModel) -> set[tuple[str, str]]:
-    return {(p, e.event.id) for e in model.window for p in e.preds}
+    return {(p, e.event.id) for e in model.diagram.window for p in e.preds}
 
 
 # The model, from made-up actions
@@ -68,12 +70,12 @@ def test_rows_show_the_last_reported_clock_and_what_was_delivered():
     report(model, B, "B", vc(A=1, B=2))
     model.observe(Left(A, "A", "127.0.0.1:5001"), T0 + 1)
 
-    a, b = model.clients["A"], model.clients["B"]
+    a, b = model.table.clients["A"], model.table.clients["B"]
     assert (a.clock, a.sends, a.connected, a.address) == (vc(A=1), 1, False, "127.0.0.1:5001")
     assert (b.clock, b.reports, b.delivered, b.sent) == (vc(A=1, B=2), 1, 1, vc(A=1))
     assert b.connected and b.heard == T0
-    assert [row.id for row in model.rows()] == ["A", "B"]
-    assert [row.id for row in model.rows(since=b.version)] == ["A"]  # only A changed since
+    assert [row.id for row in model.table.rows()] == ["A", "B"]
+    assert [row.id for row in model.table.rows(since=b.version)] == ["A"]  # only A changed since
 
 
 def test_a_delivery_is_an_arrow_from_the_send_to_a_hollow_dot_with_the_carried_clock():
@@ -132,7 +134,7 @@ def test_a_sync_cycle_draws_a_diamond_and_dashed_arrows_and_fills_the_sync_panel
     model.observe(SyncCycle(7, 2, frontier, ("A",)), T0 + 2)
     model.observe(SyncCycle(8, 2, frontier, ()), T0 + 3)  # nothing new: no dots
 
-    s = model.sync
+    s = model.table.sync
     assert (s.cycle, s.clients, s.frontier, s.synced, s.cycles, s.sent) == (
         8,
         2,
@@ -149,8 +151,8 @@ def test_a_sync_cycle_draws_a_diamond_and_dashed_arrows_and_fills_the_sync_panel
     got = d["A:2"]
     assert (got.event.kind, got.event.msg) == ("sync-deliver", "sync#7")
     assert [(a.source, a.kind) for a in got.arrows] == [("server:2", "sync")]
-    assert model.clients["A"].syncs == 1 and model.clients["A"].sent == frontier
-    assert len(model.window) == 5
+    assert model.table.clients["A"].syncs == 1 and model.table.clients["A"].sent == frontier
+    assert len(model.diagram.window) == 5
 
 
 def test_a_broadcast_is_an_arrow_to_every_receiver_and_is_not_put_before_the_next_delivery():
@@ -178,8 +180,8 @@ def test_refused_frames_are_counted_and_listed():
     error = PeerError("clock does not advance", code=ErrorCode.STALE_CLOCK)
     model.observe(Refused(A, "127.0.0.1:5001", error), T0)
     model.observe(Refused(PeerId(9), "10.0.0.9:1", error), T0)  # before hello: no id
-    assert model.clients["A"].refused == 1
-    assert [(r.who, r.code) for r in model.refusals] == [
+    assert model.table.clients["A"].refused == 1
+    assert [(r.who, r.code) for r in model.table.refusals] == [
         ("A", "stale-clock"),
         ("10.0.0.9:1", "stale-clock"),
     ]
@@ -193,19 +195,19 @@ def test_the_window_keeps_the_last_dots_and_says_which_scrolled_off():
         send(model, A, "A", "B", vc(A=n))
         deliver(model, B, "A", vc(A=n))
         if n % 3 == 0:
-            changes = model.take_changes()
+            changes = model.diagram.take_changes()
             assert not changes.overflow
             page = (page | {e.event.id for e in changes.added}) - set(changes.removed)
-    changes = model.take_changes()
+    changes = model.diagram.take_changes()
     page = (page | {e.event.id for e in changes.added}) - set(changes.removed)
-    assert len(model.window) == 10
-    assert model.window[0].event.id == "A:16" and model.events_seen == 40
-    assert page == {e.event.id for e in model.window}
-    assert model.rank_of("A:1") is None and model.rank_of("A:16") is not None
-    assert model.take_changes().added == []
+    assert len(model.diagram.window) == 10
+    assert model.diagram.window[0].event.id == "A:16" and model.diagram.events_seen == 40
+    assert page == {e.event.id for e in model.diagram.window}
+    assert model.diagram.rank_of("A:1") is None and model.diagram.rank_of("A:16") is not None
+    assert model.diagram.take_changes().added == []
     # A new client's lane starts where the picture is, not at rank 1.
     model.observe(Joined(C, "C", "addr"), T0)
-    floor = model.window[0].event.rank
+    floor = model.diagram.window[0].event.rank
     send(model, C, "C", "A", vc(C=1))
     assert dots(model)["C:1"].event.rank >= floor
 
@@ -215,8 +217,14 @@ def test_without_anyone_taking_the_changes_they_stay_bounded():
     joined(model, "A", "B")
     for n in range(1, 50):
         send(model, A, "A", "B", vc(A=n))
-    changes = model.take_changes()
+    changes = model.diagram.take_changes()
     assert changes.overflow and len(changes.added) <= 5
+
+
+@pytest.mark.parametrize("bound", ["max_events", "max_log_bytes", "max_clients"])
+def test_every_bound_must_be_at_least_one(bound: str):
+    with pytest.raises(ValueError, match="must be at least 1"):
+        LiveModel(**{bound: 0})
 
 
 def test_rates_are_per_second_over_the_last_whole_seconds():
@@ -225,9 +233,9 @@ def test_rates_are_per_second_over_the_last_whole_seconds():
     for n in range(1, 31):  # 10 a second for 3 seconds
         send(model, A, "A", "B", vc(A=n), at=T0 + (n - 1) / 10)
         deliver(model, B, "A", vc(A=n), at=T0 + (n - 1) / 10)
-    rates = model.rates.rates(T0 + 3.5, window=3)
+    rates = model.table.rates.rates(T0 + 3.5, window=3)
     assert rates["messages"] == rates["deliveries"] == 10
-    assert model.rates.series("messages", T0 + 3.5)[-3:] == [10, 10, 10]
+    assert model.table.rates.series("messages", T0 + 3.5)[-3:] == [10, 10, 10]
 
 
 def test_the_clients_table_is_bounded_and_forgets_those_that_left_first():
@@ -235,7 +243,7 @@ def test_the_clients_table_is_bounded_and_forgets_those_that_left_first():
     joined(model, "A", "B", "C")
     model.observe(Left(B, "B", "addr"), T0)
     model.observe(Joined(PeerId(4), "D", "addr"), T0)
-    assert list(model.clients) == ["A", "C", "D"]
+    assert list(model.table.clients) == ["A", "C", "D"]
 
 
 # The ShiViz log
@@ -383,29 +391,29 @@ def test_every_edge_the_model_draws_is_a_true_happened_before(seed: int, broadca
     assert checked > 50
     # and the table shows the hub's own latest clocks
     for c in sim.nodes:
-        assert sim.model.clients[c].clock == sim.hub.latest.get(c, VectorClock())
+        assert sim.model.table.clients[c].clock == sim.hub.latest.get(c, VectorClock())
 
 
 # The drawing
 
 
 def test_the_drawing_appends_dots_drawn_by_the_offline_diagrams_rules():
-    from vclock.tools.diagram import event_svg
+    from vclock.tools.drawing import event_svg
 
     model = LiveModel()
     drawing = LiveDrawing(model, min_reset_interval=0)
     joined(model, "A", "B")
     send(model, A, "A", "B", vc(A=1))
-    model.take_changes()
+    model.diagram.take_changes()
     first = drawing.snapshot(T0)
     assert first["kind"] == "reset" and first["lanes"] == ["A", "B", "server"]
     assert 'class="event kind-send"' in first["diagram"] and 'data-id="A:1"' in first["diagram"]
 
     deliver(model, B, "A", vc(A=1))
-    update = drawing.step(model.take_changes(), T0 + 0.1)
+    update = drawing.step(model.diagram.take_changes(), T0 + 0.1)
     assert update is not None and update["kind"] == "append"
     [(serial, dot)] = update["events"]
-    assert serial == model.window[-1].serial == update["upto"]
+    assert serial == model.diagram.window[-1].serial == update["upto"]
     assert dot.startswith('<g class="event kind-deliver" data-id="B:1"')
     assert 'stroke-dasharray="2.2 1.6"' in dot  # hollow, dashed rim
     [(_, arrow)] = update["arrows"]
@@ -414,7 +422,8 @@ def test_the_drawing_appends_dots_drawn_by_the_offline_diagrams_rules():
     # the same function draws the same dot offline
     g = drawing._geometry
     assert g is not None
-    assert event_svg.__module__ == "vclock.tools.diagram"
+    assert event_svg.__module__ == "vclock.tools.drawing"
+    assert vclock.web.render.event_svg is vclock.tools.diagram.event_svg is event_svg
 
 
 def test_a_new_lane_redraws_the_window_at_most_once_a_second():
@@ -423,12 +432,12 @@ def test_a_new_lane_redraws_the_window_at_most_once_a_second():
     joined(model, "A", "B")
     send(model, A, "A", "B", vc(A=1))
     drawing.snapshot(T0)
-    model.take_changes()
+    model.diagram.take_changes()
     model.observe(Joined(C, "C", "addr"), T0 + 0.2)  # a new lane
-    assert drawing.step(model.take_changes(), T0 + 0.2) is None  # held back
+    assert drawing.step(model.diagram.take_changes(), T0 + 0.2) is None  # held back
     send(model, C, "C", "A", vc(C=1))
-    assert drawing.step(model.take_changes(), T0 + 0.5) is None
-    again = drawing.step(model.take_changes(), T0 + 1.2)
+    assert drawing.step(model.diagram.take_changes(), T0 + 0.5) is None
+    again = drawing.step(model.diagram.take_changes(), T0 + 1.2)
     assert (
         again is not None
         and again["kind"] == "reset"
@@ -438,7 +447,7 @@ def test_a_new_lane_redraws_the_window_at_most_once_a_second():
 
 
 def test_past_the_label_limit_the_dots_lose_their_labels_as_offline():
-    from vclock.tools.diagram import LABEL_LIMIT
+    from vclock.tools.drawing import LABEL_LIMIT
 
     model = LiveModel()
     drawing = LiveDrawing(model, min_reset_interval=0)
@@ -447,7 +456,7 @@ def test_past_the_label_limit_the_dots_lose_their_labels_as_offline():
     assert drawing.snapshot(T0)["labelled"] is True
     for n in range(2, LABEL_LIMIT + 2):
         send(model, A, "A", "B", vc(A=n))
-    update = drawing.step(model.take_changes(), T0 + 2)
+    update = drawing.step(model.diagram.take_changes(), T0 + 2)
     assert update is not None and update["kind"] == "reset" and update["labelled"] is False
     assert "clock-label" not in update["diagram"]
 

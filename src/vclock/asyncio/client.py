@@ -42,12 +42,12 @@ from ..client import (
 from ..clock import ClockLimits, VectorClock
 from ..errors import HoldBackFull, ProtocolError, VClockError
 from ..events import EVERYONE, SERVER_ID, message_id, sync_id
+from ..net import READ_CHUNK
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
 from ..protocol.frames import Broadcast, Deliver, Frame, Limits, PeersMode, Report, Send
 from ..tools.eventlog import EventLog
 from .statefile import StateFile, StateFileError, load_state, save_state
 
-READ_CHUNK = 64 * 1024
 #: A client trusts its server more than the server trusts clients: a sync carries
 #: one entry per client ever seen, so accept much larger frames and clocks.
 CLIENT_MAX_FRAME_SIZE = max(DEFAULT_MAX_FRAME_SIZE, 64 << 20)

@@ -48,6 +48,7 @@ from ..hub import (
     Received,
     SyncCycle,
 )
+from ..net import READ_CHUNK
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
 from ..protocol.frames import (
@@ -69,7 +70,6 @@ from .ratelimit import TokenBucket
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
 
-READ_CHUNK = 64 * 1024
 #: Joins and leaves are told to "batched" clients at most this often (protocol
 #: 4.5): under a connect storm each loop iteration has few joins, so a frame
 #: per iteration would cost nearly one frame per join, as "all" does.

@@ -2,7 +2,7 @@
    future, zoom. Shared by the offline page (vclock diagram) and the live dashboard
    (vclock.web), which both inline it; it fetches nothing.
 
-   The SVG is drawn on the server (vclock/tools/diagram.py). This script only reads it:
+   The SVG is drawn on the server (vclock/tools/drawing.py). This script only reads it:
 
      var view = VClockDiagram.create({scroller: el, tooltip: el, status: el});
      view.bind();                 // take in the dots and arrows now in the SVG

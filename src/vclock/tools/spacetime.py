@@ -48,6 +48,8 @@ __all__ = [
     "Diagram",
     "DiagramEvent",
     "Marker",
+    "clock_order",
+    "lane_order",
     "layout",
     "load_diagram",
     "natural_key",
@@ -156,6 +158,19 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)
 
 
+def lane_order(pids: Iterable[str], *, server: bool) -> list[str]:
+    """The lanes top to bottom: the clients in natural order, then the server's if ``server``."""
+    return sorted(set(pids) - {SERVER_ID}, key=natural_key) + ([SERVER_ID] if server else [])
+
+
+def clock_order(lanes: Sequence[str], ids: Iterable[str]) -> list[str]:
+    """The order of the entries in a ``[1,0,2]`` clock label: ``ids`` that have a lane,
+    in lane order, then the others in natural order."""
+    ids = set(ids)
+    ordered = [p for p in lanes if p in ids]
+    return ordered + sorted(ids - set(ordered), key=natural_key)
+
+
 def _covers(big: Mapping[str, int], small: Mapping[str, int]) -> bool:
     return all(big.get(k, 0) >= v for k, v in small.items())
 
@@ -228,8 +243,8 @@ def layout(
     if len(refs) != len(events):
         raise ValueError(f"{len(refs)} refs for {len(events)} events")
     links = _Links(events)
-    clients = sorted({e.pid for e in events if e.pid != SERVER_ID}, key=natural_key)
-    lanes = clients + ([SERVER_ID] if any(e.pid == SERVER_ID for e in events) else [])
+    lanes = lane_order((e.pid for e in events), server=any(e.pid == SERVER_ID for e in events))
+    clients = [p for p in lanes if p != SERVER_ID]
 
     # Dots in log order: ``order[n]`` is the event of dot n, ``node[i]`` the dot of event i.
     order = [i for i, e in enumerate(events) if links.drawn(e)]
@@ -269,9 +284,7 @@ def layout(
         )
 
     placed = [_dot(ids[n], events[i], ranks[n], refs[i]) for n, i in enumerate(order)]
-    clock_keys = {k for e in events for k in e.clock}
-    clock_ids = [p for p in clients if p in clock_keys]
-    clock_ids += sorted(clock_keys - set(clock_ids), key=natural_key)
+    clock_ids = clock_order(clients, (k for e in events for k in e.clock))
     return Diagram(
         name=name,
         processes=tuple(lanes),

@@ -21,7 +21,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         " pip install 'vclock[web]'"
     ) from exc
 
+from .clients_table import ClientView, SyncView
 from .dashboard import Dashboard, parse_address
-from .model import ClientView, LiveModel, SyncView
+from .model import LiveModel
 
 __all__ = ["ClientView", "Dashboard", "LiveModel", "SyncView", "parse_address"]

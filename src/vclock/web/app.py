@@ -23,8 +23,6 @@ import asyncio
 import hashlib
 import hmac
 import html
-import ipaddress
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
@@ -39,7 +37,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..tools.diagram import json_for_script, page_assets
+from ..net import host_from_header, is_loopback
+from ..tools.drawing import fill_page, json_for_script, page_assets
 from .render import legend, state_json
 
 if TYPE_CHECKING:
@@ -65,8 +64,6 @@ SECURITY_HEADERS = {
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 PIECE = 16 * 1024  # bytes of a stream written at a time (see Dashboard: what a page costs)
 DATA_PATHS = frozenset({"/events", "/state", "/shiviz.log"})
-
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def create_app(dashboard: Dashboard) -> ASGIApp:
@@ -102,8 +99,7 @@ def _page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
         "LEGEND": legend(),
         "CONFIG": json_for_script({"events": "events"}),
     }
-    # One pass, so that a title holding "{{CONFIG}}" is not expanded.
-    body = re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], template).encode()
+    body = fill_page(template, values).encode()
 
     async def page(request: Request) -> Response:
         return Response(
@@ -367,7 +363,9 @@ class LoopbackHostGate:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _loopback_host(Request(scope).headers.get("host", "")):
+        if scope["type"] == "http" and not is_loopback(
+            host_from_header(Request(scope).headers.get("host", ""))
+        ):
             response = PlainTextResponse(
                 "400 Bad Request: this dashboard is bound to localhost and answers only to "
                 "a localhost, 127.0.0.1 or [::1] Host header.\n",
@@ -376,20 +374,6 @@ class LoopbackHostGate:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-def _loopback_host(host: str) -> bool:
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    else:
-        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class SecurityHeaders:

@@ -276,7 +276,7 @@ class Dashboard:
         diagram = self.drawing.snapshot(now)
         if self.drawing.resets != resets and self._subscribers:
             # The picture's frame changed (a new lane...): the open pages redraw too.
-            state = state_json(self.model, now, since=self.model.version)
+            state = state_json(self.model, now, since=self.model.table.version)
             message = sse("update", {"state": state, "diagram": diagram})
             for other in list(self._subscribers):
                 other.offer(message)
@@ -305,13 +305,13 @@ class Dashboard:
 
     def push(self, now: float) -> None:
         """Send what changed since the last push to every page (the push task calls this)."""
-        changes = self.model.take_changes()
+        changes = self.model.diagram.take_changes()
         if not self._subscribers:
-            self._sent_version = self.model.version
+            self._sent_version = self.model.table.version
             self._snapshot = None
             return
         diagram = self.drawing.step(changes, now)
-        fresh_rows = self.model.version > self._sent_version
+        fresh_rows = self.model.table.version > self._sent_version
         if diagram is not None or fresh_rows:
             # What changed goes to the open pages only: a page opened later needs a
             # new snapshot. (Rates alone do not count: the next push brings them.)
@@ -322,7 +322,7 @@ class Dashboard:
             "state": state_json(self.model, now, since=self._sent_version),
             "diagram": diagram,
         }
-        self._sent_version = self.model.version
+        self._sent_version = self.model.table.version
         self._last_push = now
         message = sse("update", update)
         self.pushes += 1

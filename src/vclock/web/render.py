@@ -1,11 +1,12 @@
 """From the model to what the page receives: JSON views and the live diagram's SVG.
 
-The live diagram is drawn with the pieces of :mod:`vclock.tools.diagram` (lanes,
-dots, arrows, ticks, geometry), so it follows the offline diagram's rules. Each dot
-is drawn once, when it arrives, and sent to the page as an SVG fragment; the page
-appends it. The whole window is drawn afresh (a *reset*) only when the picture's
-frame changes: a new lane, the switch from labelled to unlabelled dots, or a rebase
-of the x axis; resets come at most once per ``min_reset_interval`` seconds.
+The live diagram is drawn with the pieces of :mod:`vclock.tools.drawing` (lanes,
+dots, arrows, ticks, geometry, the page's frame), as the offline diagram is, so it
+follows the same rules. Each dot is drawn once, when it arrives, and sent to the
+page as an SVG fragment; the page appends it. The whole window is drawn afresh (a
+*reset*) only when the picture's frame changes: a new lane, the switch from
+labelled to unlabelled dots, or a rebase of the x axis; resets come at most once
+per ``min_reset_interval`` seconds.
 
 Every dot and tick carries the serial the model gave it, and every message says up
 to which serial it goes, so a page that got a reset never applies an item twice.
@@ -14,62 +15,54 @@ to which serial it goes, so a page that got a reset never applies an item twice.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..clock import VectorClock
-from ..events import SERVER_ID
-from ..tools.diagram import (
+from ..tools.drawing import (
     LABEL_LIMIT,
-    DiagramEvent,
+    LEFT,
+    LIVE_LEGEND_DOTS,
+    MARGIN,
     Geometry,
-    Marker,
     arrow_svg,
     clock_label,
-    defs_svg,
+    diagram_svg,
     event_svg,
     labels_below,
-    lane_label_svg,
+    lane_labels_svg,
     lane_svg,
     legend_html,
     place,
     tick_svg,
 )
-from .model import ClientView, DiagramChanges, Entry, LiveModel
+from ..tools.spacetime import DiagramEvent, Marker, clock_order, lane_order
+from .clients_table import ClientView
+from .live_diagram import DiagramChanges, Entry
+from .model import LiveModel
 
-__all__ = ["LEGEND_ARROWS", "LEGEND_DOTS", "LiveDrawing", "client_json", "legend", "state_json"]
+__all__ = ["LiveDrawing", "client_json", "legend", "state_json"]
 
-LEFT = 20.0  # as the offline page
-TOP = 34.0
-LABELS_WIDTH = 110.0
 #: Past this many ranks from the base, x is rebased (SVG coordinates are single floats).
 REBASE_RANKS = 100_000
 
-LEGEND_DOTS = [
-    ("send", "send or report"),
-    ("deliver", "delivered (receiver's clock unknown)"),
-    ("sync-deliver", "sync delivered"),
-    ("server-sync", "server sync"),
-    ("server-receive", "server gets report"),
-]
-LEGEND_ARROWS = [("message", "message"), ("sync", "sync (server → client)"), ("report", "report")]
-
 
 def legend() -> str:
-    return legend_html(LEGEND_DOTS, LEGEND_ARROWS)
+    """The dashboard's legend: the live diagram's dots (:data:`LIVE_LEGEND_DOTS`)."""
+    return legend_html(LIVE_LEGEND_DOTS)
 
 
 class LiveDrawing:
     """The live diagram of a :class:`LiveModel`, as messages for the page.
 
-    Call :meth:`step` with each :meth:`LiveModel.take_changes`; it returns an
+    Call :meth:`step` with each :meth:`LiveDiagram.take_changes`; it returns an
     ``append`` or ``reset`` message, or None when there is nothing to send. Call
     :meth:`snapshot` for a page that just connected.
     """
 
     def __init__(self, model: LiveModel, *, min_reset_interval: float = 1.0) -> None:
         self.model = model
+        self.diagram = model.diagram
         self.min_reset_interval = min_reset_interval
         self.resets = 0
         self._geometry: Geometry | None = None
@@ -105,7 +98,7 @@ class LiveDrawing:
         g = self._geometry
         if g is None:
             return True
-        window = self.model.window
+        window = self.diagram.window
         if not set(self._needed_lanes()) <= set(self._lanes):
             return True
         if g.labels != (len(window) <= LABEL_LIMIT):
@@ -117,29 +110,27 @@ class LiveDrawing:
         return bool(window) and window[-1].event.rank - self._base > REBASE_RANKS
 
     def _needed_lanes(self) -> list[str]:
-        model = self.model
-        pids = {e.event.pid for e in model.window}
-        pids |= {m.pid for _, m in model.markers}
-        pids |= {row.id for row in model.clients.values() if row.connected}
+        diagram = self.diagram
+        pids = {e.event.pid for e in diagram.window}
+        pids |= {m.pid for _, m in diagram.markers}
+        pids |= {row.id for row in self.model.table.clients.values() if row.connected}
         # The server is always there: its lane is drawn from the start, at the bottom.
-        return sorted(pids - {SERVER_ID}, key=natural_key) + [SERVER_ID]
+        return lane_order(pids, server=True)
 
     def _ids_in_clocks(self, window: Iterable[Entry]) -> list[str]:
-        keys = {k for e in window for k in e.event.clock}
-        ordered = [p for p in self._lanes if p in keys]
-        return ordered + sorted(keys - set(ordered), key=natural_key)
+        return clock_order(self._lanes, (k for e in window for k in e.event.clock))
 
     def _spacing_for(self, window: Sequence[Entry]) -> float:
         events = [e.event for e in window]
-        return place((), events, self._ids_in_clocks(window), left=LEFT, top=TOP).spacing
+        return place((), events, self._ids_in_clocks(window)).spacing
 
     def _reset(self, now: float) -> dict[str, Any]:
-        window = self.model.window
+        window = self.diagram.window
         self._lanes = tuple(self._needed_lanes())
         self._clock_ids = tuple(self._ids_in_clocks(window))
         self._base = (window[0].event.rank - 1) if window else 0
         events = [self._relative(e.event) for e in window]
-        self._geometry = place(self._lanes, events, self._clock_ids, left=LEFT, top=TOP)
+        self._geometry = place(self._lanes, events, self._clock_ids)
         self._pending = False
         self._last_reset = now
         self.resets += 1
@@ -148,32 +139,20 @@ class LiveDrawing:
     def _draw_all(self) -> dict[str, Any]:
         g = self._geometry
         assert g is not None
-        model = self.model
-        window = list(model.window)
+        diagram = self.diagram
+        window = list(diagram.window)
         height = g.height
         width = self._width()
-        label_svg = (
-            f'<svg class="lane-labels" data-width="{_num(LABELS_WIDTH)}" '
-            f'data-height="{_num(height)}" width="{_num(LABELS_WIDTH)}" height="{_num(height)}" '
-            f'viewBox="0 0 {_num(LABELS_WIDTH)} {_num(height)}">'
-            + "".join(lane_label_svg(pid, g.lane_y[pid], LABELS_WIDTH - 12) for pid in self._lanes)
-            + "</svg>"
-        )
-        main_svg = (
-            f'<svg class="diagram live" data-width="{_num(width)}" data-height="{_num(height)}" '
-            f'width="{_num(width)}" height="{_num(height)}" '
-            f'viewBox="0 0 {_num(width)} {_num(height)}">'
-            + defs_svg()
-            + '<g class="lanes">'
-            + "".join(lane_svg(pid, g.lane_y[pid], 0, width - 20) for pid in self._lanes)
-            + f'</g><g class="window" transform="translate({_num(-self._shift())},0)">'
-            + '<g class="markers">'
-            + "".join(self._tick(serial, m) for serial, m in model.markers)
-            + '</g><g class="arrows">'
-            + "".join(self._arrows(window))
-            + '</g><g class="events">'
-            + "".join(self._dots(window, window))
-            + "</g></g></svg>"
+        label_svg = lane_labels_svg(self._lanes, g.lane_y, height)
+        main_svg = diagram_svg(
+            width,
+            height,
+            (lane_svg(pid, g.lane_y[pid], 0, width - MARGIN) for pid in self._lanes),
+            (self._tick(serial, m) for serial, m in diagram.markers),
+            self._arrows(window),
+            self._dots(window, window),
+            live=True,
+            shift=self._shift(),
         )
         return {
             "kind": "reset",
@@ -190,7 +169,6 @@ class LiveDrawing:
         }
 
     def _append(self, changes: DiagramChanges) -> dict[str, Any]:
-        model = self.model
         gone = set(changes.removed)
         added = [e for e in changes.added if e.event.id not in gone]
         removed_markers = changes.markers_removed
@@ -199,7 +177,7 @@ class LiveDrawing:
             "kind": "append",
             "events": [
                 [e.serial, dot]
-                for e, dot in zip(added, self._dots(added, model.window), strict=True)
+                for e, dot in zip(added, self._dots(added, self.diagram.window), strict=True)
             ],
             "arrows": [[e.serial, "".join(self._arrows([e]))] for e in added],
             "markers": [[serial, self._tick(serial, m)] for serial, m in markers],
@@ -219,7 +197,7 @@ class LiveDrawing:
     def _at(self, dot_id: str) -> tuple[float, float] | None:
         g = self._geometry
         assert g is not None
-        rank = self.model.rank_of(dot_id)
+        rank = self.diagram.rank_of(dot_id)
         if rank is None:
             return None
         return g.x(rank - self._base), g.lane_y[dot_id.rpartition(":")[0]]
@@ -260,39 +238,29 @@ class LiveDrawing:
     def _shift(self) -> float:
         g = self._geometry
         assert g is not None
-        window = self.model.window
+        window = self.diagram.window
         first = window[0].event.rank if window else self._base + 1
         return (first - 1 - self._base) * g.spacing
 
     def _width(self) -> float:
         g = self._geometry
         assert g is not None
-        window = self.model.window
+        window = self.diagram.window
         if not window:
-            return LEFT + g.spacing + 20
+            return LEFT + g.spacing + MARGIN
         span = window[-1].event.rank - window[0].event.rank + 1
-        return LEFT + (span + 1) * g.spacing + 20
+        return LEFT + (span + 1) * g.spacing + MARGIN
 
     def _upto(self) -> int:
-        model = self.model
-        last = [model.window[-1].serial] if model.window else []
-        last += [model.markers[-1][0]] if model.markers else []
+        diagram = self.diagram
+        last = [diagram.window[-1].serial] if diagram.window else []
+        last += [diagram.markers[-1][0]] if diagram.markers else []
         return max(last, default=0)
 
 
 def _edges(entries: Iterable[Entry]) -> list[str]:
     """Happened-before edges into these dots, flat: a0, b0, a1, b1 ..."""
     return [v for e in entries for p in e.preds for v in (p, e.event.id)]
-
-
-def _num(x: float) -> str:
-    return f"{x:.1f}".removesuffix(".0")
-
-
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort ``c2`` before ``c10``, as the offline diagram does."""
-    parts = re.split(r"(\d+)", text, flags=re.ASCII)
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p)
 
 
 # The other panels
@@ -321,13 +289,14 @@ def client_json(row: ClientView) -> dict[str, Any]:
 
 def state_json(model: LiveModel, now: float, *, since: int = -1) -> dict[str, Any]:
     """Clients (only those changed after version ``since``), sync, rates and counts."""
-    s = model.sync
+    table, diagram = model.table, model.diagram
+    s = table.sync
     return {
         "now": now,
-        "version": model.version,
-        "clients": [client_json(row) for row in model.rows(since)],
-        "client_count": len(model.clients),
-        "connected": sum(row.connected for row in model.clients.values()),
+        "version": table.version,
+        "clients": [client_json(row) for row in table.rows(since)],
+        "client_count": len(table.clients),
+        "connected": sum(row.connected for row in table.clients.values()),
         "sync": {
             "cycle": s.cycle,
             "at": s.at,
@@ -340,16 +309,16 @@ def state_json(model: LiveModel, now: float, *, since: int = -1) -> dict[str, An
         },
         "recent": [
             {"cycle": c.cycle, "at": at, "clients": c.clients, "synced": list(c.synced)}
-            for c, at in zip(model.recent_cycles, model.cycle_times, strict=True)
+            for c, at in zip(table.recent_cycles, table.cycle_times, strict=True)
         ],
-        "rates": model.rates.rates(now),
-        "history": model.rates.series("messages", now),
+        "rates": table.rates.rates(now),
+        "history": table.rates.series("messages", now),
         "refusals": [
-            {"at": r.at, "who": r.who, "code": r.code, "message": r.message} for r in model.refusals
+            {"at": r.at, "who": r.who, "code": r.code, "message": r.message} for r in table.refusals
         ],
-        "events_seen": model.events_seen,
-        "window": len(model.window),
-        "max_events": model.max_events,
+        "events_seen": diagram.events_seen,
+        "window": len(diagram.window),
+        "max_events": diagram.max_events,
         "log": {
             "events": model.log.events,
             "unseen": model.log.unseen,
