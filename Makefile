@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-second check bench chaos clean
+.PHONY: demo test test-second check docs bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +55,18 @@ $(SECOND_VENV)/.installed: pyproject.toml src/vclock/__init__.py
 
 # Static checks, then the fast tests (no processes, sockets or browsers: a few seconds).
 check: $(VENV)/.installed
-	$(BIN)/ruff check src tests scripts benchmarks
-	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/ruff check src tests scripts benchmarks docs/*.py
+	$(BIN)/ruff format --check src tests scripts benchmarks docs/*.py
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -m "not integration"
+
+# The API reference of vclock, vclock.asyncio and vclock.tracing, generated from the
+# docstrings with pdoc (the docs extra) into DOCS_OUT, which git ignores; fails on a
+# public name without a docstring. Open $(DOCS_OUT)/index.html.
+DOCS_OUT ?= build/docs
+docs: $(VENV)/.installed
+	rm -rf $(DOCS_OUT)
+	$(BIN)/python docs/make_api_reference.py $(DOCS_OUT)
 
 # Benchmarks side by side with NATS and the vectorclock package; writes benchmarks/results/.
 bench: $(VENV)/.installed
@@ -72,4 +80,4 @@ chaos: $(VENV)/.installed
 	$(BIN)/python scripts/chaos.py --duration $(CHAOS_SECONDS) --out $(CHAOS_OUT)
 
 clean:
-	rm -rf $(VENV) .venv-* runs test-artifacts .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-* build/docs runs test-artifacts .pytest_cache .hypothesis .mypy_cache .ruff_cache

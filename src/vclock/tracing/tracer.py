@@ -47,6 +47,8 @@ from .shiviz import format_record
 __all__ = ["Encoding", "Tracer", "UnpackError"]
 
 Encoding = Literal["json", "msgpack"]
+"""How :meth:`Tracer.prepare_send` encodes a message: JSON (the default) or MessagePack;
+sender and receiver must agree."""
 
 
 class UnpackError(VClockError, ValueError):
