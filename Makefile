@@ -28,7 +28,8 @@ test: $(VENV)/.installed
 	@$(MAKE) --no-print-directory test-second
 
 # The suite runs on two Pythons, the classifiers' two (pyproject.toml): all of it on
-# $(PYTHON), the oldest supported, and the fast tests on SECOND_PYTHON, the newest,
+# $(PYTHON) (3.11 on this machine: the oldest supported), and the fast tests on
+# SECOND_PYTHON, the newest,
 # in a venv of its own; skipped, saying so, when that Python is not on this machine
 # (scripts/find-python.sh looks on the PATH and in pyenv). SECOND_PYTHON= skips it.
 SECOND_PYTHON ?= 3.13
