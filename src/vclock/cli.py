@@ -75,7 +75,25 @@ def _interval(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """A click group whose command list shows each command's whole summary (the
+    first sentence of its docstring), wrapped, where click cuts it at the width of
+    the terminal with "...". Subgroups made with ``@group.group()`` are Groups too."""
+
+    group_class = type
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=sys.maxsize)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vclock")
 def cli() -> None:
     """vclock: vector clocks you can see.
@@ -370,8 +388,8 @@ STOPPED = "client stopped"
     "client_id",
     help="This client's id (letters, digits, _ . -); default: assigned by the server.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=4999, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The server's address.")
+@click.option("--port", default=4999, show_default=True, help="The server's TCP port.")
 @click.option(
     "--server",
     "servers",
@@ -524,7 +542,13 @@ def export() -> None:
 
 @export.command("shiviz")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ShiViz log to write, e.g. run.shiviz.log.",
+)
 def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     """Write run folders, .jsonl logs or GoVector logs as one ShiViz log (one execution per source).
 

@@ -86,9 +86,14 @@ _F = TypeVar("_F", Send, Report, Broadcast)
 
 @dataclass(frozen=True, slots=True)
 class Welcomed:
+    """The server welcomed us: the session starts (again, after a reconnect)."""
+
     id: str
+    """Our id in this session."""
     peers: tuple[str, ...]
-    clock: VectorClock  # the clock the node resumes from
+    """The other clients connected then."""
+    clock: VectorClock
+    """The clock the node resumes from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +101,21 @@ class Message:
     """A peer's message. ``sent_clock`` is the sender's; ``clock`` is ours after receipt."""
 
     sender: str
+    """The sending client's id."""
     seq: int
+    """The sender's sequence number of this frame."""
     sent_clock: VectorClock
+    """The sender's clock when it sent the message."""
     body: Any
+    """What the sender attached (any JSON value; None if nothing)."""
     clock: VectorClock
-    broadcast: bool = False  # a causal broadcast (delivered in causal order)
+    """Our clock after the receipt."""
+    broadcast: bool = False
+    """A causal broadcast, delivered in causal order (docs/protocol.md 13)."""
 
     @property
     def id(self) -> str:
+        """The message's id in event logs: ``SENDER#SEQ``."""
         return message_id(self.sender, self.seq)
 
 
@@ -112,14 +124,21 @@ class Synced:
     """A synchronization cycle's frontier, and our clock after merging it."""
 
     cycle: int
+    """The server's cycle number."""
     frontier: VectorClock
+    """The merge of every clock the server has seen."""
     clock: VectorClock
+    """Our clock after merging the frontier."""
 
 
 @dataclass(frozen=True, slots=True)
 class PeerChange:
+    """Another client joined or left."""
+
     id: str
-    joined: bool  # False: the peer left
+    """The other client's id."""
+    joined: bool
+    """True: it joined; False: it left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +160,15 @@ class ServerError:
     """
 
     code: str
+    """The error code (:class:`~vclock.errors.ErrorCode`, docs/protocol.md 5)."""
     message: str
+    """What the server said, for people."""
     peer: str | None = None
+    """The peer the refused frame was for, if any."""
     seq: int | None = None
+    """The refused frame's sequence number, if it had one."""
     frame: Send | Report | Broadcast | None = None
+    """The refused frame itself, if the node still had it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +176,7 @@ class Goodbye:
     """The server ended the session."""
 
     reason: str
+    """Why, as the server said it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +184,9 @@ class Acked:
     """Resume sessions: our frame ``seq`` is durable on the server."""
 
     seq: int
+    """The acknowledged frame's sequence number."""
     duplicate: bool
+    """The server had it already (a resend after a reconnect)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +194,7 @@ class Disconnected:
     """The connection was lost; a reconnecting node is trying to get it back."""
 
     reason: str
+    """What happened to the connection."""
 
 
 ClientEvent = (

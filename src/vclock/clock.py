@@ -52,6 +52,7 @@ class ClockLimits:
 
 
 DEFAULT_LIMITS = ClockLimits()
+"""The limits a clock from outside data is checked against unless told otherwise."""
 
 _json_decoder = msgspec.json.Decoder()
 

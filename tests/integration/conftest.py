@@ -231,7 +231,8 @@ class Processes:
         folder = self.cwd / "output"
         folder.mkdir(exist_ok=True)
         for proc in self.started:
-            name = f"{proc.name}-{proc.pid}".replace(" ", "-")
+            # a name may be a path ("/usr/bin/python3 server.py"): keep it in the folder
+            name = f"{proc.name}-{proc.pid}".replace(" ", "-").replace("/", "_")
             (folder / f"{name}.out").write_text("\n".join(proc.lines()) + "\n")
             (folder / f"{name}.err").write_text("\n".join(proc.err_lines()) + "\n")
 

@@ -135,11 +135,13 @@ class Client:
 
     @property
     def id(self) -> str:
+        """This client's id: the one asked for, or the one the server assigned."""
         assert self._state.id is not None, "not welcomed yet"
         return self._state.id
 
     @property
     def clock(self) -> VectorClock:
+        """This client's vector clock now (after its last event)."""
         return self._state.clock
 
     @property

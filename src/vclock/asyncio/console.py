@@ -40,6 +40,7 @@ class Console:
 
     @property
     def enabled(self) -> bool:
+        """False for a quiet server: nothing is printed."""
         return self._out is not None
 
     def line(self, text: str) -> None:
@@ -51,9 +52,11 @@ class Console:
             print(one_line(text), file=self._out, flush=True)
 
     def connected(self, address: str) -> None:
+        """The seed's line for a new connection from ``address`` (HOST:PORT)."""
         self.line(f"{address} got connected successfully")
 
     def show(self, action: Action) -> None:
+        """The line (or lines) for one of the hub's actions, if it has any."""
         match action:
             case Joined(client_id=client_id, address=address):
                 self.line(f"{address} joined as {client_id}")

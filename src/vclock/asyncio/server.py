@@ -263,10 +263,12 @@ class Server:
 
     @property
     def port(self) -> int:
+        """The TCP port the server listens on (the one picked, for ``port=0``)."""
         assert self._server is not None, "server not started"
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Join the cluster (if any), then listen. :func:`serve` calls it."""
         if self.cluster is not None:
             from .cluster_link import ClusterLink  # nats-py only when clustering
 

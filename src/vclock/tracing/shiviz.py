@@ -83,17 +83,17 @@ __all__ = [
     "write_runs",
 ]
 
-#: What users paste into ShiViz's "Log parser RegExp" box (JavaScript syntax).
 SHIVIZ_REGEX = r"(?<host>\S*) (?<clock>{.*})\n(?<event>.*)"
+"""What users paste into ShiViz's "Log parser RegExp" box (JavaScript syntax)."""
 
-#: What users paste into ShiViz's "Multiple execution delimiter" box.
 SHIVIZ_DELIMITER = r"^=== (?<trace>.*) ===$"
+"""What users paste into ShiViz's "Multiple execution delimiter" box."""
 
-#: :data:`SHIVIZ_REGEX` in Python syntax. ShiViz compiles it with the ``m`` flag.
 RECORD_PATTERN = re.compile(r"(?P<host>\S*) (?P<clock>{.*})\n(?P<event>.*)", re.MULTILINE)
+""":data:`SHIVIZ_REGEX` in Python syntax. ShiViz compiles it with the ``m`` flag."""
 
-#: :data:`SHIVIZ_DELIMITER` in Python syntax; ``trace`` is the execution's name.
 DELIMITER_PATTERN = re.compile(r"^=== (?P<trace>.*) ===$", re.MULTILINE)
+""":data:`SHIVIZ_DELIMITER` in Python syntax; ``trace`` is the execution's name."""
 
 #: GoVector's parser regex for logs written with ``UseTimestamps`` (for TSViz):
 #: each record's first line starts with the Unix time in nanoseconds.

@@ -54,6 +54,8 @@ from .shiviz import DELIMITER_PATTERN, format_clock, format_delimiter, format_re
 __all__ = ["ClockFilter", "Encoding", "Tracer", "TracerHandler", "UnpackError"]
 
 Encoding = Literal["json", "msgpack"]
+"""How :meth:`Tracer.prepare_send` encodes a message: JSON (the default) or MessagePack;
+sender and receiver must agree."""
 
 
 class UnpackError(VClockError, ValueError):
