@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..clock import VectorClock
 from ..errors import ErrorCode, PeerError
+from .clocks import Known
 from .inbox import Inbox
 
 
@@ -78,4 +79,4 @@ class Session:
     client_id: str | None = None
     resume: bool = False
     errors: int = 0
-    known: VectorClock = field(default_factory=VectorClock)  # what this client has or was sent
+    known: Known = field(default_factory=Known)  # what this client has or was sent
