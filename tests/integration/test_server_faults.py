@@ -147,3 +147,30 @@ async def test_an_observer_that_fails_does_not_stop_the_server(capsys) -> None:
     finally:
         await server.close()
     assert "observer bug" in capsys.readouterr().err
+
+
+# A connection is a protocol object, not a task (memory per connection, issue 14)
+
+
+async def test_connections_cost_the_server_no_task_each() -> None:
+    from vclock.asyncio import Console, serve
+    from vclock.asyncio.server import ServerConfig
+    from vclock.protocol import PROTOCOL_VERSION
+
+    server = await serve(ServerConfig(port=0, sync_interval=60), Console(None))
+    writers = []
+    try:
+        before = len(asyncio.all_tasks())
+        for index in range(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            hello = f'{{"type":"hello","v":{PROTOCOL_VERSION},"id":"T{index}","peers":"none"}}\n'
+            writer.write(hello.encode())
+            assert b'"welcome"' in await reader.readline()
+            writers.append(writer)
+        assert len(server.hub.clients) == 20
+        # the open_connection readers' own tasks are none either: only ours run
+        assert len(asyncio.all_tasks()) <= before
+    finally:
+        for writer in writers:
+            writer.close()
+        await server.close()

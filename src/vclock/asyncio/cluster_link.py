@@ -240,7 +240,7 @@ class ClusterLink(Link):
             )
         hub.adopt_inbox(client_id, inbox)
         # Our earlier relays to it go first (FIFO): they deliver into the adopted
-        # inbox; local sends to it wait meanwhile (Server._handle_connection).
+        # inbox; local sends to it wait meanwhile (Server._process).
         settled = asyncio.get_running_loop().create_future()
         self._settling.setdefault(client_id, settled)
         try:

@@ -1,6 +1,7 @@
 """The asyncio server: sockets, tasks, the sync timer and the console, around a Hub.
 
-This layer makes no protocol decisions. It feeds each connection's bytes to a
+This layer makes no protocol decisions. It feeds each connection's bytes (an
+``asyncio.Protocol`` per connection: no task, stream reader or writer each) to a
 sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
 :class:`~vclock.hub.Hub`, and carries out the actions the hub returns: writing
 frames, closing connections, printing the console lines
@@ -24,7 +25,7 @@ import ssl
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,6 @@ from .ratelimit import TokenBucket
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
 
-READ_CHUNK = 64 * 1024
 #: Joins and leaves are told to "batched" clients at most this often (protocol
 #: 4.5): under a connect storm each loop iteration has few joins, so a frame
 #: per iteration would cost nearly one frame per join, as "all" does.
@@ -147,20 +147,62 @@ class ServerConfig:
     ssl: ssl.SSLContext | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Peer:
     """One client connection as the I/O layer sees it."""
 
-    writer: asyncio.StreamWriter
+    id: PeerId
+    transport: asyncio.Transport
     conn: Connection[ClientFrame]
     host: str  # the remote IP address, for max_connections_per_address
+    bucket: TokenBucket | None  # the --max-rate limit (None: no limit)
     out: list[bytes | LateFrame] = field(default_factory=list)  # written each loop tick
     closing: bool = False
     buffered: int = 0  # conn.buffered when last counted in Server._buffered
     claiming: bool = False  # its hello waits for the link's claim of the id
+    waiting: bool = False  # reading paused until something of the link's is done
+    gone: bool = False  # its end of stream or loss is taken care of (Server._gone)
     hello_timer: asyncio.TimerHandle | None = None
     # Frames wait until this is done (an ack's durability beyond the local store).
     barrier: asyncio.Future[object] | None = None
+
+
+class _PeerProtocol(asyncio.Protocol):
+    """The transport's callbacks, handed to the server: one per connection."""
+
+    __slots__ = ("peer", "server")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.peer: _Peer | None = None  # None: refused (over a connection cap)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer = self.server._connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            peer.conn.receive_data(data)
+            if not peer.waiting:
+                self.server._process(peer)
+
+    def eof_received(self) -> bool:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            peer.conn.receive_eof()
+            if not peer.waiting:
+                self.server._process(peer)
+        # Half-closed: the server closes once its last words are written (TLS
+        # cannot half-close; asyncio warns when asked to).
+        return self.server.config.ssl is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            if peer.waiting:  # for the link: its frames are handled, then it is gone
+                peer.conn.receive_eof()
+            else:
+                self.server._gone(peer)
 
 
 class Server:
@@ -228,7 +270,8 @@ class Server:
         self._peer_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._waits: set[asyncio.Future[None]] = set()  # of paused peers (_wait)
+        self._all_gone: asyncio.Future[None] | None = None  # set by close()
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
         self._away: dict[str, float] = {}
@@ -272,11 +315,11 @@ class Server:
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self.max_connections = connection_cap(self.config.max_connections)
-        self._server = await asyncio.start_server(
-            self._handle_connection,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _PeerProtocol(self),
             self.config.host,
             self.config.port,
-            limit=READ_CHUNK,
             ssl=self.config.ssl,
             backlog=4096,  # the default 100 makes mass connects crawl
         )
@@ -298,9 +341,13 @@ class Server:
         if self._server is not None:
             self._server.close()
         for peer in list(self._peers.values()):
-            peer.writer.close()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=5)
+            peer.transport.close()
+        waits: list[asyncio.Future[None]] = [*self._waits]
+        if self._peers:  # until every connection is lost (bounded)
+            self._all_gone = asyncio.get_running_loop().create_future()
+            waits.append(self._all_gone)
+        if waits:
+            await asyncio.wait(waits, timeout=5)
         await self._link.close(claims)
         self.store.close()
         if self.log is not None:
@@ -308,18 +355,13 @@ class Server:
 
     # Connections
 
-    async def _handle_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        host = _host(writer)
-        if self._refused_for_capacity(writer, host):
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
+    def _connected(self, transport: asyncio.Transport) -> _Peer | None:
+        """A connection was accepted: its peer, or None if a cap refused it."""
+        host = _host(transport)
+        if self._refused_for_capacity(transport, host):
+            return None
         peer_id = PeerId(next(self._peer_ids))
-        address = _address(writer)
-        _keep_alive(writer)
+        _keep_alive(transport)
         conn = Connection(
             client_frame_decoder(self.config.limits),
             max_frame_size=self.config.max_frame_size,
@@ -327,79 +369,124 @@ class Server:
         )
         rate = self.config.max_rate
         bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
-        loop = asyncio.get_running_loop()
-        now = loop.time
-        peer = self._peers[peer_id] = _Peer(writer, conn, host)
+        peer = self._peers[peer_id] = _Peer(peer_id, transport, conn, host, bucket)
         self._hosts[host] += 1
         if self.config.hello_timeout > 0:
+            loop = asyncio.get_running_loop()
             peer.hello_timer = loop.call_later(
                 self.config.hello_timeout, self._hello_expired, peer_id
             )
+        address = _address(transport)
         self.console.connected(address)
         self.apply(self.hub.connect(peer_id, address))
-        try:
-            while not writer.is_closing():
-                data = await reader.read(READ_CHUNK)
-                if data:
-                    conn.receive_data(data)
-                else:
-                    conn.receive_eof()
-                actions: list[Action] = []  # one batch: one commit, then the writes
-                while (event := conn.next_event()) is not None:
-                    link = self._link
-                    settling = link.settling(event.to) if isinstance(event, Send) else None
-                    if settling is not None:
-                        self.apply(actions)  # what came before, then wait (FIFO)
-                        actions = []
-                        await asyncio.shield(settling)
-                    if bucket is not None and not bucket.take(now()):
-                        limited = PeerError(
-                            f"more than {rate:g} frames per second; frame dropped",
-                            code=ErrorCode.RATE_LIMITED,
-                            seq=getattr(event, "seq", None),
-                        )
-                        actions += self.hub.receive(peer_id, limited)
-                    elif link.claims_ids and isinstance(event, Hello):
-                        self.apply(actions)  # what came before, then the claim
-                        peer.claiming = True
-                        try:
-                            claimed = await link.claim(event)
-                        finally:
-                            peer.claiming = False
-                        actions = self.hub.receive(peer_id, claimed)
-                    else:
-                        actions += self.hub.receive(peer_id, event)
-                    if isinstance(event, Hello):
-                        # The welcome raises the line limit (max_hello_size) for the
-                        # very next line: encode it now, not at the end of the batch.
-                        self.apply(actions)
-                        actions = []
-                blank = conn.take_blank_lines()
-                if blank and bucket is not None:
-                    actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now()))
+        return peer
+
+    def _process(self, peer: _Peer, event: object = None, settled: bool = False) -> None:
+        """Hand the hub the frames received so far, as one batch (one commit, then
+        the writes). Where the link says a frame must wait (a cluster node:
+        earlier relays still arriving, a hello's id claim), reading pauses and
+        :meth:`_wait` goes on from that frame once it may. After the end of the
+        stream, the peer is gone once its last frame is handled."""
+        conn, link, hub, peer_id = peer.conn, self._link, self.hub, peer.id
+        bucket = peer.bucket
+        actions: list[Action] = []  # one batch: one commit, then the writes
+        while True:
+            if event is None and (event := conn.next_event()) is None:
+                break
+            if not settled and isinstance(event, Send):
+                settling = link.settling(event.to)
+                if settling is not None:
+                    self.apply(actions)  # what came before, then wait (FIFO)
+                    self._wait(peer, self._settle(peer, settling, event))
+                    return
+            settled = False
+            if bucket is not None and not bucket.take(asyncio.get_running_loop().time()):
+                rate = self.config.max_rate
+                limited = PeerError(
+                    f"more than {rate:g} frames per second; frame dropped",
+                    code=ErrorCode.RATE_LIMITED,
+                    seq=getattr(event, "seq", None),
+                )
+                actions += hub.receive(peer_id, limited)
+            elif link.claims_ids and isinstance(event, Hello):
+                self.apply(actions)  # what came before, then the claim
+                self._wait(peer, self._claim(peer, event))
+                return
+            else:
+                actions += hub.receive(peer_id, event)  # type: ignore[arg-type]
+            if isinstance(event, Hello):
+                # The welcome raises the line limit (max_hello_size) for the
+                # very next line: encode it now, not at the end of the batch.
                 self.apply(actions)
-                self._count_buffered(peer_id, peer)
-                if not data:
-                    break
-        except (ConnectionError, OSError):
-            pass  # the client vanished; handled as a disconnect below
+                actions = []
+            event = None
+        blank = conn.take_blank_lines()
+        if blank and bucket is not None:
+            now = asyncio.get_running_loop().time()
+            actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now))
+        self.apply(actions)
+        self._count_buffered(peer_id, peer)
+        if conn.eof_received:
+            self._gone(peer)
+
+    def _wait(self, peer: _Peer, waiting: Coroutine[Any, Any, None]) -> None:
+        """Pause reading from ``peer`` while ``waiting`` runs (it then goes on)."""
+        peer.waiting = True
+        peer.transport.pause_reading()
+        task = asyncio.ensure_future(waiting)
+        self._waits.add(task)
+        task.add_done_callback(self._waits.discard)
+
+    async def _settle(self, peer: _Peer, settling: Awaitable[None], send: Send) -> None:
+        try:
+            await asyncio.shield(settling)
         finally:
-            if peer.hello_timer is not None:
-                peer.hello_timer.cancel()
-            self._write_last_words(peer_id)
-            self._peers.pop(peer_id, None)
-            self._hosts[host] -= 1
-            if not self._hosts[host]:
-                del self._hosts[host]
-            self._buffered -= peer.buffered
-            peer.buffered = 0
-            self.apply(self.hub.disconnect(peer_id))
-            writer.close()
-            self._handlers.discard(task)
+            self._go_on(peer, send, settled=True)
+
+    async def _claim(self, peer: _Peer, hello: Hello) -> None:
+        peer.claiming = True
+        try:
+            claimed = await self._link.claim(hello)
+        finally:
+            peer.claiming = False
+        if not peer.gone:
+            self.apply(self.hub.receive(peer.id, claimed))
+        self._go_on(peer)
+
+    def _go_on(self, peer: _Peer, event: object = None, settled: bool = False) -> None:
+        """What :meth:`_wait` waited for is done: read and handle frames again."""
+        peer.waiting = False
+        if peer.gone:
+            return
+        if not peer.transport.is_closing():
+            peer.transport.resume_reading()
+        self._process(peer, event, settled)
+        if peer.conn.eof_received and not peer.gone:
+            self._gone(peer)
+
+    def _gone(self, peer: _Peer) -> None:
+        """The client closed its side or the connection was lost: write what is
+        queued for it, close, and tell the hub (once)."""
+        if peer.gone:
+            return
+        peer.gone = True
+        if peer.hello_timer is not None:
+            peer.hello_timer.cancel()
+        self._write_last_words(peer.id)
+        self._peers.pop(peer.id, None)
+        self._hosts[peer.host] -= 1
+        if not self._hosts[peer.host]:
+            del self._hosts[peer.host]
+        self._buffered -= peer.buffered
+        peer.buffered = 0
+        self.apply(self.hub.disconnect(peer.id))
+        peer.transport.close()
+        if not self._peers and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
 
     # Protecting the server: connection caps, the hello timeout, buffered bytes
 
-    def _refused_for_capacity(self, writer: asyncio.StreamWriter, host: str) -> bool:
+    def _refused_for_capacity(self, transport: asyncio.Transport, host: str) -> bool:
         """Refuse a connection over ``max_connections`` (in total, or from one
         address) with ``too-many-connections``, and close it at once: it never
         reaches the hub, and costs one write and one close."""
@@ -414,10 +501,10 @@ class Server:
             return False
         error = Error(code=ErrorCode.TOO_MANY_CONNECTIONS.value, message=f"{why}; try later")
         try:
-            writer.write(encode_frame(error))
+            transport.write(encode_frame(error))
         except (ConnectionError, RuntimeError):
             pass
-        writer.close()
+        transport.close()
         self._note_refusal(why)
         return True
 
@@ -506,13 +593,13 @@ class Server:
         ``bad-frame`` for a line its end of stream cut off) before closing.
         A half-closed peer still reads; for a gone one this is a no-op."""
         peer = self._peers.get(peer_id)
-        if peer is None or not peer.out or peer.writer.is_closing():
+        if peer is None or not peer.out or peer.transport.is_closing():
             return
         if peer.barrier is not None and not peer.barrier.done():
             return  # an ack not yet durable is never written
         data, peer.out = b"".join(self._written(peer)), []
         try:
-            peer.writer.write(data)
+            peer.transport.write(data)
         except (ConnectionError, RuntimeError):
             pass
 
@@ -638,7 +725,7 @@ class Server:
             self._server.close()
         for peer in self._peers.values():
             peer.out.clear()
-            peer.writer.transport.abort()
+            peer.transport.abort()
         self._failed.set()
 
     def _hold_until_durable(self, actions: list[Action], pending: list[Awaitable[object]]) -> None:
@@ -687,19 +774,20 @@ class Server:
             if peer.barrier is not None and not peer.barrier.done():
                 continue  # its ack is not durable yet; _wake flushes it
             data, peer.out = b"".join(self._written(peer)), []
-            if peer.writer.is_closing():
-                continue  # the client is gone; its handler cleans up
+            transport = peer.transport
+            if transport.is_closing():
+                continue  # the client is gone; connection_lost cleans up
             try:
                 if data:
-                    peer.writer.write(data)
+                    transport.write(data)
                 if peer.closing:
-                    peer.writer.close()  # buffered frames are flushed first
-                elif peer.writer.transport.get_write_buffer_size() > self.config.max_pending:
+                    transport.close()  # buffered frames are flushed first
+                elif transport.get_write_buffer_size() > self.config.max_pending:
                     self._drop_slow_consumer(peer_id)
             except (ConnectionError, RuntimeError):
                 # The transport died under us (uvloop raises RuntimeError): drop
                 # this client only; the others in this flush still get theirs.
-                peer.writer.transport.abort()
+                transport.abort()
 
     def _peer_notices(self) -> None:
         self._notices = None
@@ -726,7 +814,7 @@ class Server:
         )
         actions = self.hub.receive(peer_id, error)
         self.apply([a for a in actions if not isinstance(a, Outgoing | Close)])
-        peer.writer.transport.abort()
+        peer.transport.abort()
 
     def _record(self, action: Action) -> None:
         if self.log is None:
@@ -760,8 +848,8 @@ def _report_bug(what: str) -> None:
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 30, 10, 3
 
 
-def _keep_alive(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _keep_alive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return
     try:
@@ -774,9 +862,9 @@ def _keep_alive(writer: asyncio.StreamWriter) -> None:
         pass  # not a TCP socket (a test transport): nothing to keep alive
 
 
-def _host(writer: asyncio.StreamWriter) -> str:
+def _host(transport: asyncio.BaseTransport) -> str:
     """The remote IP address (without the port): what max_connections_per_address counts."""
-    peername = writer.get_extra_info("peername")
+    peername = transport.get_extra_info("peername")
     if isinstance(peername, tuple) and peername:
         return str(peername[0])
     return str(peername or "unknown")
@@ -809,8 +897,8 @@ def connection_cap(wanted: int) -> int:
     return max(1, min(wanted, soft - max(FD_RESERVE, soft // 10)))
 
 
-def _address(writer: asyncio.StreamWriter) -> str:
-    peername = writer.get_extra_info("peername")
+def _address(transport: asyncio.BaseTransport) -> str:
+    peername = transport.get_extra_info("peername")
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{peername[0]}:{peername[1]}"
     return str(peername or "unknown")
