@@ -27,7 +27,7 @@ import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
@@ -47,6 +47,7 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
+    StoreAction,
     SyncCycle,
 )
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
@@ -70,6 +71,7 @@ from .ratelimit import TokenBucket
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
 
+_STORE_TYPES = frozenset(STORE_TYPES)
 #: Joins and leaves are told to "batched" clients at most this often (protocol
 #: 4.5): under a connect storm each loop iteration has few joins, so a frame
 #: per iteration would cost nearly one frame per join, as "all" does.
@@ -643,7 +645,9 @@ class Server:
         if self.failure is not None:
             return []  # stopped: nothing is written any more
         link = self._link
-        stores = [action for action in actions if isinstance(action, STORE_TYPES)]
+        stores = cast(
+            "list[StoreAction]", [action for action in actions if type(action) in _STORE_TYPES]
+        )
         pending: list[Awaitable[object]] = []
         if stores:
             try:
@@ -654,44 +658,50 @@ class Server:
             pending += link.stored(stores)
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
+        peers, dirty = self._peers, self._dirty
+        # --quiet and no event log: a message's Received costs nothing here
+        quiet = not self.console.enabled and self.log is None
         for action in actions:
-            match action:
-                case Outgoing(peer=peer_id, frame=frame):
-                    peer = self._peers.get(peer_id)
-                    if peer is None or peer.closing:
+            kind = type(action)  # dispatch on the exact type: the hot path of every batch
+            if kind is Outgoing:
+                peer_id, frame = action.peer, action.frame  # type: ignore[union-attr]
+                peer = peers.get(peer_id)
+                if peer is None or peer.closing:
+                    continue
+                if type(frame) is Ack:
+                    client_id = self.hub.client_id(peer_id) or ""
+                    late = link.answer_later(client_id, frame, pending)
+                    if late is not None:  # written in its place, once known
+                        peer.out.append(late)
+                        dirty.add(peer_id)
                         continue
-                    if isinstance(frame, Ack):
-                        client_id = self.hub.client_id(peer_id) or ""
-                        late = link.answer_later(client_id, frame, pending)
-                        if late is not None:  # written in its place, once known
-                            peer.out.append(late)
-                            self._dirty.add(peer_id)
-                            continue
-                    if peer.conn.delta or isinstance(frame, Welcome):
-                        data = peer.conn.encode(frame, deltas)  # per connection state
-                    else:
-                        data = shared.get(id(frame)) or shared.setdefault(
-                            id(frame), encode_frame(frame)
-                        )
-                    peer.out.append(data)
-                    self._dirty.add(peer_id)
-                case Close(peer=peer_id):
-                    peer = self._peers.get(peer_id)
-                    if peer is not None:
-                        peer.closing = True
-                        self._dirty.add(peer_id)
-                case Forward():
+                conn = peer.conn
+                if conn.delta or type(frame) is Welcome:
+                    data = conn.encode(frame, deltas)  # per connection state
+                else:
+                    data = shared.get(id(frame)) or shared.setdefault(
+                        id(frame), encode_frame(frame)
+                    )
+                peer.out.append(data)
+                dirty.add(peer_id)
+            elif kind in _STORE_TYPES or (quiet and kind is Received):
+                continue
+            elif kind is Close:
+                peer_id = action.peer  # type: ignore[union-attr]
+                peer = peers.get(peer_id)
+                if peer is not None:
+                    peer.closing = True
+                    dirty.add(peer_id)
+            elif kind is Forward:
+                link.carry(action, pending)  # type: ignore[arg-type]
+            else:
+                if isinstance(action, Joined | Left):
                     link.carry(action, pending)
-                case _ if isinstance(action, STORE_TYPES):
-                    pass
-                case _:
-                    if isinstance(action, Joined | Left):
-                        link.carry(action, pending)
-                        self._track_away(action)
-                    if self.console.enabled:  # --quiet costs nothing per message
-                        self.console.show(action)
-                    if self.log is not None:
-                        self._record(action)
+                    self._track_away(action)
+                if self.console.enabled:  # --quiet costs nothing per message
+                    self.console.show(action)
+                if self.log is not None:
+                    self._record(action)
         link.batch_done(pending)
         if pending:
             self._hold_until_durable(actions, pending)
@@ -773,7 +783,11 @@ class Server:
                 continue
             if peer.barrier is not None and not peer.barrier.done():
                 continue  # its ack is not durable yet; _wake flushes it
-            data, peer.out = b"".join(self._written(peer)), []
+            try:
+                data = b"".join(peer.out)  # type: ignore[arg-type]
+            except TypeError:  # a cluster's LateFrame among them
+                data = b"".join(self._written(peer))
+            peer.out = []
             transport = peer.transport
             if transport.is_closing():
                 continue  # the client is gone; connection_lost cleans up
