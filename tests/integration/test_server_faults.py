@@ -8,8 +8,10 @@ SIGXFSZ)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +176,66 @@ async def test_connections_cost_the_server_no_task_each() -> None:
         for writer in writers:
             writer.close()
         await server.close()
+
+
+# Clocks are stored once per loop iteration, and still before any frame goes out
+
+
+class _Watched:
+    """A transport that checks, at every write, that each ``ack`` and ``deliver``
+    in it stands for a clock the server's store already has."""
+
+    def __init__(self, transport: Any, server: Any, seen: list[str]) -> None:
+        self._transport, self._server, self._seen = transport, server, seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes) -> None:
+        latest = self._server.store.load().latest
+        for line in data.splitlines():
+            frame = json.loads(line)
+            if frame["type"] == "ack":
+                who, seq = "R", frame["seq"]
+            elif frame["type"] == "deliver":
+                who, seq = frame["from"], frame["seq"]
+            else:
+                continue
+            stored = latest[who][who] if who in latest else 0
+            self._seen.append(f"{frame['type']} {seq}" + ("" if stored >= seq else " NOT STORED"))
+        self._transport.write(data)
+
+
+async def test_acks_and_delivers_go_out_only_after_the_clock_they_stand_for_is_stored() -> None:
+    from vclock.asyncio import Console
+    from vclock.asyncio.server import Server, ServerConfig
+    from vclock.protocol import PROTOCOL_VERSION
+
+    seen: list[str] = []
+
+    class WatchedServer(Server):
+        def _connected(self, transport: Any) -> Any:
+            return super()._connected(_Watched(transport, self, seen))
+
+    server = WatchedServer(ServerConfig(port=0, sync_interval=60), Console(None))
+    await server.start()
+    try:
+        streams = {}
+        for who, resume in (("R", "true"), ("B", "false")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            hello = f'{{"type":"hello","v":{PROTOCOL_VERSION},"id":"{who}","resume":{resume}}}\n'
+            writer.write(hello.encode())
+            assert b'"welcome"' in await reader.readline()
+            streams[who] = reader, writer
+        lines = [
+            f'{{"type":"send","to":"B","seq":{n},"clock":{{"R":{n}}},"body":{n}}}\n'
+            for n in range(1, 201)
+        ]
+        streams["R"][1].write("".join(lines).encode())  # in one go: one batch, many clocks
+        got = 0
+        while got < 200:
+            got += (await streams["B"][0].readline()).count(b'"deliver"')
+        await async_wait_until(lambda: len(seen) >= 400, "acks and delivers written")
+    finally:
+        await server.close()
+    assert [line for line in seen if line.endswith("NOT STORED")] == []

@@ -68,6 +68,7 @@ class ClusterLink(Link):
     """One server's part in a cluster. Create it with :meth:`start`."""
 
     claims_ids = True
+    sees_clocks = True  # in JetStream only once what they cover is
 
     def __init__(
         self,

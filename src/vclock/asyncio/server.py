@@ -47,6 +47,7 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
+    SaveClock,
     StoreAction,
     SyncCycle,
 )
@@ -273,6 +274,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
         self._waits: set[asyncio.Future[None]] = set()  # of paused peers (_wait)
+        self._clocks: dict[str, SaveClock] = {}  # stored at the end of the iteration
         self._all_gone: asyncio.Future[None] | None = None  # set by close()
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
@@ -597,6 +599,8 @@ class Server:
         peer = self._peers.get(peer_id)
         if peer is None or not peer.out or peer.transport.is_closing():
             return
+        if not self._store_clocks():
+            return
         if peer.barrier is not None and not peer.barrier.done():
             return  # an ack not yet durable is never written
         data, peer.out = b"".join(self._written(peer)), []
@@ -649,6 +653,21 @@ class Server:
             "list[StoreAction]", [action for action in actions if type(action) in _STORE_TYPES]
         )
         pending: list[Awaitable[object]] = []
+        if stores and not link.sees_clocks:
+            # A message's clock waits for the end of the loop iteration (one
+            # transaction for all, the latest per client), unless the batch
+            # stores more: then they go with it, in its transaction.
+            clocks = self._clocks
+            for store in stores:
+                if type(store) is SaveClock:
+                    clocks[store.client_id] = store
+            if all(type(store) is SaveClock for store in stores):
+                stores = []
+            else:
+                stores = [*clocks.values(), *(s for s in stores if type(s) is not SaveClock)]
+                clocks.clear()
+            if clocks and self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if stores:
             try:
                 self.store.apply(stores)  # durable before any ack goes out
@@ -771,10 +790,26 @@ class Server:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def _store_clocks(self) -> bool:
+        """Store the clocks :meth:`apply` kept for the end of the loop iteration
+        (before anything is written: a frame never goes out before what it
+        stands for is stored). False if the store failed (the server stops)."""
+        if not self._clocks or self.failure is not None:
+            return self.failure is None
+        clocks = list(self._clocks.values())
+        self._clocks.clear()
+        try:
+            self.store.apply(clocks)
+        except StoreError as exc:
+            self._fail(exc)
+            return False
+        return True
+
     def _flush(self) -> None:
-        """Write what each client got this loop iteration, in one call per client."""
+        """Store the clocks of this loop iteration, then write what each client got
+        in it, in one call per client."""
         self._flush_handle = None
-        if self.failure is not None:
+        if not self._store_clocks():
             return
         dirty, self._dirty = self._dirty, set()
         for peer_id in dirty:
