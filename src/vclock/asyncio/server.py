@@ -173,31 +173,31 @@ class _Peer:
 class _PeerProtocol(asyncio.Protocol):
     """The transport's callbacks, handed to the server: one per connection."""
 
-    __slots__ = ("peer", "server")
+    __slots__ = ("owner", "peer")
 
     def __init__(self, server: Server) -> None:
-        self.server = server
+        self.owner = server
         self.peer: _Peer | None = None  # None: refused (over a connection cap)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.peer = self.server._connected(transport)  # type: ignore[arg-type]
+        self.peer = self.owner._connected(transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and not peer.gone:
             peer.conn.receive_data(data)
             if not peer.waiting:
-                self.server._process(peer)
+                self.owner._process(peer)
 
     def eof_received(self) -> bool:
         peer = self.peer
         if peer is not None and not peer.gone:
             peer.conn.receive_eof()
             if not peer.waiting:
-                self.server._process(peer)
+                self.owner._process(peer)
         # Half-closed: the server closes once its last words are written (TLS
         # cannot half-close; asyncio warns when asked to).
-        return self.server.config.ssl is None
+        return self.owner.config.ssl is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         peer = self.peer
@@ -205,7 +205,7 @@ class _PeerProtocol(asyncio.Protocol):
             if peer.waiting:  # for the link: its frames are handled, then it is gone
                 peer.conn.receive_eof()
             else:
-                self.server._gone(peer)
+                self.owner._gone(peer)
 
 
 class Server:
