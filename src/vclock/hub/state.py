@@ -29,6 +29,10 @@ class SessionState(enum.Enum):
     ACTIVE = "active"
     CLOSED = "closed"
 
+    # Members are singletons: hash by identity, in C (Enum's hashes the name in
+    # Python, once per frame in next_state's table lookup).
+    __hash__ = object.__hash__
+
 
 #: (state, frame type tag) -> next state
 TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
