@@ -444,13 +444,19 @@ class Server:
     async def _settle(self, peer: _Peer, settling: Awaitable[None], send: Send) -> None:
         try:
             await asyncio.shield(settling)
-        finally:
-            self._go_on(peer, send, settled=True)
+        except Exception:
+            _report_bug("waiting for earlier relays failed; the send goes on")
+        self._go_on(peer, send, settled=True)
 
     async def _claim(self, peer: _Peer, hello: Hello) -> None:
         peer.claiming = True
         try:
             claimed = await self._link.claim(hello)
+        except Exception:  # a bug: this connection ends, the server goes on
+            _report_bug("claiming a hello's id failed; closing that connection")
+            peer.waiting = False
+            self._gone(peer)
+            return
         finally:
             peer.claiming = False
         if not peer.gone:
