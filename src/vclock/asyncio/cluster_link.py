@@ -68,6 +68,7 @@ class ClusterLink(Link):
     """One server's part in a cluster. Create it with :meth:`start`."""
 
     claims_ids = True
+    sees_clocks = True  # in JetStream only once what they cover is
 
     def __init__(
         self,
@@ -240,7 +241,7 @@ class ClusterLink(Link):
             )
         hub.adopt_inbox(client_id, inbox)
         # Our earlier relays to it go first (FIFO): they deliver into the adopted
-        # inbox; local sends to it wait meanwhile (Server._handle_connection).
+        # inbox; local sends to it wait meanwhile (Server._process).
         settled = asyncio.get_running_loop().create_future()
         self._settling.setdefault(client_id, settled)
         try:

@@ -32,6 +32,10 @@ class Link:
 
     #: Whether a hello waits for :meth:`claim` (the id is claimed cluster-wide).
     claims_ids = False
+    #: Whether :meth:`stored` must see every ``SaveClock`` in its own batch. When
+    #: not (a lone server), the server stores clocks once per loop iteration, in
+    #: one transaction, just before it writes (Server._store_clocks).
+    sees_clocks = False
 
     def settling(self, client_id: str) -> Awaitable[None] | None:
         """What a send to ``client_id`` must wait for first (its earlier relays from

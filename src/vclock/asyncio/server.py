@@ -1,6 +1,7 @@
 """The asyncio server: sockets, tasks, the sync timer and the console, around a Hub.
 
-This layer makes no protocol decisions. It feeds each connection's bytes to a
+This layer makes no protocol decisions. It feeds each connection's bytes (an
+``asyncio.Protocol`` per connection: no task, stream reader or writer each) to a
 sans-I/O :class:`~vclock.protocol.Connection`, hands the frames to the
 :class:`~vclock.hub.Hub`, and carries out the actions the hub returns: writing
 frames, closing connections, printing the console lines
@@ -24,9 +25,9 @@ import ssl
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..auth import Authenticator
 from ..clock import DEFAULT_LIMITS, ClockLimits
@@ -46,9 +47,10 @@ from ..hub import (
     Outgoing,
     PeerId,
     Received,
+    SaveClock,
+    StoreAction,
     SyncCycle,
 )
-from ..net import READ_CHUNK
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, client_frame_decoder, encode_frame
 from ..protocol.connection import EncodeCache
 from ..protocol.frames import (
@@ -70,12 +72,14 @@ from .ratelimit import TokenBucket
 if TYPE_CHECKING:
     from ..cluster.backplane import ClusterConfig
 
+_STORE_TYPES = frozenset(STORE_TYPES)
 #: Joins and leaves are told to "batched" clients at most this often (protocol
 #: 4.5): under a connect storm each loop iteration has few joins, so a frame
 #: per iteration would cost nearly one frame per join, as "all" does.
 PEER_NOTICE_INTERVAL = 0.1
-#: How long close() lets connection handlers finish before cancelling them.
-HANDLERS_WAIT = 5.0
+#: How long close() waits for every connection to be lost; the rest are lost later,
+#: when nothing is stored or logged any more.
+CLOSE_WAIT = 5.0
 
 
 def _limit(default: Any, help: str, *, least: float = 0, unit: str | None = None) -> Any:
@@ -149,20 +153,62 @@ class ServerConfig:
     ssl: ssl.SSLContext | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Peer:
     """One client connection as the I/O layer sees it."""
 
-    writer: asyncio.StreamWriter
+    id: PeerId
+    transport: asyncio.Transport
     conn: Connection[ClientFrame]
     host: str  # the remote IP address, for max_connections_per_address
+    bucket: TokenBucket | None  # the --max-rate limit (None: no limit)
     out: list[bytes | LateFrame] = field(default_factory=list)  # written each loop tick
     closing: bool = False
     buffered: int = 0  # conn.buffered when last counted in Server._buffered
     claiming: bool = False  # its hello waits for the link's claim of the id
+    waiting: bool = False  # reading paused until something of the link's is done
+    gone: bool = False  # its end of stream or loss is taken care of (Server._gone)
     hello_timer: asyncio.TimerHandle | None = None
     # Frames wait until this is done (an ack's durability beyond the local store).
     barrier: asyncio.Future[object] | None = None
+
+
+class _PeerProtocol(asyncio.Protocol):
+    """The transport's callbacks, handed to the server: one per connection."""
+
+    __slots__ = ("owner", "peer")
+
+    def __init__(self, server: Server) -> None:
+        self.owner = server
+        self.peer: _Peer | None = None  # None: refused (over a connection cap)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer = self.owner._connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            peer.conn.receive_data(data)
+            if not peer.waiting:
+                self.owner._process(peer)
+
+    def eof_received(self) -> bool:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            peer.conn.receive_eof()
+            if not peer.waiting:
+                self.owner._process(peer)
+        # Half-closed: the server closes once its last words are written (TLS
+        # cannot half-close; asyncio warns when asked to).
+        return self.owner.config.ssl is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is not None and not peer.gone:
+            if peer.waiting:  # for the link: its frames are handled, then it is gone
+                peer.conn.receive_eof()
+            else:
+                self.owner._gone(peer)
 
 
 class Server:
@@ -230,7 +276,9 @@ class Server:
         self._peer_ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._waits: set[asyncio.Future[None]] = set()  # of paused peers (_wait)
+        self._clocks: dict[str, SaveClock] = {}  # stored at the end of the iteration
+        self._all_gone: asyncio.Future[None] | None = None  # set by close()
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
         self._away: dict[str, float] = {}
@@ -279,11 +327,11 @@ class Server:
         # inboxes held before a restart: their clients are away from now on
         self._away = dict.fromkeys(self.hub.inboxes, asyncio.get_running_loop().time())
         self.max_connections = connection_cap(self.config.max_connections)
-        self._server = await asyncio.start_server(
-            self._handle_connection,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _PeerProtocol(self),
             self.config.host,
             self.config.port,
-            limit=READ_CHUNK,
             ssl=self.config.ssl,
             backlog=4096,  # the default 100 makes mass connects crawl
         )
@@ -305,13 +353,13 @@ class Server:
         if self._server is not None:
             self._server.close()
         for peer in list(self._peers.values()):
-            peer.writer.close()
-        if self._handlers:
-            _, late = await asyncio.wait(self._handlers, timeout=HANDLERS_WAIT)
-            for task in late:  # a loaded machine: end them before the files close
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+            peer.transport.close()
+        waits: list[asyncio.Future[None]] = [*self._waits]
+        if self._peers:  # until every connection is lost (bounded)
+            self._all_gone = asyncio.get_running_loop().create_future()
+            waits.append(self._all_gone)
+        if waits:
+            await asyncio.wait(waits, timeout=CLOSE_WAIT)
         await self._link.close(claims)
         self._closed = True  # nothing more is stored or logged
         self.store.close()
@@ -320,18 +368,13 @@ class Server:
 
     # Connections
 
-    async def _handle_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        host = _host(writer)
-        if self._refused_for_capacity(writer, host):
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
+    def _connected(self, transport: asyncio.Transport) -> _Peer | None:
+        """A connection was accepted: its peer, or None if a cap refused it."""
+        host = _host(transport)
+        if self._refused_for_capacity(transport, host):
+            return None
         peer_id = PeerId(next(self._peer_ids))
-        address = _address(writer)
-        _keep_alive(writer)
+        _keep_alive(transport)
         conn = Connection(
             client_frame_decoder(self.config.limits),
             max_frame_size=self.config.max_frame_size,
@@ -339,79 +382,130 @@ class Server:
         )
         rate = self.config.max_rate
         bucket = TokenBucket(rate, 2 * rate) if rate > 0 else None
-        loop = asyncio.get_running_loop()
-        now = loop.time
-        peer = self._peers[peer_id] = _Peer(writer, conn, host)
+        peer = self._peers[peer_id] = _Peer(peer_id, transport, conn, host, bucket)
         self._hosts[host] += 1
         if self.config.hello_timeout > 0:
+            loop = asyncio.get_running_loop()
             peer.hello_timer = loop.call_later(
                 self.config.hello_timeout, self._hello_expired, peer_id
             )
+        address = _address(transport)
         self.console.connected(address)
         self.apply(self.hub.connect(peer_id, address))
-        try:
-            while not writer.is_closing():
-                data = await reader.read(READ_CHUNK)
-                if data:
-                    conn.receive_data(data)
-                else:
-                    conn.receive_eof()
-                actions: list[Action] = []  # one batch: one commit, then the writes
-                while (event := conn.next_event()) is not None:
-                    link = self._link
-                    settling = link.settling(event.to) if isinstance(event, Send) else None
-                    if settling is not None:
-                        self.apply(actions)  # what came before, then wait (FIFO)
-                        actions = []
-                        await asyncio.shield(settling)
-                    if bucket is not None and not bucket.take(now()):
-                        limited = PeerError(
-                            f"more than {rate:g} frames per second; frame dropped",
-                            code=ErrorCode.RATE_LIMITED,
-                            seq=getattr(event, "seq", None),
-                        )
-                        actions += self.hub.receive(peer_id, limited)
-                    elif link.claims_ids and isinstance(event, Hello):
-                        self.apply(actions)  # what came before, then the claim
-                        peer.claiming = True
-                        try:
-                            claimed = await link.claim(event)
-                        finally:
-                            peer.claiming = False
-                        actions = self.hub.receive(peer_id, claimed)
-                    else:
-                        actions += self.hub.receive(peer_id, event)
-                    if isinstance(event, Hello):
-                        # The welcome raises the line limit (max_hello_size) for the
-                        # very next line: encode it now, not at the end of the batch.
-                        self.apply(actions)
-                        actions = []
-                blank = conn.take_blank_lines()
-                if blank and bucket is not None:
-                    actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now()))
+        return peer
+
+    def _process(self, peer: _Peer, event: object = None, settled: bool = False) -> None:
+        """Hand the hub the frames received so far, as one batch (one commit, then
+        the writes). Where the link says a frame must wait (a cluster node:
+        earlier relays still arriving, a hello's id claim), reading pauses and
+        :meth:`_wait` goes on from that frame once it may. After the end of the
+        stream, the peer is gone once its last frame is handled."""
+        conn, link, hub, peer_id = peer.conn, self._link, self.hub, peer.id
+        bucket = peer.bucket
+        actions: list[Action] = []  # one batch: one commit, then the writes
+        while True:
+            if event is None and (event := conn.next_event()) is None:
+                break
+            if not settled and isinstance(event, Send):
+                settling = link.settling(event.to)
+                if settling is not None:
+                    self.apply(actions)  # what came before, then wait (FIFO)
+                    self._wait(peer, self._settle(peer, settling, event))
+                    return
+            settled = False
+            if bucket is not None and not bucket.take(asyncio.get_running_loop().time()):
+                rate = self.config.max_rate
+                limited = PeerError(
+                    f"more than {rate:g} frames per second; frame dropped",
+                    code=ErrorCode.RATE_LIMITED,
+                    seq=getattr(event, "seq", None),
+                )
+                actions += hub.receive(peer_id, limited)
+            elif link.claims_ids and isinstance(event, Hello):
+                self.apply(actions)  # what came before, then the claim
+                self._wait(peer, self._claim(peer, event))
+                return
+            else:
+                actions += hub.receive(peer_id, event)  # type: ignore[arg-type]
+            if isinstance(event, Hello):
+                # The welcome raises the line limit (max_hello_size) for the
+                # very next line: encode it now, not at the end of the batch.
                 self.apply(actions)
-                self._count_buffered(peer_id, peer)
-                if not data:
-                    break
-        except (ConnectionError, OSError):
-            pass  # the client vanished; handled as a disconnect below
+                actions = []
+            event = None
+        blank = conn.take_blank_lines()
+        if blank and bucket is not None:
+            now = asyncio.get_running_loop().time()
+            actions += self._charge_blank_lines(peer_id, bucket.take_many(blank, now))
+        self.apply(actions)
+        self._count_buffered(peer_id, peer)
+        if conn.eof_received:
+            self._gone(peer)
+
+    def _wait(self, peer: _Peer, waiting: Coroutine[Any, Any, None]) -> None:
+        """Pause reading from ``peer`` while ``waiting`` runs (it then goes on)."""
+        peer.waiting = True
+        peer.transport.pause_reading()
+        task = asyncio.ensure_future(waiting)
+        self._waits.add(task)
+        task.add_done_callback(self._waits.discard)
+
+    async def _settle(self, peer: _Peer, settling: Awaitable[None], send: Send) -> None:
+        try:
+            await asyncio.shield(settling)
+        except Exception:
+            _report_bug("waiting for earlier relays failed; the send goes on")
+        self._go_on(peer, send, settled=True)
+
+    async def _claim(self, peer: _Peer, hello: Hello) -> None:
+        peer.claiming = True
+        try:
+            claimed = await self._link.claim(hello)
+        except Exception:  # a bug: this connection ends, the server goes on
+            _report_bug("claiming a hello's id failed; closing that connection")
+            peer.waiting = False
+            self._gone(peer)
+            return
         finally:
-            if peer.hello_timer is not None:
-                peer.hello_timer.cancel()
-            self._write_last_words(peer_id)
-            self._peers.pop(peer_id, None)
-            self._hosts[host] -= 1
-            if not self._hosts[host]:
-                del self._hosts[host]
-            self._buffered -= peer.buffered
-            peer.buffered = 0
-            self.apply(self.hub.disconnect(peer_id))
-            writer.close()
-            self._handlers.discard(task)
+            peer.claiming = False
+        if not peer.gone:
+            self.apply(self.hub.receive(peer.id, claimed))
+        self._go_on(peer)
+
+    def _go_on(self, peer: _Peer, event: object = None, settled: bool = False) -> None:
+        """What :meth:`_wait` waited for is done: read and handle frames again."""
+        peer.waiting = False
+        if peer.gone:
+            return
+        if not peer.transport.is_closing():
+            peer.transport.resume_reading()
+        self._process(peer, event, settled)
+        if peer.conn.eof_received and not peer.gone:
+            self._gone(peer)
+
+    def _gone(self, peer: _Peer) -> None:
+        """The client closed its side or the connection was lost: write what is
+        queued for it, close, and tell the hub (once)."""
+        if peer.gone:
+            return
+        peer.gone = True
+        if peer.hello_timer is not None:
+            peer.hello_timer.cancel()
+        self._write_last_words(peer.id)
+        self._peers.pop(peer.id, None)
+        self._hosts[peer.host] -= 1
+        if not self._hosts[peer.host]:
+            del self._hosts[peer.host]
+        self._buffered -= peer.buffered
+        peer.buffered = 0
+        self.apply(self.hub.disconnect(peer.id))
+        peer.transport.close()
+        if not self._peers and self._all_gone is not None and not self._all_gone.done():
+            self._all_gone.set_result(None)
 
     # Protecting the server: connection caps, the hello timeout, buffered bytes
 
-    def _refused_for_capacity(self, writer: asyncio.StreamWriter, host: str) -> bool:
+    def _refused_for_capacity(self, transport: asyncio.Transport, host: str) -> bool:
         """Refuse a connection over ``max_connections`` (in total, or from one
         address) with ``too-many-connections``, and close it at once: it never
         reaches the hub, and costs one write and one close."""
@@ -426,10 +520,10 @@ class Server:
             return False
         error = Error(code=ErrorCode.TOO_MANY_CONNECTIONS.value, message=f"{why}; try later")
         try:
-            writer.write(encode_frame(error))
+            transport.write(encode_frame(error))
         except (ConnectionError, RuntimeError):
             pass
-        writer.close()
+        transport.close()
         self._note_refusal(why)
         return True
 
@@ -518,13 +612,15 @@ class Server:
         ``bad-frame`` for a line its end of stream cut off) before closing.
         A half-closed peer still reads; for a gone one this is a no-op."""
         peer = self._peers.get(peer_id)
-        if peer is None or not peer.out or peer.writer.is_closing():
+        if peer is None or not peer.out or peer.transport.is_closing():
+            return
+        if not self._store_clocks():
             return
         if peer.barrier is not None and not peer.barrier.done():
             return  # an ack not yet durable is never written
         data, peer.out = b"".join(self._written(peer)), []
         try:
-            peer.writer.write(data)
+            peer.transport.write(data)
         except (ConnectionError, RuntimeError):
             pass
 
@@ -568,8 +664,25 @@ class Server:
         if self.failure is not None or self._closed:
             return []  # stopped: nothing is written any more
         link = self._link
-        stores = [action for action in actions if isinstance(action, STORE_TYPES)]
+        stores = cast(
+            "list[StoreAction]", [action for action in actions if type(action) in _STORE_TYPES]
+        )
         pending: list[Awaitable[object]] = []
+        if stores and not link.sees_clocks:
+            # A message's clock waits for the end of the loop iteration (one
+            # transaction for all, the latest per client), unless the batch
+            # stores more: then they go with it, in its transaction.
+            clocks = self._clocks
+            for store in stores:
+                if type(store) is SaveClock:
+                    clocks[store.client_id] = store
+            if all(type(store) is SaveClock for store in stores):
+                stores = []
+            else:
+                stores = [*clocks.values(), *(s for s in stores if type(s) is not SaveClock)]
+                clocks.clear()
+            if clocks and self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if stores:
             try:
                 self.store.apply(stores)  # durable before any ack goes out
@@ -579,44 +692,50 @@ class Server:
             pending += link.stored(stores)
         shared: dict[int, bytes] = {}  # a frame sent to many plain peers is encoded once
         deltas: EncodeCache = {}  # and to many delta peers in the same state, once
+        peers, dirty = self._peers, self._dirty
+        # --quiet and no event log: a message's Received costs nothing here
+        quiet = not self.console.enabled and self.log is None
         for action in actions:
-            match action:
-                case Outgoing(peer=peer_id, frame=frame):
-                    peer = self._peers.get(peer_id)
-                    if peer is None or peer.closing:
+            kind = type(action)  # dispatch on the exact type: the hot path of every batch
+            if kind is Outgoing:
+                peer_id, frame = action.peer, action.frame  # type: ignore[union-attr]
+                peer = peers.get(peer_id)
+                if peer is None or peer.closing:
+                    continue
+                if type(frame) is Ack:
+                    client_id = self.hub.client_id(peer_id) or ""
+                    late = link.answer_later(client_id, frame, pending)
+                    if late is not None:  # written in its place, once known
+                        peer.out.append(late)
+                        dirty.add(peer_id)
                         continue
-                    if isinstance(frame, Ack):
-                        client_id = self.hub.client_id(peer_id) or ""
-                        late = link.answer_later(client_id, frame, pending)
-                        if late is not None:  # written in its place, once known
-                            peer.out.append(late)
-                            self._dirty.add(peer_id)
-                            continue
-                    if peer.conn.delta or isinstance(frame, Welcome):
-                        data = peer.conn.encode(frame, deltas)  # per connection state
-                    else:
-                        data = shared.get(id(frame)) or shared.setdefault(
-                            id(frame), encode_frame(frame)
-                        )
-                    peer.out.append(data)
-                    self._dirty.add(peer_id)
-                case Close(peer=peer_id):
-                    peer = self._peers.get(peer_id)
-                    if peer is not None:
-                        peer.closing = True
-                        self._dirty.add(peer_id)
-                case Forward():
+                conn = peer.conn
+                if conn.delta or type(frame) is Welcome:
+                    data = conn.encode(frame, deltas)  # per connection state
+                else:
+                    data = shared.get(id(frame)) or shared.setdefault(
+                        id(frame), encode_frame(frame)
+                    )
+                peer.out.append(data)
+                dirty.add(peer_id)
+            elif kind in _STORE_TYPES or (quiet and kind is Received):
+                continue
+            elif kind is Close:
+                peer_id = action.peer  # type: ignore[union-attr]
+                peer = peers.get(peer_id)
+                if peer is not None:
+                    peer.closing = True
+                    dirty.add(peer_id)
+            elif kind is Forward:
+                link.carry(action, pending)  # type: ignore[arg-type]
+            else:
+                if isinstance(action, Joined | Left):
                     link.carry(action, pending)
-                case _ if isinstance(action, STORE_TYPES):
-                    pass
-                case _:
-                    if isinstance(action, Joined | Left):
-                        link.carry(action, pending)
-                        self._track_away(action)
-                    if self.console.enabled:  # --quiet costs nothing per message
-                        self.console.show(action)
-                    if self.log is not None:
-                        self._record(action)
+                    self._track_away(action)
+                if self.console.enabled:  # --quiet costs nothing per message
+                    self.console.show(action)
+                if self.log is not None:
+                    self._record(action)
         link.batch_done(pending)
         if pending:
             self._hold_until_durable(actions, pending)
@@ -650,7 +769,7 @@ class Server:
             self._server.close()
         for peer in self._peers.values():
             peer.out.clear()
-            peer.writer.transport.abort()
+            peer.transport.abort()
         self._failed.set()
 
     def _hold_until_durable(self, actions: list[Action], pending: list[Awaitable[object]]) -> None:
@@ -686,10 +805,26 @@ class Server:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def _store_clocks(self) -> bool:
+        """Store the clocks :meth:`apply` kept for the end of the loop iteration
+        (before anything is written: a frame never goes out before what it
+        stands for is stored). False if the store failed (the server stops)."""
+        if not self._clocks or self.failure is not None:
+            return self.failure is None
+        clocks = list(self._clocks.values())
+        self._clocks.clear()
+        try:
+            self.store.apply(clocks)
+        except StoreError as exc:
+            self._fail(exc)
+            return False
+        return True
+
     def _flush(self) -> None:
-        """Write what each client got this loop iteration, in one call per client."""
+        """Store the clocks of this loop iteration, then write what each client got
+        in it, in one call per client."""
         self._flush_handle = None
-        if self.failure is not None:
+        if not self._store_clocks():
             return
         dirty, self._dirty = self._dirty, set()
         for peer_id in dirty:
@@ -698,20 +833,25 @@ class Server:
                 continue
             if peer.barrier is not None and not peer.barrier.done():
                 continue  # its ack is not durable yet; _wake flushes it
-            data, peer.out = b"".join(self._written(peer)), []
-            if peer.writer.is_closing():
-                continue  # the client is gone; its handler cleans up
+            try:
+                data = b"".join(peer.out)  # type: ignore[arg-type]
+            except TypeError:  # a cluster's LateFrame among them
+                data = b"".join(self._written(peer))
+            peer.out = []
+            transport = peer.transport
+            if transport.is_closing():
+                continue  # the client is gone; connection_lost cleans up
             try:
                 if data:
-                    peer.writer.write(data)
+                    transport.write(data)
                 if peer.closing:
-                    peer.writer.close()  # buffered frames are flushed first
-                elif peer.writer.transport.get_write_buffer_size() > self.config.max_pending:
+                    transport.close()  # buffered frames are flushed first
+                elif transport.get_write_buffer_size() > self.config.max_pending:
                     self._drop_slow_consumer(peer_id)
             except (ConnectionError, RuntimeError):
                 # The transport died under us (uvloop raises RuntimeError): drop
                 # this client only; the others in this flush still get theirs.
-                peer.writer.transport.abort()
+                transport.abort()
 
     def _peer_notices(self) -> None:
         self._notices = None
@@ -738,7 +878,7 @@ class Server:
         )
         actions = self.hub.receive(peer_id, error)
         self.apply([a for a in actions if not isinstance(a, Outgoing | Close)])
-        peer.writer.transport.abort()
+        peer.transport.abort()
 
     def _record(self, action: Action) -> None:
         if self.log is None:
@@ -772,8 +912,8 @@ def _report_bug(what: str) -> None:
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 30, 10, 3
 
 
-def _keep_alive(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _keep_alive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is None:
         return
     try:
@@ -786,9 +926,9 @@ def _keep_alive(writer: asyncio.StreamWriter) -> None:
         pass  # not a TCP socket (a test transport): nothing to keep alive
 
 
-def _host(writer: asyncio.StreamWriter) -> str:
+def _host(transport: asyncio.BaseTransport) -> str:
     """The remote IP address (without the port): what max_connections_per_address counts."""
-    peername = writer.get_extra_info("peername")
+    peername = transport.get_extra_info("peername")
     if isinstance(peername, tuple) and peername:
         return str(peername[0])
     return str(peername or "unknown")
@@ -821,8 +961,8 @@ def connection_cap(wanted: int) -> int:
     return max(1, min(wanted, soft - max(FD_RESERVE, soft // 10)))
 
 
-def _address(writer: asyncio.StreamWriter) -> str:
-    peername = writer.get_extra_info("peername")
+def _address(transport: asyncio.BaseTransport) -> str:
+    peername = transport.get_extra_info("peername")
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{peername[0]}:{peername[1]}"
     return str(peername or "unknown")

@@ -85,7 +85,7 @@ class ClusterHub(Hub):
         (:meth:`merge_latest`). A unicast for a client that is neither here nor
         held here is dropped: it left while the message travelled.
         """
-        self._set_frontier(self.frontier.merge(deliver.clock))
+        self._merge_frontier(deliver.clock)
         self.ids.heard(deliver.sender, deliver.clock[deliver.sender])
         deliver = msgspec.structs.replace(deliver, n=None)
         if to is None:
@@ -100,7 +100,7 @@ class ClusterHub(Hub):
         if latest is not None and clock <= latest:
             return
         self.latest[client_id] = clock if latest is None else latest.merge(clock)
-        self._set_frontier(self.frontier.merge(clock))
+        self._merge_frontier(clock)
         self.ids.heard(client_id, clock[client_id])
 
     def adopt_inbox(self, client_id: str, inbox: Inbox | None) -> None:
@@ -117,7 +117,7 @@ class ClusterHub(Hub):
     def merge_frontier(self, clock: VectorClock, said: VectorClock | None = None) -> None:
         """Take in another node's frontier (the next cycle syncs to the cluster's)
         and what it heard from each id itself (``said``, for ``max_lead``)."""
-        self._set_frontier(self.frontier.merge(clock))
+        self._merge_frontier(clock)
         if said is not None:
             for client_id, count in said.items():
                 self.ids.heard(client_id, count)

@@ -13,7 +13,9 @@ frontier F (the max of all ``latest[i]``, kept incrementally) to each connected
 client that has not been sent, nor itself reported, everything in F.
 
 The hub's parts, one concern each: :mod:`.state` (the session table, what
-survives a restart), :mod:`.ids` (what a frame's clock may say about each id),
+survives a restart), :mod:`.admission` (hello: who may join, the welcome),
+:mod:`.clocks` (the frontier and what each client knows, changed in place),
+:mod:`.ids` (what a frame's clock may say about each id),
 :mod:`.inbox` (resume inboxes: hold, release by window, acknowledge),
 :mod:`.refusals` (error frames and the error budget), :mod:`.members` (who is
 connected and who is told), :mod:`.cluster` (the hub of a cluster node). Causal
@@ -31,7 +33,6 @@ from ..clock import VectorClock, merge_all
 from ..errors import ErrorCode, PeerError, ProtocolError
 from ..protocol.connection import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.frames import (
-    PROTOCOL_VERSION,
     Ack,
     Broadcast,
     Bye,
@@ -43,7 +44,6 @@ from ..protocol.frames import (
     Report,
     Send,
     Sync,
-    Welcome,
     Who,
     frame_type,
 )
@@ -52,7 +52,6 @@ from .actions import (
     Close,
     DropInbox,
     Expired,
-    Joined,
     Left,
     Outgoing,
     PeerId,
@@ -64,14 +63,16 @@ from .actions import (
     SaveMessage,
     SyncCycle,
 )
+from .admission import Admission
+from .clocks import Frontier
 from .ids import DEFAULT_MAX_LEAD, IdLedger
-from .inbox import DEFAULT_WINDOW, Inbox, Inboxes, broadcast_baseline, count_broadcast
+from .inbox import DEFAULT_WINDOW, Inbox, Inboxes, count_broadcast
 from .members import Members
 from .refusals import refuse
 from .state import HubState, Session, SessionState, next_state
 
 
-class Hub:
+class Hub(Admission):
     """Routes clocks between clients and runs synchronization cycles.
 
     Args:
@@ -119,7 +120,7 @@ class Hub:
         self.cycle = state.cycle
         self.latest = state.latest
         self.broadcasts = state.broadcasts
-        self.frontier = merge_all(self.latest.values())
+        self._front = Frontier(merge_all(self.latest.values()))
         self.holding = Inboxes(
             state.inboxes,
             max_inbox=max_inbox,
@@ -136,7 +137,7 @@ class Hub:
             max_lead=max_lead,
             max_id_length=max_id_length,
         )
-        self.ids.track(self.frontier._entries)
+        self.ids.track(self._front.entries)
         for client_id, clock in self.latest.items():
             self.ids.heard(client_id, clock[client_id])
         self._sessions: dict[PeerId, Session] = {}
@@ -204,7 +205,7 @@ class Hub:
             return []
         client_id = session.client_id
         del self._by_id[client_id]
-        if client_id not in self.frontier._entries:
+        if client_id not in self._front.entries:
             self.ids.untrack(client_id)  # reserved at hello, never used
         return [Left(peer, client_id, session.address), *self.members.leave(client_id, peer)]
 
@@ -229,6 +230,7 @@ class Hub:
         """Run one synchronization cycle: send the frontier to whoever lacks part of it."""
         self.cycle += 1
         frontier = self.frontier
+        total = frontier.total
         actions: list[Action] = [SaveCycle(self.cycle)]
         synced: list[str] = []
         sync = Sync(cycle=self.cycle, clock=frontier)
@@ -236,8 +238,8 @@ class Hub:
             session = self._sessions[peer]
             # known <= frontier always holds (every clock it merges went into the
             # frontier too), so it lacks something exactly when the totals differ.
-            if session.known.total != frontier.total:
-                session.known = frontier
+            if session.known.total != total:
+                session.known.reset(frontier)
                 synced.append(client_id)
                 actions.append(Outgoing(peer, sync))
         actions.insert(0, SyncCycle(self.cycle, len(self._by_id), frontier, tuple(synced)))
@@ -277,76 +279,6 @@ class Hub:
                     return [close, DropInbox(client_id)]  # leaving for good
                 return [close]
         raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
-
-    def _hello(self, peer: PeerId, session: Session, hello: Hello) -> list[Action]:
-        client_id = self.admit(hello)
-        self.ids.track([client_id])
-        remote = self._arrived(client_id)
-        everyone: list[str] = []
-        if hello.peers != "none":  # O(clients): only for those who asked
-            everyone = [*self._by_id, *(r for r in remote if r not in self._by_id)]
-        session.client_id = client_id
-        session.resume = hello.resume
-        session.known = self.latest.get(client_id, VectorClock())
-        self._by_id[client_id] = peer
-        inbox = self.inboxes.get(client_id)
-        welcome = Welcome(
-            v=PROTOCOL_VERSION,
-            id=client_id,
-            peers=everyone,
-            sync_interval=self.sync_interval,
-            clock=session.known,
-            delta=hello.delta,
-            limits=self.limits,
-            bclock=broadcast_baseline(self.broadcasts, inbox, hello.resume),
-            # Resume sessions: does the numbering of deliver.n go on (the inbox was
-            # kept) or start again from 1 (a new inbox: the old one was dropped
-            # by bye or --hold-for, or lost with a server without durable storage)?
-            resumed=(inbox is not None) if hello.resume else None,
-        )
-        actions: list[Action] = [Outgoing(peer, welcome), Joined(peer, client_id, session.address)]
-        actions += self.members.join(client_id, peer, hello.peers)
-        if inbox is not None and hello.resume:  # what arrived while it was away
-            inbox.sent = inbox.acked
-            actions += self._release(peer, inbox)
-        elif inbox is not None:  # it no longer wants holding: these are the last
-            for deliver in inbox.messages:
-                session.known = session.known.merge(deliver.clock)
-                actions.append(Outgoing(peer, deliver))
-            self.holding.drop(client_id)
-            actions.append(DropInbox(client_id))
-        elif hello.resume:
-            self.holding.open(client_id, self.broadcasts)
-            actions.append(SaveInbox(client_id, 0, self.broadcasts))
-        return actions
-
-    def admit(self, hello: Hello) -> str:
-        """The id a hello gets, if it may join (the cluster link asks first).
-
-        Raises:
-            PeerError: why not (version, token, reserved or taken id, the limits
-                on ids and held clients).
-        """
-        if hello.v != PROTOCOL_VERSION:
-            raise PeerError(
-                f"protocol version {hello.v} is not supported;"
-                f" this server speaks {PROTOCOL_VERSION}",
-                code=ErrorCode.UNSUPPORTED_VERSION,
-            )
-        if self.auth is not None and not self.auth.check(hello.id, hello.token):
-            # Say nothing about which part was wrong.
-            raise PeerError("authentication failed", code=ErrorCode.AUTH_FAILED)
-        client_id = hello.id if hello.id is not None else self._free_id()
-        self.ids.check_new(client_id)
-        if client_id in self._by_id:
-            raise PeerError(
-                f"a client named {client_id!r} is already connected; pick another id",
-                code=ErrorCode.DUPLICATE_ID,
-                peer=client_id,
-            )
-        if hello.resume:
-            self.holding.check_new(client_id)
-        return client_id
 
     def _send(self, peer: PeerId, session: Session, frame: Send) -> list[Action]:
         client_id = session.client_id
@@ -425,8 +357,7 @@ class Hub:
             return actions + (self._release(peer, inbox) if peer is not None else [])
         if peer is None:
             return []
-        session = self._sessions[peer]
-        session.known = session.known.merge(deliver.clock)  # it was sent this clock
+        self._sessions[peer].known.merge(deliver.clock)  # it was sent this clock
         return [Outgoing(peer, deliver)]
 
     def _release(self, peer: PeerId, inbox: Inbox) -> list[Action]:
@@ -434,7 +365,7 @@ class Hub:
         session = self._sessions[peer]
         actions: list[Action] = []
         for deliver in self.holding.due(inbox):
-            session.known = session.known.merge(deliver.clock)
+            session.known.merge(deliver.clock)
             actions.append(Outgoing(peer, deliver))
         return actions
 
@@ -447,13 +378,17 @@ class Hub:
             return []
         client_id = session.client_id
         assert client_id is not None
-        frontier = self.ids.check(client_id, frame, self.frontier, self.broadcasts)
+        gains = self.ids.check(client_id, frame, self._front, self.broadcasts)
+        clock = frame.clock
         latest = self.latest.get(client_id)
-        clock = frame.clock if latest is None else latest.merge(frame.clock)
+        if latest is not None and not latest._le(clock):  # else the max is the clock
+            clock = latest.merge(clock)
         self.latest[client_id] = clock
-        self._set_frontier(frontier)
+        if len(gains) > (client_id in gains):  # ids other than its own (tracked)
+            self.ids.track(gains)
+        self._front.raise_to(gains)
         self.ids.heard(client_id, frame.seq)
-        session.known = session.known.merge(frame.clock)
+        session.known.merge(frame.clock)
         return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
 
     def _is_new(self, session: Session, frame: Send | Report | Broadcast) -> bool:
@@ -469,18 +404,20 @@ class Hub:
         actions: list[Action] = [SaveInbox(client_id, inbox.acked, inbox.base)]
         return actions + self._release(peer, inbox)
 
-    def _set_frontier(self, frontier: VectorClock) -> None:
-        if len(frontier) > len(self.frontier):
-            self.ids.track(frontier._entries)
-        self.frontier = frontier
+    @property
+    def frontier(self) -> VectorClock:
+        """The pointwise maximum of every client's latest clock (and, on a cluster
+        node, of what the other nodes relayed): what a sync cycle sends."""
+        return self._front.clock
 
-    def _free_id(self) -> str:
-        """An id for a client whose hello has none (``client-N``)."""
-        while True:
-            candidate = f"client-{self.id_prefix}{next(self._auto_ids)}"
-            # Each dict asked in turn: a union of their keys is O(clients) per hello.
-            if not any(candidate in d for d in (self._by_id, self.latest, self.inboxes)):
-                return candidate
+    def _raise_frontier(self, gains: dict[str, int]) -> None:
+        """Raise the frontier's entries to ``gains`` (entries above it)."""
+        self.ids.track(gains)  # new ids passed IdLedger.check
+        self._front.raise_to(gains)
+
+    def _merge_frontier(self, clock: VectorClock) -> None:
+        """Take ``clock`` into the frontier (a cluster node: what others relay)."""
+        self._raise_frontier(self._front.gains(clock))
 
     # Hooks for a cluster node (vclock.hub.cluster.ClusterHub): one server has
     # no other nodes, so nobody is elsewhere and nothing is relayed.

@@ -21,6 +21,7 @@ from ..events import SERVER_ID
 from ..protocol.codec import encode_json
 from ..protocol.connection import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.frames import Broadcast, Report, Send
+from .clocks import Frontier
 
 #: How far a clock may carry another id's entry past what that id reported itself
 #: (docs/protocol.md 9.7). Not 0: a server that lost its memory, a cluster node that
@@ -185,29 +186,27 @@ class IdLedger:
         self,
         client_id: str,
         frame: Send | Report | Broadcast,
-        frontier: VectorClock,
+        frontier: Frontier,
         broadcasts: VectorClock,
-    ) -> VectorClock:
+    ) -> dict[str, int]:
         """What a frame of ``client_id`` says about *other* ids must be what the hub
         has heard: an entry of another id at most what that id said itself (plus
         ``max_lead``), no new id past the limits, and a broadcast vector at most the
-        ``broadcasts`` relayed (plus ``broadcast_lead``). Returns ``frontier``
-        with the frame's clock in.
+        ``broadcasts`` relayed (plus ``broadcast_lead``). Returns the entries of the
+        frame's clock above ``frontier``, for the hub to raise it to (nothing is
+        changed here: a refused frame leaves no trace).
 
-        One merge and two totals tell, in O(1) beyond the merge, that nothing but
-        the sender's own entry goes above the frontier (whose entries all got in
-        through this check); only a frame that does is looked at entry by entry.
+        Only entries above the frontier (whose entries all got in through this
+        check) are looked at further; usually that is the sender's own entry alone.
 
         Raises:
             PeerError: ``forged-clock`` or ``too-many-ids``.
         """
         clock = frame.clock
-        merged = frontier.merge(clock)
-        own_gain = max(0, clock[client_id] - frontier[client_id])
-        if merged.total - frontier.total > own_gain:
-            for pid, count in clock._entries.items():
-                ceiling = max(frontier[pid], self.said.get(pid, 0) + self.max_lead)
-                if count > ceiling and pid != client_id:
+        gains = frontier.gains(clock)
+        if len(gains) > (client_id in gains):
+            for pid, count in gains.items():
+                if pid != client_id and count > self.said.get(pid, 0) + self.max_lead:
                     raise PeerError(
                         f"clock {_short(clock)} gives {pid!r} {count} events, but the server"
                         f" has heard of {self.said.get(pid, 0)} from {pid!r} itself;"
@@ -215,7 +214,7 @@ class IdLedger:
                         code=ErrorCode.FORGED_CLOCK,
                         seq=frame.seq,
                     )
-            new = [pid for pid in clock._entries if pid not in self._ids]
+            new = [pid for pid in gains if pid not in self._ids]
             if new and not self.has_room(*new):
                 raise PeerError(
                     f"clock {_short(clock)} names {len(new)} id(s) this server does not"
@@ -233,7 +232,7 @@ class IdLedger:
                         code=ErrorCode.FORGED_CLOCK,
                         seq=frame.seq,
                     )
-        return merged
+        return gains
 
 
 def _short(clock: VectorClock, most: int = 8) -> str:

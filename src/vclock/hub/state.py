@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..clock import VectorClock
 from ..errors import ErrorCode, PeerError
+from .clocks import Known
 from .inbox import Inbox
 
 
@@ -27,6 +28,10 @@ class SessionState(enum.Enum):
     AWAITING_HELLO = "awaiting-hello"
     ACTIVE = "active"
     CLOSED = "closed"
+
+    # Members are singletons: hash by identity, in C (Enum's hashes the name in
+    # Python, once per frame in next_state's table lookup).
+    __hash__ = object.__hash__
 
 
 #: (state, frame type tag) -> next state
@@ -78,4 +83,4 @@ class Session:
     client_id: str | None = None
     resume: bool = False
     errors: int = 0
-    known: VectorClock = field(default_factory=VectorClock)  # what this client has or was sent
+    known: Known = field(default_factory=Known)  # what this client has or was sent

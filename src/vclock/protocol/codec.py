@@ -18,10 +18,12 @@ from .delta import ClockDelta
 from .frames import ClientFrame, Frame, ServerFrame
 
 T = TypeVar("T")
+_CLOCKS = (VectorClock, ClockDelta)  # the usual ones, found without an ABC isinstance
 
 
 def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, VectorClock):  # a ClockDelta too: its zeros are meant
+    # A ClockDelta too: its zeros are meant.
+    if type(obj) in _CLOCKS or isinstance(obj, VectorClock):
         # Ids sorted here, with Python's sort (O(n log n) whatever the order the
         # client chose), not by msgspec's order="deterministic": its insertion
         # sort took seconds on 65,535 sorted ids followed by one smaller id.

@@ -25,6 +25,7 @@ from .frames import Frame, Welcome
 from .framing import LineReader
 
 T = TypeVar("T")
+_CLOCKS = (VectorClock, ClockDelta)  # exact types: no isinstance against an ABC
 #: (id of frame, id of previous clock) -> (frame, previous clock, bytes)
 EncodeCache = dict[tuple[int, int], tuple[object, object, bytes]]
 
@@ -150,13 +151,15 @@ class Connection(Generic[T]):
         try:
             frame = self._decoder.decode(line)
             clock = getattr(frame, "clock", None)
-            if isinstance(clock, ClockDelta):
+            # ``type(...) is``, not isinstance: VectorClock is a Mapping, and an
+            # isinstance against an ABC costs a call into abc per frame.
+            if type(clock) is ClockDelta:
                 assert self._rx is not None
                 frame = msgspec.structs.replace(frame, clock=self._rx.decode(clock))  # type: ignore[type-var]
             elif isinstance(frame, Welcome) and frame.delta:
                 self.enable_delta()  # the server agreed: deltas from the next frame on
             bclock = getattr(frame, "bclock", None)
-            if isinstance(bclock, ClockDelta):
+            if type(bclock) is ClockDelta:
                 # Only ``clock`` is delta-encoded; a broadcast's ``bclock`` is always
                 # sent in full, but the delta decoder reads every clock as a delta.
                 full = VectorClock._trusted({k: n for k, n in bclock.entries.items() if n})
@@ -209,7 +212,11 @@ class Connection(Generic[T]):
         """
         clock = getattr(frame, "clock", None)
         tx = self._tx
-        if tx is not None and isinstance(clock, VectorClock):
+        if (
+            tx is not None
+            and clock is not None
+            and (type(clock) in _CLOCKS or isinstance(clock, VectorClock))
+        ):
             key = (id(frame), id(tx.last))
             hit = cache.get(key) if cache is not None else None
             if hit is not None:

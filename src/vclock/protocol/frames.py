@@ -215,7 +215,14 @@ class Error(_Frame, tag="error", frozen=True):
 
 def frame_type(frame: msgspec.Struct) -> str:
     """The ``type`` tag of a frame, e.g. ``"send"``."""
-    return str(type(frame).__struct_config__.tag)
+    kind = type(frame)
+    tag = _TAGS.get(kind)
+    if tag is None:
+        tag = _TAGS[kind] = str(kind.__struct_config__.tag)
+    return tag
+
+
+_TAGS: dict[type, str] = {}  # frame class -> its tag, as frame_type finds them
 
 
 ClientFrame = Hello | Send | Report | Broadcast | Delivered | Who | Bye
