@@ -214,17 +214,17 @@ def test_three_live_clients_with_their_clocks_arrows_pause_and_a_screenshot(
         assert row.get_attribute("data-connected") == "true"
 
     # An arrow appears after a send: from a send dot to a delivery on another lane.
-    before = page.locator("line.message:not(.sync):not(.report)").count()
+    before = page.locator("polyline.message:not(.sync):not(.report)").count()
     wait_until(
-        lambda: page.locator("line.message:not(.sync):not(.report)").count() > before + 2,
+        lambda: page.locator("polyline.message:not(.sync):not(.report)").count() > before + 2,
         "new message arrows",
     )
-    arrow = page.locator("line.message:not(.sync):not(.report)").last
+    arrow = page.locator("polyline.message:not(.sync):not(.report)").last
     source, target = arrow.get_attribute("data-from"), arrow.get_attribute("data-to")
     assert source and target and source.split(":")[0] != target.split(":")[0]
     assert page.locator(f'g.event.kind-send[data-id="{source}"]').count() == 1
     assert page.locator(f'g.event.kind-deliver[data-id="{target}"]').count() == 1
-    wait_until(lambda: page.locator("line.message.sync").count() > 0, "a sync arrow")
+    wait_until(lambda: page.locator("polyline.message.sync").count() > 0, "a sync arrow")
     assert page.locator(".process-line").count() == 4  # A, B, C and the server
 
     # Pause stops the updates, though the clients go on.

@@ -405,8 +405,8 @@ def test_html_has_the_test_hooks_and_the_counts(small: Diagram):
     page = render_html(small)
     assert len(re.findall(r'<line class="process-line[^"]*" data-pid=', page)) == 4
     assert len(re.findall(r'<g class="event[ "]', page)) == 12
-    assert len(re.findall(r'<line class="message[ "]', page)) == 5
-    assert len(re.findall(r'<line class="message sync"', page)) == 2
+    assert len(re.findall(r'<polyline class="message[ "]', page)) == 5
+    assert len(re.findall(r'<polyline class="message sync"', page)) == 2
     assert 'data-processes="4" data-events="12" data-messages="5"' in page
     assert "<h1>small</h1>" in page
     assert "[2,3,3]" in page  # labels, small run

@@ -11,7 +11,7 @@
      view.forget();               // before the SVG is replaced
      view.select(id); view.clear(); view.setZoom(z); view.resize(width, height);
 
-   Dots are g.event elements (data-id), arrows line.message (data-from, data-to), join and
+   Dots are g.event elements (data-id), arrows polyline.message (data-from, data-to), join and
    leave ticks .marker. Everything is keyed by dot id, so dots can come and go. */
 var VClockDiagram = (function () {
   "use strict";

@@ -77,7 +77,7 @@ def _lane_labels(d: Diagram, g: Geometry, right: float) -> list[str]:
 
 def _arrows(d: Diagram, g: Geometry) -> list[str]:
     at = {e.id: (g.x(e.rank), g.lane_y[e.pid]) for e in d.events}
-    return [arrow_svg(a, at[a.source], at[a.target]) for a in d.arrows]
+    return [arrow_svg(a, at[a.source], at[a.target], g) for a in d.arrows]
 
 
 def _events(d: Diagram, g: Geometry) -> list[str]:
