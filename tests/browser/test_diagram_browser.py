@@ -59,7 +59,10 @@ def test_the_small_run_draws_its_lanes_dots_and_arrows(page: Any, tmp_path: Path
     assert page.locator(".message").count() == 5
     assert page.locator(".message.sync").count() == 2
     assert page.locator(".lane-labels .lane-label").all_text_contents() == ["A", "B", "C", "server"]
-    assert "4 processes · 12 events · 5 messages" in page.locator("#counts").inner_text()
+    assert page.locator("#counts").inner_text() == (
+        "3 processes · 10 events · 3 messages (1 report) · 2 receives · 2 syncs"
+        " · server: 1 report received, 1 sync sent"
+    )
     assert page.locator(".clock-label").count() == 12
     assert_fetched_nothing(page)
 
