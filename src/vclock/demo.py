@@ -13,6 +13,7 @@ import signal
 import string
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .clock import VectorClock
-from .events import CAUSAL_KINDS, SERVER_ID
+from .events import CAUSAL_KINDS, SERVER_ID, Event
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import read_events
@@ -216,9 +217,10 @@ async def _wait_all(procs: list[_Proc]) -> dict[str, int]:
     return codes
 
 
-def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
-    events = read_events(run_dir)
-    clients = [p.name for p in procs if p.name != SERVER_ID]
+def summary_table(
+    events: Sequence[Event], clients: Sequence[str], codes: Mapping[str, int]
+) -> Table:
+    """The run summary: a row per client, with its counts and final clock."""
     table = Table(title="Run summary", title_justify="left")
     for column in ("process", "exit", "sends", "reports", "receives", "syncs"):
         table.add_column(column)
@@ -236,7 +238,13 @@ def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[
             str(sum(e.kind == "sync-receive" for e in causal)),
             str(final),
         )
-    console.print(table)
+    return table
+
+
+def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
+    events = read_events(run_dir)
+    clients = [p.name for p in procs if p.name != SERVER_ID]
+    console.print(summary_table(events, clients, codes))
     server_out = next(p.output for p in procs if p.name == SERVER_ID)
     cycles = sum(line == "New synchronization cycle started." for line in server_out)
     syncs = sum(e.pid == SERVER_ID and e.kind == "sync" for e in events)
