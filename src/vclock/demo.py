@@ -13,6 +13,7 @@ import signal
 import string
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,15 +23,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .clock import VectorClock
-from .events import CAUSAL_KINDS, SERVER_ID
+from .events import CAUSAL_KINDS, SERVER_ID, Event
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
 from .tools.eventlog import read_events
 from .tools.shiviz import export_shiviz
+from .tools.spacetime import natural_key
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
+JOIN_TIMEOUT = 60.0
 
 
 def client_ids(n: int) -> list[str]:
@@ -47,6 +49,8 @@ class _Proc:
     process: asyncio.subprocess.Process
     output: list[str] = field(default_factory=list)
     pump: asyncio.Task[None] | None = None
+    joined: set[str] = field(default_factory=set)  # the server's: clients that joined
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @click.command()
@@ -133,9 +137,8 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     )
     port = await _listening_port(server)
     procs = [server]
-    started = time.monotonic()
     with Progress(
-        TextColumn("[bold]demo running[/]"),
+        TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -159,7 +162,11 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
             proc = await _spawn(cid, STYLES[i % len(STYLES)], vclock + args)
             proc.pump = asyncio.create_task(_pump(proc, console, run_dir))
             procs.append(proc)
-        task = progress.add_task("run", total=duration)
+        # The run's time starts once every client has joined: 25 Python processes
+        # starting on a busy machine can take longer than a short run.
+        await _all_joined(server, n, progress)
+        started = time.monotonic()
+        task = progress.add_task("demo running", total=duration)
         while (elapsed := time.monotonic() - started) < duration:
             progress.update(task, completed=elapsed)
             await asyncio.sleep(0.2)
@@ -168,6 +175,21 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     server.process.send_signal(signal.SIGTERM)
     codes = await _wait_all(procs)
     return _summarise(console, run_dir, procs, codes)
+
+
+async def _all_joined(server: _Proc, n: int, progress: Progress) -> None:
+    """Wait until ``n`` clients joined the server (as its console says), up to
+    :data:`JOIN_TIMEOUT` seconds; the run goes on with those that did."""
+    task = progress.add_task("clients joining", total=n)
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while len(server.joined) < n and (left := deadline - time.monotonic()) > 0:
+        server.changed.clear()
+        try:
+            await asyncio.wait_for(server.changed.wait(), left)
+        except TimeoutError:
+            break
+        progress.update(task, completed=len(server.joined))
+    progress.remove_task(task)
 
 
 async def _spawn(name: str, style: str, argv: list[str]) -> _Proc:
@@ -196,6 +218,9 @@ async def _pump(proc: _Proc, console: Console, run_dir: Path) -> None:
             line = raw.decode(errors="replace").rstrip()
             proc.output.append(line)
             out.write(line + "\n")
+            if proc.name == SERVER_ID and " joined as " in line:
+                proc.joined.add(line.rsplit(" joined as ", 1)[1])
+                proc.changed.set()
             if line.startswith("vclock dashboard at "):
                 line = f"[bold reverse] {escape(line)} [/]  (open it in a browser)"
             else:
@@ -216,27 +241,72 @@ async def _wait_all(procs: list[_Proc]) -> dict[str, int]:
     return codes
 
 
-def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
-    events = read_events(run_dir)
-    clients = [p.name for p in procs if p.name != SERVER_ID]
-    table = Table(title="Run summary", title_justify="left")
-    for column in ("process", "exit", "sends", "reports", "receives", "syncs"):
-        table.add_column(column)
-    table.add_column("final clock", no_wrap=True)
+def summary_table(
+    events: Sequence[Event],
+    clients: Sequence[str],
+    codes: Mapping[str, int],
+    *,
+    width: int = 120,
+) -> Table:
+    """The run summary: a row per client, with its counts and final clock, one line
+    each within ``width`` columns (a clock too long for it is cut, saying how much)."""
+    rows = []
     for name in clients:
         mine = [e for e in events if e.pid == name]
         causal = [e for e in mine if e.kind in CAUSAL_KINDS]
-        final = VectorClock(mine[-1].clock) if mine else VectorClock()
-        table.add_row(
-            name,
-            str(codes.get(name)),
-            str(sum(e.kind == "send" and e.peer != SERVER_ID for e in causal)),
-            str(sum(e.kind == "send" and e.peer == SERVER_ID for e in causal)),
-            str(sum(e.kind == "receive" for e in causal)),
-            str(sum(e.kind == "sync-receive" for e in causal)),
-            str(final),
+        rows.append(
+            [
+                name,
+                str(codes.get(name)),
+                str(sum(e.kind == "send" and e.peer != SERVER_ID for e in causal)),
+                str(sum(e.kind == "send" and e.peer == SERVER_ID for e in causal)),
+                str(sum(e.kind == "receive" for e in causal)),
+                str(sum(e.kind == "sync-receive" for e in causal)),
+            ]
         )
-    console.print(table)
+    heads = ("process", "exit", "sends", "reports", "receives", "syncs")
+    # Each column is its widest cell plus padding and a border; the clock gets the rest.
+    used = 1 + sum(max([len(h)] + [len(r[i]) for r in rows]) + 3 for i, h in enumerate(heads))
+    room = max(24, width - used - 3)
+    clocks = []
+    for name in clients:
+        mine = [e for e in events if e.pid == name]
+        clocks.append(clock_summary(mine[-1].clock if mine else {}, name, room))
+    cut = any("more" in c for c in clocks)
+    caption = "final clock: the last one each client logged, its own entry first, zeros left out"
+    if cut:
+        caption += '; "+N more": entries cut to fit (the logs in the run folder have them all)'
+    table = Table(title="Run summary", title_justify="left", caption=caption)
+    table.caption_justify = "left"
+    for column in heads:
+        table.add_column(column, no_wrap=True)
+    table.add_column("final clock", no_wrap=True, max_width=room)
+    for row, clock in zip(rows, clocks, strict=True):
+        table.add_row(*row, clock)
+    return table
+
+
+def clock_summary(clock: Mapping[str, int], own: str, room: int) -> str:
+    """``A:3 B:1 C:2``: ``own``'s entry, then the other non-zero entries in natural
+    order, in at most ``room`` characters; what does not fit is counted, ``… +7 more``."""
+    others = [k for k in sorted(clock, key=natural_key) if k != own and clock[k]]
+    parts = [f"{own}:{clock.get(own, 0)}"] + [f"{k}:{clock[k]}" for k in others]
+    text = " ".join(parts)
+    if len(text) <= room:
+        return text
+    reserve = len(f" … +{len(parts)} more")
+    shown = parts[:1]
+    for part in parts[1:]:
+        if len(" ".join([*shown, part])) + reserve > room:
+            break
+        shown.append(part)
+    return " ".join(shown) + f" … +{len(parts) - len(shown)} more"
+
+
+def _summarise(console: Console, run_dir: Path, procs: list[_Proc], codes: dict[str, int]) -> bool:
+    events = read_events(run_dir)
+    clients = [p.name for p in procs if p.name != SERVER_ID]
+    console.print(summary_table(events, clients, codes, width=console.width))
     server_out = next(p.output for p in procs if p.name == SERVER_ID)
     cycles = sum(line == "New synchronization cycle started." for line in server_out)
     syncs = sum(e.pid == SERVER_ID and e.kind == "sync" for e in events)

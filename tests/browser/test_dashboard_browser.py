@@ -214,17 +214,17 @@ def test_three_live_clients_with_their_clocks_arrows_pause_and_a_screenshot(
         assert row.get_attribute("data-connected") == "true"
 
     # An arrow appears after a send: from a send dot to a delivery on another lane.
-    before = page.locator("line.message:not(.sync):not(.report)").count()
+    before = page.locator("polyline.message:not(.sync):not(.report)").count()
     wait_until(
-        lambda: page.locator("line.message:not(.sync):not(.report)").count() > before + 2,
+        lambda: page.locator("polyline.message:not(.sync):not(.report)").count() > before + 2,
         "new message arrows",
     )
-    arrow = page.locator("line.message:not(.sync):not(.report)").last
+    arrow = page.locator("polyline.message:not(.sync):not(.report)").last
     source, target = arrow.get_attribute("data-from"), arrow.get_attribute("data-to")
     assert source and target and source.split(":")[0] != target.split(":")[0]
     assert page.locator(f'g.event.kind-send[data-id="{source}"]').count() == 1
     assert page.locator(f'g.event.kind-deliver[data-id="{target}"]').count() == 1
-    wait_until(lambda: page.locator("line.message.sync").count() > 0, "a sync arrow")
+    wait_until(lambda: page.locator("polyline.message.sync").count() > 0, "a sync arrow")
     assert page.locator(".process-line").count() == 4  # A, B, C and the server
 
     # Pause stops the updates, though the clients go on.
@@ -432,3 +432,72 @@ def test_a_hundred_clients_and_hundreds_of_events_a_second_stay_responsive(
 
 async def _rate(dashboard: Dashboard) -> float:
     return dashboard.model.table.rates.rates(time.time())["messages"]
+
+
+#: Every cell of the clients table whose text does not fit in it: tag, class, the text,
+#: its title, whether it ends in an ellipsis, and the row's clock.
+CLIPPED_CELLS = """() => [...document.querySelectorAll('#clients th, #clients td')]
+  .filter(c => c.scrollWidth > c.clientWidth + 1)
+  .map(c => ({tag: c.tagName, cls: c.className, text: c.textContent, title: c.title,
+              ellipsis: getComputedStyle(c).textOverflow === 'ellipsis',
+              clock: c.parentElement.dataset.clock || null}))"""
+
+#: The header cells of the clients table that are not wholly inside its scroll box.
+HIDDEN_COLUMNS = """() => {
+  const wrap = document.querySelector('#clients').parentElement.getBoundingClientRect();
+  return [...document.querySelectorAll('#clients thead tr:last-child th')]
+    .filter(th => { const r = th.getBoundingClientRect();
+                    return r.left < wrap.left - 1 || r.right > wrap.right + 1; })
+    .map(th => th.textContent);
+}"""
+
+#: As in test_diagram_browser: the diagram's box, the scroller's, the smallest text.
+FIT_GEOMETRY = """() => {
+  const s = document.getElementById('scroller'), box = s.getBoundingClientRect();
+  const parts = [...s.querySelectorAll('svg.diagram, svg.lane-labels')]
+    .map(e => e.getBoundingClientRect());
+  const sizes = [...s.querySelectorAll('svg text')]
+    .map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a);
+  return {fits: Math.max(...parts.map(r => r.bottom)) <= box.top + s.clientHeight + 1
+                && Math.max(...parts.map(r => r.right)) <= box.left + s.clientWidth + 1,
+          smallest: Math.min(...sizes), texts: sizes.length,
+          scrolls: s.scrollWidth > s.clientWidth + 1 || s.scrollHeight > s.clientHeight + 1};
+}"""
+
+
+def test_25_clients_the_table_shows_every_column_and_fit_keeps_text_readable(
+    page: Any, artifacts: Path
+):
+    live = Service(sync_interval=0.5).start()
+    try:
+        ids = [f"P{n:02d}" for n in range(1, 26)]
+        live.add_nodes(ids, interval=(0.2, 0.6))
+        page.goto(live.dashboard.url)
+        page.wait_for_selector("body[data-ready=true]")
+        wait_until(lambda: len(shown_clocks(page)) == 25, "25 rows")
+        wait_until(
+            lambda: all(len(c) == 25 for c in shown_clocks(page).values()),
+            "clocks with 25 entries",
+        )
+        page.locator("#pause").click()  # what is measured stays put
+
+        # The table: every column in view; a cell cut short ends in "…" and its
+        # title holds all of it.
+        assert page.evaluate(HIDDEN_COLUMNS) == []
+        clipped = page.evaluate(CLIPPED_CELLS)
+        for cell in clipped:
+            assert cell["ellipsis"] and cell["title"], cell
+            if cell["clock"]:  # a clock: every entry of the row's clock is in the title
+                for k, v in json.loads(cell["clock"]).items():
+                    assert f"{k}: {v}" in cell["title"], (k, cell)
+        assert {c["cls"] for c in clipped} <= {"clock wide", "moved", "moved changed"}
+
+        # Fit: 26 lanes do not fit the panel with readable text: 8 px, and it scrolls.
+        page.locator("#zoom-fit").click()
+        after = page.evaluate(FIT_GEOMETRY)
+        assert after["texts"] >= 26 and after["smallest"] >= 8 - 0.01, after
+        assert after["fits"] or (after["smallest"] <= 8 + 0.01 and after["scrolls"]), after
+        page.screenshot(path=str(artifacts / "dashboard-25.png"))
+        assert local_only(page, live.dashboard.port) == []
+    finally:
+        live.stop()

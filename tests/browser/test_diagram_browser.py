@@ -59,7 +59,10 @@ def test_the_small_run_draws_its_lanes_dots_and_arrows(page: Any, tmp_path: Path
     assert page.locator(".message").count() == 5
     assert page.locator(".message.sync").count() == 2
     assert page.locator(".lane-labels .lane-label").all_text_contents() == ["A", "B", "C", "server"]
-    assert "4 processes · 12 events · 5 messages" in page.locator("#counts").inner_text()
+    assert page.locator("#counts").inner_text() == (
+        "3 processes · 10 events · 3 messages (1 report) · 2 receives · 2 syncs"
+        " · server: 1 report received, 1 sync sent"
+    )
     assert page.locator(".clock-label").count() == 12
     assert_fetched_nothing(page)
 
@@ -139,4 +142,81 @@ def test_a_long_run_scrolls_sideways_and_zooms(page: Any, tmp_path: Path, artifa
     page.locator("g.event").nth(len(diagram.events) // 2).click()
     assert page.locator("g.event.dimmed").count() > 0
     page.screenshot(path=str(artifacts / "diagram-long.png"))
+    assert_fetched_nothing(page)
+
+
+#: After "fit": the scroller's visible box, the drawing's box (both SVGs), the smallest
+#: text as drawn (font size times the SVG's scale), whether the scroller scrolls.
+FIT_GEOMETRY = """() => {
+  const s = document.getElementById('scroller'), box = s.getBoundingClientRect();
+  const view = {left: box.left, top: box.top,
+                right: box.left + s.clientWidth, bottom: box.top + s.clientHeight};
+  const parts = [...s.querySelectorAll('svg.diagram, svg.lane-labels')]
+    .map(e => e.getBoundingClientRect());
+  const drawing = {left: Math.min(...parts.map(r => r.left)),
+                   top: Math.min(...parts.map(r => r.top)),
+                   right: Math.max(...parts.map(r => r.right)),
+                   bottom: Math.max(...parts.map(r => r.bottom))};
+  const sizes = [...s.querySelectorAll('svg text')]
+    .map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a);
+  return {view, drawing, smallest: Math.min(...sizes), texts: sizes.length,
+          scrolls: s.scrollWidth > s.clientWidth + 1 || s.scrollHeight > s.clientHeight + 1};
+}"""
+
+#: "fit" never draws text smaller than this many px (diagram.js MIN_TEXT).
+MIN_TEXT = 8.0
+
+
+def fitted(page: Any) -> dict[str, Any]:
+    page.locator("#zoom-fit").click()
+    return page.evaluate(FIT_GEOMETRY)
+
+
+def inside(drawing: dict[str, float], view: dict[str, float]) -> bool:
+    return (
+        drawing["left"] >= view["left"] - 1
+        and drawing["top"] >= view["top"] - 1
+        and drawing["right"] <= view["right"] + 1
+        and drawing["bottom"] <= view["bottom"] + 1
+    )
+
+
+def test_fit_with_25_lanes_fits_width_and_height(browser: Any, tmp_path: Path, artifacts: Path):
+    """A tall window: the whole drawing of 25 clients and the server fits, text readable."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1300})
+    page = context.new_page()
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+    try:
+        run = random_run(tmp_path / "wide", 120, clients=25)
+        diagram = open_diagram(page, run, tmp_path / "wide.html")
+        assert len(diagram.processes) == 26
+        before = page.evaluate(FIT_GEOMETRY)
+        assert not inside(before["drawing"], before["view"])  # at 1:1 it does not fit
+        after = fitted(page)
+        assert inside(after["drawing"], after["view"]), after
+        assert after["smallest"] >= MIN_TEXT - 0.01, after
+        assert not after["scrolls"]
+        page.screenshot(path=str(artifacts / "diagram-25-fit.png"))
+        assert_fetched_nothing(page)
+    finally:
+        context.close()
+
+
+def test_fit_with_25_lanes_stops_at_readable_text_and_scrolls(
+    page: Any, tmp_path: Path, artifacts: Path
+):
+    """1280x800: 26 labelled lanes cannot fit with readable labels; fit goes as far as
+    the smallest text allows (8 px) and the drawing scrolls."""
+    run = random_run(tmp_path / "tall", 24, clients=25)
+    diagram = open_diagram(page, run, tmp_path / "tall.html")
+    assert len(diagram.processes) == 26
+    assert page.locator(".clock-label").count() == len(diagram.events)  # labelled
+    after = fitted(page)
+    assert after["smallest"] >= MIN_TEXT - 0.01, after
+    assert after["smallest"] <= MIN_TEXT + 0.01, after  # as small as allowed, no smaller
+    assert after["scrolls"] and not inside(after["drawing"], after["view"])
+    page.screenshot(path=str(artifacts / "diagram-25-min.png"))
+    page.locator("#zoom-reset").click()  # 1:1 is still there
+    assert page.locator("#zoom-level").inner_text() == "100%"
     assert_fetched_nothing(page)

@@ -119,7 +119,7 @@ def test_a_chain_of_three_processes_run_twice_checks_merges_and_draws(tmp_path):
 
     drawn = vclock("diagram", logs, "--execution", "execution 2", "-o", tmp_path / "d.svg")
     assert drawn.returncode == 0, drawn.stderr
-    assert len(re.findall(r'<line class="message" ', (tmp_path / "d.svg").read_text())) == 4
+    assert len(re.findall(r'<polyline class="message" ', (tmp_path / "d.svg").read_text())) == 4
 
     # the merged file is itself a log the commands read
     assert vclock("check", tmp_path / "m.log").returncode == 0

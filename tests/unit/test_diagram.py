@@ -405,9 +405,10 @@ def test_html_has_the_test_hooks_and_the_counts(small: Diagram):
     page = render_html(small)
     assert len(re.findall(r'<line class="process-line[^"]*" data-pid=', page)) == 4
     assert len(re.findall(r'<g class="event[ "]', page)) == 12
-    assert len(re.findall(r'<line class="message[ "]', page)) == 5
-    assert len(re.findall(r'<line class="message sync"', page)) == 2
-    assert 'data-processes="4" data-events="12" data-messages="5"' in page
+    assert len(re.findall(r'<polyline class="message[ "]', page)) == 5
+    assert len(re.findall(r'<polyline class="message sync"', page)) == 2
+    assert 'data-processes="3" data-events="10" data-messages="3" data-reports="1"' in page
+    assert 'data-receives="2" data-syncs="2"' in page
     assert "<h1>small</h1>" in page
     assert "[2,3,3]" in page  # labels, small run
 
@@ -481,3 +482,38 @@ def test_a_broadcast_keeps_the_logs_peer_and_its_tooltip_says_everyone(tmp_path:
     assert [t.text for t in root.iter(f"{SVG}title") if "A:1" in (t.text or "")][0].startswith(
         "A:1  send → everyone\n"
     )
+
+
+# The header counts what `vclock check` counts (issue 15, item 5)
+
+_HEADER = re.compile(
+    r"(\d+) process(?:es)? · (\d+) events? · (\d+) messages? \((\d+) reports?\) · "
+    r"(\d+) receives? · (\d+) syncs?"
+)
+
+
+@pytest.mark.parametrize("clients", [3, 25])
+def test_the_header_counts_what_vclock_check_counts(tmp_path: Path, clients: int):
+    from vclock.tools.checker import check, format_report
+
+    run = random_run(tmp_path / "run", 300, clients=clients, seed=3)
+    page = render_html(load_diagram(run))
+    header = re.search(r'<span class="counts" id="counts"[^>]*>([^<]*)</span>', page)
+    assert header is not None
+    found = _HEADER.search(header[1])
+    assert found is not None, header[1]
+    processes, events, messages, reports, receives, syncs = map(int, found.groups())
+    checked = format_report(check(run))
+    for name, value in [
+        ("processes", processes),
+        ("events", events),
+        ("messages", messages),
+        ("receives", receives),
+        ("syncs", syncs),
+    ]:
+        assert re.search(rf"^  {name} +{value}$", checked, re.M), (name, value, checked)
+    assert 0 < reports < messages
+    # the server lane's dots are counted apart, and said to be
+    assert re.search(r"server: \d+ reports? received, \d+ syncs? sent", header[1]), header[1]
+    svg = render_svg(load_diagram(run))
+    assert header[1] in svg  # the SVG's header says the same

@@ -272,7 +272,7 @@ def test_diagram_draws_arrows_from_govector_sends_to_receives(tmp_path, govector
     code, text = run("diagram", *govector, "-o", out)
     assert code == 0, text
     svg = out.read_text()
-    arrows = re.findall(r'<line class="message" [^>]*data-msg="([^"]*)"', svg)
+    arrows = re.findall(r'<polyline class="message" [^>]*data-msg="([^"]*)"', svg)
     assert sorted(arrows) == ["client#2", "server&#x27;#3"]
 
 

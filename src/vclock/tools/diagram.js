@@ -10,8 +10,9 @@
      view.remove(ids);            // dots that scrolled off (the live view), with their arrows
      view.forget();               // before the SVG is replaced
      view.select(id); view.clear(); view.setZoom(z); view.resize(width, height);
+     view.fit();                  // the whole drawing in view, text no smaller than 8 px
 
-   Dots are g.event elements (data-id), arrows line.message (data-from, data-to), join and
+   Dots are g.event elements (data-id), arrows polyline.message (data-from, data-to), join and
    leave ticks .marker. Everything is keyed by dot id, so dots can come and go. */
 var VClockDiagram = (function () {
   "use strict";
@@ -27,6 +28,7 @@ var VClockDiagram = (function () {
     var selected = null;
     var hovered = null;
     var zoom = 1, MIN = 0.05, MAX = 4;
+    var MIN_TEXT = 8;  // px: the smallest text "fit" allows
 
     function svg() { return scroller.querySelector("svg.diagram"); }
     function labels() { return scroller.querySelector("svg.lane-labels"); }
@@ -239,10 +241,26 @@ var VClockDiagram = (function () {
       applyZoom();
       scroller.scrollLeft = content * z + LW * z - at;
     }
+    // Fit: the whole drawing, width and height, in the scroller; but never so small that
+    // its smallest text (clock labels, lane names) is under MIN_TEXT px: past that the
+    // drawing stays at that scale and scrolls.
+    function smallestText() {
+      var least = Infinity;
+      [".clock-label", ".lane-label"].forEach(function (selector) {
+        var t = scroller.querySelector(selector);
+        if (t) least = Math.min(least, parseFloat(getComputedStyle(t).fontSize) || Infinity);
+      });
+      return least;
+    }
+    function readable() { return Math.min(1, MIN_TEXT / smallestText()); }
     function fit() {
       var main = svg(), side = labels();
       if (!main || !side) return;
-      setZoom(Math.min(1, scroller.clientWidth / (+main.dataset.width + +side.dataset.width)));
+      var width = +main.dataset.width + +side.dataset.width + 2;  // + the labels' border
+      var height = Math.max(+main.dataset.height, +side.dataset.height) + 2;
+      var whole = Math.min(1, scroller.clientWidth / width, scroller.clientHeight / height);
+      setZoom(Math.max(whole, readable()));
+      if (whole >= readable()) scroller.scrollTop = 0;
     }
     // The live view grows the drawing: new size in user units, at the current zoom.
     function resize(width, height) {
@@ -275,6 +293,7 @@ var VClockDiagram = (function () {
       bind: bind, link: link, remove: remove, forget: forget,
       select: select, clear: clear,
       setZoom: setZoom, fit: fit, resize: resize, applyZoom: applyZoom,
+      get readable() { return readable(); },
       get zoom() { return zoom; },
       get selected() { return selected; },
       get size() { return nodes.size; },

@@ -13,9 +13,11 @@ script) is drawn by :mod:`vclock.tools.drawing`, which the live dashboard
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..events import SERVER_ID
 from .drawing import (
     LABEL_LIMIT,
     LEFT,
@@ -46,9 +48,11 @@ from .spacetime import Arrow, Diagram, DiagramEvent, Marker, layout, load_diagra
 __all__ = [
     "LABEL_LIMIT",
     "Arrow",
+    "Counts",
     "Diagram",
     "DiagramEvent",
     "Marker",
+    "counts",
     "layout",
     "load_diagram",
     "render_html",
@@ -77,7 +81,7 @@ def _lane_labels(d: Diagram, g: Geometry, right: float) -> list[str]:
 
 def _arrows(d: Diagram, g: Geometry) -> list[str]:
     at = {e.id: (g.x(e.rank), g.lane_y[e.pid]) for e in d.events}
-    return [arrow_svg(a, at[a.source], at[a.target]) for a in d.arrows]
+    return [arrow_svg(a, at[a.source], at[a.target], g) for a in d.arrows]
 
 
 def _events(d: Diagram, g: Geometry) -> list[str]:
@@ -99,22 +103,64 @@ def _ticks(d: Diagram, g: Geometry) -> list[str]:
     return [tick_svg(m, g.x(m.position), g.lane_y[m.pid]) for m in d.markers]
 
 
-def _counts(d: Diagram) -> tuple[int, int, int, int]:
-    syncs = sum(a.kind == "sync" for a in d.arrows)
-    return len(d.processes), len(d.events), len(d.arrows), syncs
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What the header counts. The first five are ``vclock check``'s summary, counted
+    the same way: client processes, their causal events, their sends (reports to the
+    server included), receives and sync-receives. The server lane's dots are apart."""
+
+    processes: int
+    events: int
+    messages: int
+    reports: int
+    receives: int
+    syncs: int
+    server_reports: int  # the server's receipts of reports (grey dots)
+    server_syncs: int  # the server's sync cycles that sent something (diamonds)
+
+
+def counts(d: Diagram) -> Counts:
+    """The header's counts of a diagram (see :class:`Counts`)."""
+    clients = [e for e in d.events if not e.server]
+    sends = [e for e in clients if e.kind == "send"]
+    return Counts(
+        processes=sum(p != SERVER_ID for p in d.processes),
+        events=len(clients),
+        messages=len(sends),
+        reports=sum(e.peer == SERVER_ID for e in sends),
+        receives=sum(e.kind == "receive" for e in clients),
+        syncs=sum(e.kind == "sync-receive" for e in clients),
+        server_reports=sum(e.server and e.kind == "receive" for e in d.events),
+        server_syncs=sum(e.server and e.kind == "sync" for e in d.events),
+    )
 
 
 def _summary(d: Diagram) -> str:
-    processes, events, messages, syncs = _counts(d)
-    reports = sum(a.kind == "report" for a in d.arrows)
-    extra = ", ".join(
-        part
-        for part in (f"{syncs} sync" if syncs else "", f"{reports} reports" if reports else "")
-        if part
+    c = counts(d)
+    text = (
+        f"{_plural(c.processes, 'process', 'processes')} · {_plural(c.events, 'event')} · "
+        f"{_plural(c.messages, 'message')} ({_plural(c.reports, 'report')}) · "
+        f"{_plural(c.receives, 'receive')} · {_plural(c.syncs, 'sync')}"
     )
-    return f"{processes} processes · {events} events · {messages} messages" + (
-        f" ({extra})" if extra else ""
-    )
+    if SERVER_ID in d.processes:
+        text += (
+            f" · server: {_plural(c.server_reports, 'report')} received, "
+            f"{_plural(c.server_syncs, 'sync')} sent"
+        )
+    return text
+
+
+#: The tooltip of the header's counts: what they count.
+COUNTS_NOTE = (
+    "As vclock check counts them: client processes, their events, the messages they "
+    "sent (reports to the server included), their receives and sync-receives. The "
+    "server lane's dots are counted apart: a report received, a sync cycle that sent "
+    "syncs. An arrow is drawn for each message received."
+)
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 # SVG
@@ -138,7 +184,8 @@ def render_svg(diagram: Diagram) -> str:
         f'<rect width="{num(width)}" height="{num(height)}" fill="#ffffff"/>',
         f'<text x="16" y="26" font-size="16" font-weight="700" fill="#0f172a">'
         f"{esc(d.name or 'run')}</text>",
-        f'<text class="counts" x="16" y="46" fill="#475569">{esc(_summary(d))}</text>',
+        f'<text class="counts" x="16" y="46" fill="#475569">{esc(_summary(d))}'
+        f"<title>{esc(COUNTS_NOTE)}</title></text>",
     ]
     hint = "x: causal order, not time; dots one above another are concurrent"
     if g.labels and d.clock_ids:
@@ -174,7 +221,7 @@ def render_html(diagram: Diagram) -> str:
     d = diagram
     style, script = page_assets()
     g = _geometry(d, left=LEFT, top=TOP)
-    processes, events, messages, syncs = _counts(d)
+    c = counts(d)
     label_svg = lane_labels_svg(d.processes, g.lane_y, g.height)
     main_svg = diagram_svg(
         g.width + MARGIN, g.height, _lanes(d, g, 0), _ticks(d, g), _arrows(d, g), _events(d, g)
@@ -189,10 +236,13 @@ def render_html(diagram: Diagram) -> str:
     values = {
         "TITLE": esc(d.name or "run"),
         "SUMMARY": esc(_summary(d)),
-        "PROCESSES": str(processes),
-        "EVENTS": str(events),
-        "MESSAGES": str(messages),
-        "SYNCS": str(syncs),
+        "COUNTS_NOTE": esc(COUNTS_NOTE),
+        "PROCESSES": str(c.processes),
+        "EVENTS": str(c.events),
+        "MESSAGES": str(c.messages),
+        "REPORTS": str(c.reports),
+        "RECEIVES": str(c.receives),
+        "SYNCS": str(c.syncs),
         "HINT": esc(hint),
         "NOTES": "".join(f'<p class="note">{esc(n)}</p>' for n in d.notes),
         "LEGEND": legend_html(),

@@ -38,6 +38,7 @@ __all__ = [
     "MARGIN",
     "TOP",
     "Geometry",
+    "arrow_route",
     "arrow_svg",
     "clock_label",
     "defs_svg",
@@ -246,23 +247,85 @@ def lane_label_svg(pid: str, y: float, right: float) -> str:
     )
 
 
-def arrow_svg(a: Arrow, start: tuple[float, float], end: tuple[float, float]) -> str:
-    """A message from the dot at ``start`` to the dot at ``end``, stopping at their rims."""
+#: How near an arrow may pass to the centre of a dot that is not one of its ends: the
+#: dot's radius, half its rim, half the arrow's width, and a pixel to spare.
+_CLEARANCE = _DOT_R + 0.75 + 0.7 + 1.0
+
+
+def arrow_route(
+    start: tuple[float, float], end: tuple[float, float], g: Geometry
+) -> list[tuple[float, float]]:
+    """The path of an arrow from the dot at ``start`` to the dot at ``end``, centre to centre.
+
+    Dots sit only where a lane meets a whole rank. An arrow is a straight line when no
+    such place, the two ends aside, is within :data:`_CLEARANCE` of it: so it misses
+    every dot, including dots the live view draws later. Otherwise it leaves its dot
+    into the gap beside the lane, runs down the channel half a rank right of the
+    source, along the gap beside the target's lane to half a rank left of the target,
+    and into the target; channels and gaps hold no dots. Only the geometry decides,
+    so the offline diagram and the dashboard route an arrow the same way.
+    """
     (x1, y1), (x2, y2) = start, end
-    length = math.hypot(x2 - x1, y2 - y1) or 1.0
-    ux, uy = (x2 - x1) / length, (y2 - y1) / length
-    x1, y1 = x1 + ux * (_DOT_R + 1), y1 + uy * (_DOT_R + 1)
-    x2, y2 = x2 - ux * (_DOT_R + 2), y2 - uy * (_DOT_R + 2)
+    if y1 == y2 or _clear(start, end, g):
+        return [start, end]
+    lanes = sorted(set(g.lane_y.values()) | {y1, y2})
+    step = 1 if y2 > y1 else -1
+    after_source = lanes[lanes.index(y1) + step]
+    before_target = lanes[lanes.index(y2) - step]
+    gap_out, gap_in = (y1 + after_source) / 2, (y2 + before_target) / 2
+    half = g.spacing / 2
+    points = [start, (x1 + half, gap_out), (x1 + half, gap_in), (x2 - half, gap_in), end]
+    return [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+
+
+def _clear(start: tuple[float, float], end: tuple[float, float], g: Geometry) -> bool:
+    """Whether no lane-and-whole-rank place but the ends is near the segment.
+
+    On each lane the segment spans, the place nearest the line is the whole rank
+    nearest where the line crosses the lane (on the ends' lanes: the next rank from
+    the end, towards the other end); its distance to the line is its distance along
+    the lane times |dy| / length. Ends' lanes aside, that can only under-estimate
+    the distance to the segment, so the test errs on the side of routing."""
+    (x1, y1), (x2, y2) = start, end
+    dx, dy = x2 - x1, y2 - y1
+    slope = abs(dy) / math.hypot(dx, dy)  # distance to the line per px along a lane
+    low, high = min(y1, y2), max(y1, y2)
+    for y in g.lane_y.values():
+        if not low <= y <= high:
+            continue
+        if y in (y1, y2):
+            along = g.spacing if dx else math.inf
+        else:
+            column = (x1 + dx * (y - y1) / dy - g.left) / g.spacing
+            along = abs(column - round(column)) * g.spacing
+        if along * slope <= _CLEARANCE:
+            return False
+    return True
+
+
+def arrow_svg(a: Arrow, start: tuple[float, float], end: tuple[float, float], g: Geometry) -> str:
+    """A message from the dot at ``start`` to the dot at ``end`` (a ``polyline`` along
+    :func:`arrow_route`), stopping at their rims."""
+    points = arrow_route(start, end, g)
+    points[0] = _towards(points[0], points[1], _DOT_R + 1)
+    points[-1] = _towards(points[-1], points[-2], _DOT_R + 2)
     stroke, width, dash = _ARROW[a.kind]
     cls = "message" if a.kind == "message" else f"message {a.kind}"
+    path = " ".join(f"{num(x)},{num(y)}" for x, y in points)
     return (
-        f'<line class="{cls}" data-from="{esc(a.source)}" data-to="{esc(a.target)}" '
-        f'data-msg="{esc(a.msg)}" x1="{num(x1)}" y1="{num(y1)}" x2="{num(x2)}" '
-        f'y2="{num(y2)}" stroke="{stroke}" stroke-width="{width}"'
+        f'<polyline class="{cls}" data-from="{esc(a.source)}" data-to="{esc(a.target)}" '
+        f'data-msg="{esc(a.msg)}" points="{path}" fill="none" stroke="{stroke}" '
+        f'stroke-width="{width}"'
         + (f' stroke-dasharray="{dash}"' if dash else "")
         + f' marker-end="url(#vc-head-{a.kind})"><title>{esc(a.msg)}: '
-        f"{esc(a.source)} → {esc(a.target)}</title></line>"
+        f"{esc(a.source)} → {esc(a.target)}</title></polyline>"
     )
+
+
+def _towards(p: tuple[float, float], q: tuple[float, float], by: float) -> tuple[float, float]:
+    """``p`` moved ``by`` towards ``q``."""
+    length = math.hypot(q[0] - p[0], q[1] - p[1]) or 1.0
+    return p[0] + (q[0] - p[0]) * by / length, p[1] + (q[1] - p[1]) * by / length
 
 
 def event_svg(e: DiagramEvent, x: float, y: float, label: str | None, below: bool = False) -> str:

@@ -139,6 +139,7 @@
       var moved = changed ? Array.from(changed).filter(function (k) { return k !== c.id; }).sort(naturalKey) : [];
       var note = el("td", "moved" + (moved.length ? " changed" : ""),
         moved.length ? moved.slice(0, 3).join(", ") + (moved.length > 3 ? " +" + (moved.length - 3) : "") : "");
+      note.title = moved.join(", ");
       tr.appendChild(note);
     }
     tr.appendChild(el("td", "muted mono", c.address || ""));

@@ -26,8 +26,10 @@ its clock after a receive. So:
   arrived. (tests/unit/test_web.py checks every edge against a simulated run.)
 
 x is causal, as in the offline diagram: a dot's rank is one more than the largest
-rank of its predecessors. Every edge points from an older dot to a newer one, so
-ranks are computed once, as dots arrive, and never move.
+rank of its predecessors, and more than the rank of the dot before it on its lane
+(which it may be concurrent with: a send that left before a delivery arrived), so
+two dots never share a place. Every edge points from an older dot to a newer one,
+so ranks are computed once, as dots arrive, and never move.
 
 The window keeps the last ``max_events`` dots; what scrolled off is said in the
 next :meth:`LiveDiagram.take_changes`.
@@ -81,6 +83,7 @@ class _Lane:
     """Per client: the dots the next one on its lane follows."""
 
     dots: int = 0  # dots so far, for ids "A:1", "A:2" ...
+    last_rank: int = 0  # of its newest dot: the next one goes right of it
     last_out: str | None = None  # its last send or report
     last_out_rank: int = 0
     last_out_count: int = 0  # that clock's own entry
@@ -281,8 +284,11 @@ class LiveDiagram:
         lane.dots += 1
         dot_id = f"{pid}:{lane.dots}"
         # One more than any predecessor; and not left of the window, so that a lane
-        # that starts late (a new client) starts where the picture is.
-        rank = max([self._floor(), *(r + 1 for r in ranks)])
+        # that starts late (a new client) starts where the picture is. And right of the
+        # lane's newest dot, even when that one is concurrent with this one (a send that
+        # left before a delivery arrived): two dots of a lane never share a place.
+        rank = max([self._floor(), lane.last_rank + 1, *(r + 1 for r in ranks)])
+        lane.last_rank = rank
         event = DiagramEvent(
             dot_id, pid, kind, rank, clock.to_dict(), _stamp(now), msg, peer, tuple(to), desc
         )

@@ -218,12 +218,14 @@ class LiveDrawing:
         return out
 
     def _arrows(self, entries: Iterable[Entry]) -> list[str]:
+        g = self._geometry
+        assert g is not None
         out = []
         for entry in entries:
             for a in entry.arrows:
                 start, end = self._at(a.source), self._at(a.target)
                 if start is not None and end is not None:
-                    out.append(arrow_svg(a, start, end))
+                    out.append(arrow_svg(a, start, end, g))
         return out
 
     def _tick(self, serial: int, m: Marker) -> str:
