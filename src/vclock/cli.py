@@ -536,6 +536,12 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
 
 
+class _CannotRead(click.ClickException):
+    """`vclock check`'s error for logs it cannot read: exit status 2 (1 is "inconsistent")."""
+
+    exit_code = 2
+
+
 @cli.command("check")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -544,11 +550,20 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     help="Fail (not just warn) when messages were not delivered in causal order.",
 )
 def check_command(source: Path, causal_delivery: bool) -> None:
-    """Check a run folder or .jsonl log for causal consistency (exit 1 if not)."""
+    """Check a run folder or .jsonl log for causal consistency.
+
+    Exit status: 0 consistent, 1 inconsistent, 2 the logs cannot be read (no such
+    folder, an unreadable file or line, no events).
+    """
     try:
         report = check(source, require_causal_delivery=causal_delivery)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ValueError, OSError) as exc:  # FileNotFoundError, PermissionError, ...
+        reason = (
+            f"{exc.filename}: {exc.strerror}"
+            if isinstance(exc, OSError) and exc.filename and exc.strerror
+            else str(exc)
+        )
+        raise _CannotRead(f"cannot check {source}: {reason}") from None
     click.echo(format_report(report))
     if not report.ok:
         sys.exit(1)

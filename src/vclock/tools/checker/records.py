@@ -60,11 +60,24 @@ class Rec:
         return str(self.ref)
 
 
-def load(source: str | Path | Iterable[Event]) -> list[Rec]:
+def load(source: str | Path | Iterable[Event], torn: list[Violation] | None = None) -> list[Rec]:
+    """The records of a run; a log's last line cut off by a crash is left out, with a
+    ``torn-line`` finding appended to ``torn``."""
     records: list[Rec] = []
     if isinstance(source, str | Path):
         for path in log_files(source):
-            for line, event in iter_events(path):
+
+            def cut_off(line: int, name: str = path.name) -> None:
+                if torn is not None:
+                    torn.append(
+                        Violation(
+                            "torn-line",
+                            f"{name}:{line}: the last line was cut off (a crash while it"
+                            " was written); that event is left out, the rest is checked",
+                        )
+                    )
+
+            for line, event in iter_events(path, cut_off):
                 records.append(Rec(_ref(path.name, line, event), event))
     else:
         lines: dict[str, int] = {}
