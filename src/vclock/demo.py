@@ -8,6 +8,7 @@ checked for causal consistency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import signal
 import string
@@ -31,6 +32,9 @@ from .tools.shiviz import export_shiviz
 
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
+#: Exit status of a demo stopped by Ctrl-C (SIGINT) whose run was still consistent,
+#: as shells report a command that SIGINT ended: 128 + 2.
+INTERRUPTED = 130
 
 
 def client_ids(n: int) -> list[str]:
@@ -91,7 +95,16 @@ def demo(
     seed: int | None,
     web: str | None,
 ) -> None:
-    """Start a server and N clients, show them working, then summarise and check the run."""
+    """Start a server and N clients, show them working, then summarise and check the run.
+
+    Ctrl-C stops the run early: the summary, the check, the diagram and the ShiViz
+    log are still written, and the exit status is then 130 (1 if the run failed).
+    """
+    if web is not None:
+        try:  # before the run folder is made: a failed start leaves nothing behind
+            from . import web as _web  # noqa: F401
+        except ImportError as exc:
+            raise click.ClickException(f"--web: {exc}") from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / stamp
     suffix = 1
@@ -101,9 +114,11 @@ def demo(
     run_dir.mkdir(parents=True)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     settings = _Settings(clients, duration, interval, sync_interval, seed, web)
-    ok = asyncio.run(_demo(console, run_dir, settings))
+    ok, interrupted = asyncio.run(_demo(console, run_dir, settings))
     if not ok:
         sys.exit(1)
+    if interrupted:
+        sys.exit(INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +131,20 @@ class _Settings:
     web: str | None
 
 
-async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
+async def _demo(console: Console, run_dir: Path, settings: _Settings) -> tuple[bool, bool]:
+    """Run the demo; (the run was clean and consistent, Ctrl-C stopped it early)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _run(console, run_dir, settings, stop), stop.is_set()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(console: Console, run_dir: Path, settings: _Settings, stop: asyncio.Event) -> bool:
     n, duration, interval = settings.clients, settings.duration, settings.interval
     seed, sync_interval = settings.seed, settings.sync_interval
     web = ["--web", settings.web] if settings.web else []
@@ -143,6 +171,8 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     ) as progress:
         server.pump = asyncio.create_task(_pump(server, console, run_dir))
         for i, cid in enumerate(client_ids(n)):
+            if stop.is_set():
+                break
             args = [
                 "client",
                 "--id",
@@ -160,12 +190,17 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
             proc.pump = asyncio.create_task(_pump(proc, console, run_dir))
             procs.append(proc)
         task = progress.add_task("run", total=duration)
-        while (elapsed := time.monotonic() - started) < duration:
+        while (elapsed := time.monotonic() - started) < duration and not stop.is_set():
             progress.update(task, completed=elapsed)
-            await asyncio.sleep(0.2)
-        progress.update(task, completed=duration)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+        progress.update(task, completed=min(elapsed, duration))
+    if stop.is_set():
+        console.print(f"[bold]Interrupted after {elapsed:.1f} s.[/]")
     console.print("[bold]Stopping the server; the clients exit when it says bye.[/]")
-    server.process.send_signal(signal.SIGTERM)
+    if server.process.returncode is None:  # a Ctrl-C in a terminal may have stopped it
+        with contextlib.suppress(ProcessLookupError):
+            server.process.send_signal(signal.SIGTERM)
     codes = await _wait_all(procs)
     return _summarise(console, run_dir, procs, codes)
 
