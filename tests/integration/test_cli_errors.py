@@ -1,16 +1,22 @@
-"""``vclock demo`` without the web extra (issue 15, item 3), and Ctrl-C on it (item 4)."""
+"""Startup failures of real processes, each reported in one line that names the
+option at fault (issue 15, item 3), and Ctrl-C on ``vclock demo`` (item 4).
+What fails before any socket is opened is in tests/unit/test_cli_errors.py."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import Process, Processes, vclock_argv, wait_until
+from .conftest import HOST, Process, Processes, vclock_argv, wait_until
+
+#: An address no machine has (TEST-NET-1, RFC 5737): binding it fails.
+NOT_HERE = "192.0.2.1"
 
 
 def failed(processes: Processes, *args: str, env: dict[str, str] | None = None) -> str:
@@ -20,6 +26,38 @@ def failed(processes: Processes, *args: str, env: dict[str, str] | None = None) 
     errors = proc.err_lines()
     assert len(errors) == 1 and errors[0].startswith("Error: "), proc.describe()
     return errors[0]
+
+
+def test_a_busy_dashboard_port_names_web_not_port(processes: Processes) -> None:
+    with socket.create_server((HOST, 0)) as busy:
+        port = busy.getsockname()[1]
+        line = failed(processes, "server", "--port", "0", "--web", f"{HOST}:{port}")
+    assert line.startswith(f"Error: --web: cannot serve the dashboard on {HOST}:{port}"), line
+    assert "Address already in use" in line and "--port" not in line, line
+
+
+def test_a_dashboard_address_this_machine_lacks_names_web(processes: Processes) -> None:
+    line = failed(processes, "server", "--port", "0", "--web", f"{NOT_HERE}:0")
+    assert line.startswith(f"Error: --web: cannot serve the dashboard on {NOT_HERE}:0"), line
+    assert "Cannot assign requested address" in line and "--port" not in line, line
+
+
+def test_a_listening_address_this_machine_lacks_names_host(processes: Processes) -> None:
+    proc = processes.add(
+        lambda: Process("server", vclock_argv("server", "--port", "0", "--host", NOT_HERE))
+    )
+    assert proc.wait(60) == 1, proc.describe()
+    line = proc.err_lines()[-1]  # after the warning about --auth-file
+    assert line.startswith(f"Error: --host: cannot listen on {NOT_HERE}:0"), line
+    assert "Is another server running" not in line, line
+
+
+def test_a_busy_port_names_port(processes: Processes) -> None:
+    with socket.create_server((HOST, 0)) as busy:
+        port = busy.getsockname()[1]
+        line = failed(processes, "server", "--port", str(port))
+    assert line.startswith(f"Error: --port: cannot listen on {HOST}:{port}"), line
+    assert "Is another server running there?" in line, line
 
 
 def test_demo_web_without_the_web_extra_says_how_to_install_it(

@@ -1,6 +1,7 @@
-"""Errors a user can make on the command line (issue 15, item 3), run through
-click's CliRunner: every case here fails before any socket is opened or process
-started."""
+"""Errors a user can make on the command line, each reported in one line that names
+the option at fault (issue 15, item 3). Run through click's CliRunner: every case
+here fails before any socket is opened or process started; those that need a
+listening server are in tests/integration/test_cli_errors.py."""
 
 from __future__ import annotations
 
@@ -32,6 +33,101 @@ def in_the_way(tmp_path: Path) -> Path:
     path = tmp_path / "a-file"
     path.write_text("not a folder\n")
     return path
+
+
+# --port and --server: 0-65535
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["server", "--port", "70000"],  # the kernel would take 70000 % 65536 = 4464
+        ["server", "--port", "-1"],
+        ["client", "--port", "65536"],
+        ["client", "--port", "-1"],
+    ],
+)
+def test_a_port_outside_0_to_65535_is_a_usage_error_naming_port(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "'--port'" in line and "0<=x<=65535" in line, line
+
+
+def test_a_server_address_with_a_port_above_65535_names_server() -> None:
+    result = run("client", "--server", "127.0.0.1:70000")
+    assert result.exit_code == 2, result.output
+    assert "--server" in one_error_line(result)
+
+
+# --interval
+
+
+@pytest.mark.parametrize("interval", ["5-2", "soon", "0-1"])
+def test_a_bad_interval_names_interval(interval: str) -> None:
+    result = run("client", "--interval", interval)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "--interval" in line and repr(interval) in line, line
+
+
+# --state, --log, --data: a file that cannot be used
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database\n", bytes(range(256)) * 8, b"SQLite format 3\x00" + b"\x01" * 200]
+)
+def test_a_state_file_that_is_not_one_is_refused_in_one_line_naming_state(
+    tmp_path: Path, content: bytes
+) -> None:
+    state = tmp_path / "A.state"
+    state.write_bytes(content)
+    result = run("client", "--id", "A", "--port", "1", "--state", str(state))
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"Error: --state {state}: "), line
+    assert "not a vclock client state file" in line, line
+    assert state.read_bytes() == content  # left as it was
+
+
+def test_a_state_file_that_cannot_be_opened_names_state(in_the_way: Path) -> None:
+    state = in_the_way / "A.state"
+    result = run("client", "--id", "A", "--port", "1", "--state", str(state))
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"Error: --state {state}: cannot open"), line
+    assert "Not a directory" in line, line
+
+
+@pytest.mark.parametrize("command", ["server", "client"])
+def test_a_log_folder_that_cannot_be_made_names_log(in_the_way: Path, command: str) -> None:
+    logs = in_the_way / "logs"
+    who = ["--id", "A"] if command == "client" else []
+    result = run(command, *who, "--port", "0", "--log", str(logs))
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"Error: --log {logs}: cannot write the event log"), line
+    assert "Not a directory" in line and "--port" not in line, line
+
+
+@pytest.mark.parametrize("name", ["data", "vclock.sqlite3"])
+def test_a_data_path_that_cannot_be_used_names_data(in_the_way: Path, name: str) -> None:
+    data = in_the_way / name
+    result = run("server", "--port", "0", "--data", str(data))
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"Error: --data {data}: "), line
+    assert "Not a directory" in line and "--port" not in line, line
+
+
+def test_a_data_file_that_is_not_a_database_names_data(tmp_path: Path) -> None:
+    data = tmp_path / "vclock.sqlite3"
+    data.write_bytes(b"not a database, " * 100)
+    result = run("server", "--port", "0", "--data", str(data))
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert line.startswith(f"Error: --data {data}: "), line
+    assert "cannot be read as a vclock database" in line, line
 
 
 # vclock check: 0 consistent, 1 inconsistent, 2 cannot read
