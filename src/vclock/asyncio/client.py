@@ -151,6 +151,7 @@ class Client:
         self._resending = False  # reconnecting: new frames wait behind the resends
         self._page: asyncio.Future[PeerPage] | None = None  # the who being answered
         self._who_lock = asyncio.Lock()  # one paging at a time: answers come in order
+        self._welcomed = False  # once: no more TLS probing (only a first connect is misset)
         self.closed_reason: str | None = None
 
     # What the node knows
@@ -369,7 +370,9 @@ class Client:
             raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
         except (ConnectionError, OSError) as exc:
             self._writer.close()
-            if self.options.ssl is None and await _speaks_tls(host, port):
+            # A server that restarts or stops closes connections before welcome too:
+            # only a node never welcomed asks, so reconnects add no connection.
+            if not self._welcomed and self.options.ssl is None and await _speaks_tls(host, port):
                 raise ConnectError(
                     f"{host}:{port} speaks TLS and closed a plain connection before welcome:"
                     " connect with TLS (vclock client --tls-ca FILE, or --tls for a"
@@ -378,6 +381,7 @@ class Client:
             raise ConnectError(
                 f"{host}:{port} closed the connection before welcome: {exc}"
             ) from None
+        self._welcomed = True
         if self._failure is not None:
             return  # the welcome's replay filled the hold-back queue: _run ends it
         # Resend what was not acknowledged, oldest first, before any new frame:
