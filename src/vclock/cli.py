@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
+import os
 import random
 import secrets
 import signal
@@ -32,7 +34,7 @@ from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .events import SERVER_ID
 from .net import is_loopback
-from .store import MEMORY, Store
+from .store import MEMORY, Store, StoreError
 from .terminal import one_line
 from .tools.checker import check, format_report
 from .tools.diagram import write_diagram
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DEFAULTS = ServerConfig()
+#: A TCP port: click refuses anything else as a usage error naming the option
+#: (the kernel would otherwise take 70000 as 70000 % 65536).
+PORT = click.IntRange(0, 65535)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -61,6 +66,8 @@ def _address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--server")
+    if int(port) > 65535:
+        raise click.BadParameter(f"{text!r}: the port is above 65535", param_hint="--server")
     return host, int(port)
 
 
@@ -69,9 +76,11 @@ def _interval(text: str) -> tuple[float, float]:
     try:
         lo, hi = float(low), float(high if sep else low)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not MIN-MAX in seconds, e.g. 2-10") from None
+        raise click.BadParameter(
+            f"{text!r} is not MIN-MAX in seconds, e.g. 2-10", param_hint="--interval"
+        ) from None
     if not 0 < lo <= hi:
-        raise click.BadParameter(f"{text!r}: need 0 < MIN <= MAX")
+        raise click.BadParameter(f"{text!r}: need 0 < MIN <= MAX", param_hint="--interval")
     return lo, hi
 
 
@@ -132,7 +141,13 @@ def _limit_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=4999, show_default=True, help="TCP port (0 picks a free one).")
+@click.option(
+    "--port",
+    default=4999,
+    show_default=True,
+    type=PORT,
+    help="TCP port (0 picks a free one).",
+)
 @click.option(
     "--sync-interval",
     default=5.0,
@@ -281,17 +296,48 @@ def server(
         ssl=context,
         **limits,
     )
+    # Each failure names the option it comes from: the data, the log, the
+    # listening address, the dashboard's address.
     try:
         # A cluster keeps what must survive in NATS, not in a node's SQLite file.
         store = Store(MEMORY if cluster is not None else data)
-        _run(_run_server(config, store, quiet, log_dir, cluster, web))
+    except StoreError as exc:
+        raise click.ClickException(f"--data {data}: {exc}") from None
+    log = _event_log(log_dir, SERVER_ID)
+    try:
+        _run(_run_server(config, store, quiet, log, cluster, web))
     except VClockError as exc:  # e.g. the cluster cannot be joined: say why, no traceback
         raise click.ClickException(str(exc)) from None
+
+
+def _event_log(log_dir: Path | None, pid: str) -> EventLog | None:
+    """The event log of ``--log DIR``, or a one-line error naming ``--log``."""
+    if log_dir is None:
+        return None
+    try:
+        return EventLog(log_dir, pid)
     except OSError as exc:
+        where = exc.filename or log_dir
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}."
-            " Is another server running? Pick another --port."
+            f"--log {log_dir}: cannot write the event log ({where}: {exc.strerror or exc})"
         ) from None
+
+
+def _bind_failed(
+    exc: OSError, what: str, address: str, port_option: str, host_option: str
+) -> click.ClickException:
+    """A one-line error for an address that cannot be bound, naming the option at fault:
+    the host's for an address this machine does not have, else the port's."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    option, hint = port_option, ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = f" Is another server running there? Give {port_option} another port."
+    elif exc.errno == errno.EACCES:
+        hint = f" Ports below 1024 need privileges: give {port_option} another port."
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        option = host_option
+        hint = f" No interface of this machine has that address: give {host_option} one it has."
+    return click.ClickException(f"{option}: cannot {what} on {address}: {reason}.{hint}")
 
 
 def _web_options(
@@ -317,12 +363,15 @@ async def _run_server(
     config: ServerConfig,
     store: Store,
     quiet: bool,
-    log_dir: Path | None,
+    log: EventLog | None,
     cluster: ClusterConfig | None = None,
     web: tuple[str, int, str | None] | None = None,
 ) -> None:
-    log = EventLog(log_dir, SERVER_ID) if log_dir else None
-    srv = await serve(config, Console(None if quiet else sys.stdout), log, store, cluster)
+    try:
+        srv = await serve(config, Console(None if quiet else sys.stdout), log, store, cluster)
+    except OSError as exc:
+        address = f"{config.host}:{config.port}"
+        raise _bind_failed(exc, "listen", address, "--port", "--host") from None
     tls = ", TLS" if config.ssl else ""
     node = f", cluster {cluster.name} as node {cluster.node_id}" if cluster else ""
     click.echo(
@@ -342,7 +391,12 @@ async def _run_server(
 
         web_host, web_port, token = web
         dashboard = Dashboard(srv, token=token)
-        await dashboard.start(web_host, web_port)
+        try:
+            await dashboard.start(web_host, web_port)
+        except OSError as exc:
+            await srv.close()
+            address = f"{web_host}:{web_port}"
+            raise _bind_failed(exc, "serve the dashboard", address, "--web", "--web") from None
         click.echo(f"vclock dashboard at {dashboard.url}")
     failed = asyncio.create_task(srv.wait_failed())
     signalled = asyncio.create_task(_until_signalled())
@@ -389,7 +443,7 @@ STOPPED = "client stopped"
     help="This client's id (letters, digits, _ . -); default: assigned by the server.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="The server's address.")
-@click.option("--port", default=4999, show_default=True, help="The server's TCP port.")
+@click.option("--port", default=4999, show_default=True, type=PORT, help="The server's TCP port.")
 @click.option(
     "--server",
     "servers",
@@ -477,17 +531,17 @@ def client(
         reconnect=reconnect,
         state_path=state_path,
         ssl=context,
-        log=EventLog(log_dir, client_id) if log_dir and client_id else None,
+        log=_event_log(log_dir, client_id) if client_id else None,
         fallbacks=addresses[1:],
         max_held=max_held,
     )
     try:
         reason = _run(_run_client(options, bounds, seed, broadcast_every))
     except ConnectError as exc:
-        hint = " Start one with `vclock server`." if exc.code is None else ""
+        hint = " Start one with `vclock server`." if exc.unreachable else ""
         raise click.ClickException(one_line(f"{exc}.{hint}")) from None
     except StateFileError as exc:
-        raise click.ClickException(one_line(str(exc))) from None
+        raise click.ClickException(one_line(f"--state {state_path}: {exc}")) from None
     except HoldBackFull as exc:
         kept = f" They are kept in {state_path}." if state_path and reconnect else ""
         raise click.ClickException(one_line(f"{exc}.{kept}")) from None
@@ -562,8 +616,11 @@ def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     click.echo(f"Wrote {result.events} events from {result.runs} run(s) to {result.path}")
 
 
-# Exit status of `vclock check` when the logs cannot be read (1: inconsistent).
-UNREADABLE = 2
+class _CannotRead(click.ClickException):
+    """`vclock check`'s error for logs it cannot read: exit status 2 (1 is "inconsistent")."""
+
+    exit_code = 2
+
 
 _SOURCES = click.argument(
     "sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
@@ -582,7 +639,8 @@ def check_command(sources: tuple[Path, ...], causal_delivery: bool) -> None:
 
     SOURCES: a run folder or .jsonl event logs, or GoVector/ShiViz logs (one per
     process, several, or merged; messages are read from the clocks). Each
-    execution of a multi-execution log is checked on its own.
+    execution of a multi-execution log is checked on its own. Exit status 2: no
+    such folder, an unreadable file or line, no events.
     """
     try:
         trace = read_trace(list(sources))
@@ -590,9 +648,15 @@ def check_command(sources: tuple[Path, ...], causal_delivery: bool) -> None:
             (execution.label, check(execution, require_causal_delivery=causal_delivery))
             for execution in trace.executions
         ]
-    except (ValueError, FileNotFoundError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(UNREADABLE)
+        if not any(execution.events for execution in trace.executions):
+            raise ValueError(f"no events in {' '.join(map(str, sources))}: its logs are empty")
+    except (ValueError, OSError) as exc:  # FileNotFoundError, IsADirectoryError, ...
+        reason = (
+            f"{exc.filename}: {exc.strerror}"
+            if isinstance(exc, OSError) and exc.filename and exc.strerror
+            else str(exc)
+        )
+        raise _CannotRead(f"cannot check {' '.join(map(str, sources))}: {reason}") from None
     for label, report in reports:
         if len(reports) > 1:
             click.echo(f"=== {label} ===")

@@ -8,6 +8,7 @@ checked for causal consistency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import signal
 import string
@@ -33,6 +34,9 @@ from .tools.spacetime import natural_key
 STYLES = ["cyan", "magenta", "green", "yellow", "blue", "red"]
 STOP_TIMEOUT = 10.0
 JOIN_TIMEOUT = 60.0
+#: Exit status of a demo stopped by Ctrl-C (SIGINT) whose run was still consistent,
+#: as shells report a command that SIGINT ended: 128 + 2.
+INTERRUPTED = 130
 
 
 def client_ids(n: int) -> list[str]:
@@ -95,7 +99,16 @@ def demo(
     seed: int | None,
     web: str | None,
 ) -> None:
-    """Start a server and N clients, show them working, then summarise and check the run."""
+    """Start a server and N clients, show them working, then summarise and check the run.
+
+    Ctrl-C stops the run early: the summary, the check, the diagram and the ShiViz
+    log are still written, and the exit status is then 130 (1 if the run failed).
+    """
+    if web is not None:
+        try:  # before the run folder is made: a failed start leaves nothing behind
+            from . import web as _web  # noqa: F401
+        except ImportError as exc:
+            raise click.ClickException(f"--web: {exc}") from None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir / stamp
     suffix = 1
@@ -105,9 +118,11 @@ def demo(
     run_dir.mkdir(parents=True)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     settings = _Settings(clients, duration, interval, sync_interval, seed, web)
-    ok = asyncio.run(_demo(console, run_dir, settings))
+    ok, interrupted = asyncio.run(_demo(console, run_dir, settings))
     if not ok:
         sys.exit(1)
+    if interrupted:
+        sys.exit(INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +135,20 @@ class _Settings:
     web: str | None
 
 
-async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
+async def _demo(console: Console, run_dir: Path, settings: _Settings) -> tuple[bool, bool]:
+    """Run the demo; (the run was clean and consistent, Ctrl-C stopped it early)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _run(console, run_dir, settings, stop), stop.is_set()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(console: Console, run_dir: Path, settings: _Settings, stop: asyncio.Event) -> bool:
     n, duration, interval = settings.clients, settings.duration, settings.interval
     seed, sync_interval = settings.seed, settings.sync_interval
     web = ["--web", settings.web] if settings.web else []
@@ -146,6 +174,8 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
     ) as progress:
         server.pump = asyncio.create_task(_pump(server, console, run_dir))
         for i, cid in enumerate(client_ids(n)):
+            if stop.is_set():
+                break
             args = [
                 "client",
                 "--id",
@@ -164,30 +194,35 @@ async def _demo(console: Console, run_dir: Path, settings: _Settings) -> bool:
             procs.append(proc)
         # The run's time starts once every client has joined: 25 Python processes
         # starting on a busy machine can take longer than a short run.
-        await _all_joined(server, n, progress)
+        await _all_joined(server, len(procs) - 1, progress, stop)
         started = time.monotonic()
         task = progress.add_task("demo running", total=duration)
-        while (elapsed := time.monotonic() - started) < duration:
+        while (elapsed := time.monotonic() - started) < duration and not stop.is_set():
             progress.update(task, completed=elapsed)
-            await asyncio.sleep(0.2)
-        progress.update(task, completed=duration)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+        progress.update(task, completed=min(elapsed, duration))
+    if stop.is_set():
+        console.print(f"[bold]Interrupted after {elapsed:.1f} s.[/]")
     console.print("[bold]Stopping the server; the clients exit when it says bye.[/]")
-    server.process.send_signal(signal.SIGTERM)
+    if server.process.returncode is None:  # a Ctrl-C in a terminal may have stopped it
+        with contextlib.suppress(ProcessLookupError):
+            server.process.send_signal(signal.SIGTERM)
     codes = await _wait_all(procs)
     return _summarise(console, run_dir, procs, codes)
 
 
-async def _all_joined(server: _Proc, n: int, progress: Progress) -> None:
+async def _all_joined(server: _Proc, n: int, progress: Progress, stop: asyncio.Event) -> None:
     """Wait until ``n`` clients joined the server (as its console says), up to
-    :data:`JOIN_TIMEOUT` seconds; the run goes on with those that did."""
+    :data:`JOIN_TIMEOUT` seconds or a Ctrl-C; the run goes on with those that did."""
     task = progress.add_task("clients joining", total=n)
     deadline = time.monotonic() + JOIN_TIMEOUT
-    while len(server.joined) < n and (left := deadline - time.monotonic()) > 0:
-        server.changed.clear()
-        try:
-            await asyncio.wait_for(server.changed.wait(), left)
-        except TimeoutError:
+    while len(server.joined) < n and not stop.is_set():
+        if (left := deadline - time.monotonic()) <= 0:
             break
+        server.changed.clear()
+        with contextlib.suppress(TimeoutError):  # look at stop now and then
+            await asyncio.wait_for(server.changed.wait(), min(left, 0.2))
         progress.update(task, completed=len(server.joined))
     progress.remove_task(task)
 

@@ -9,6 +9,7 @@ that already exist keep the mode their owner gave them.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -27,8 +28,10 @@ def make_private_dirs(path: Path) -> None:
         try:
             os.mkdir(folder, DIR_MODE)
         except FileExistsError:
-            if not folder.is_dir():
-                raise
+            if not folder.is_dir():  # a file in the way: say so, not "File exists"
+                raise NotADirectoryError(
+                    errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)
+                ) from None
 
 
 def open_private(path: Path, flags: int) -> int:

@@ -48,14 +48,25 @@ T = TypeVar("T")
 class Process:
     """A child process whose stdout and stderr are collected line by line."""
 
-    def __init__(self, name: str, argv: list[str], *, cwd: Path | None = None) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        own_group: bool = False,
+    ) -> None:
+        """``env``: added to this process's environment; ``own_group``: lead a new
+        process group, as a shell's foreground job (a terminal's Ctrl-C goes to it all)."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.name = name
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
+            process_group=0 if own_group else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -716,3 +716,19 @@ def test_a_node_without_nats_says_what_to_do(processes: Processes) -> None:
     assert f"cannot reach NATS at {url} within 1 s" in err, err
     assert "Is nats-server running there?" in err
     assert "Traceback" not in err
+
+
+def test_a_node_prints_nothing_of_nats_pys_own_on_stderr(cluster: Cluster) -> None:
+    """nats-py logged "Server may ignore filters if version is < 2.10." each time a
+    node read its broadcast counts (at start), on any NATS version."""
+    first = cluster.node("n1")
+    cluster.client("A", first, "--broadcast-every", "1", "--interval", FAST)
+    wait_until(lambda: count_kinds(cluster.logs, "A", "send") >= 3, what="A's broadcasts")
+    first.stop()
+    second = cluster.node("n2")  # reads the counts n1 stored
+    wait_until(lambda: second.alive(), what="n2 up")
+    second.stop()
+    for node in (first, second):
+        err = "\n".join(node.err_lines())
+        assert "Server may ignore filters" not in err, node.describe()
+        assert "Traceback" not in err, node.describe()

@@ -844,4 +844,5 @@ def test_every_rule_is_documented():
         "causality",
         "fifo",
         "causal-delivery",
+        "torn-line",
     }

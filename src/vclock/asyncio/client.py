@@ -17,6 +17,7 @@ drops deliveries it already handled. Iteration ends when the session ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import ssl
@@ -58,11 +59,32 @@ _RETRIED_CODES = frozenset({"duplicate-id", "too-many-connections", "server-busy
 
 
 class ConnectError(VClockError, ConnectionError):
-    """The server refused the hello (``code`` says why) or could not be reached."""
+    """The server refused the hello (``code`` says why) or could not be reached
+    (``unreachable``: nothing listens there, or no route)."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.unreachable = unreachable
+
+
+async def _speaks_tls(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether ``host:port`` completes a TLS handshake: asked only after a plain
+    connection was closed before ``welcome``, to say why. The certificate is not
+    checked; nothing is sent after the handshake."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), timeout
+        )
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 class SessionEnded(VClockError, ConnectionError):
@@ -129,6 +151,7 @@ class Client:
         self._resending = False  # reconnecting: new frames wait behind the resends
         self._page: asyncio.Future[PeerPage] | None = None  # the who being answered
         self._who_lock = asyncio.Lock()  # one paging at a time: answers come in order
+        self._welcomed = False  # once: no more TLS probing (only a first connect is misset)
         self.closed_reason: str | None = None
 
     # What the node knows
@@ -322,9 +345,22 @@ class Client:
             self._reader, self._writer = await asyncio.open_connection(
                 host, port, limit=READ_CHUNK, ssl=self.options.ssl
             )
-        except (OSError, ssl.SSLError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise ConnectError(f"cannot reach a vclock server at {host}:{port}: {reason}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectError(
+                f"{host}:{port}: the server's TLS certificate is not trusted: {exc}"
+            ) from None
+        except ssl.SSLError as exc:
+            if exc.reason == "WRONG_VERSION_NUMBER":  # its first bytes were no TLS record
+                raise ConnectError(
+                    f"{host}:{port} does not speak TLS (a server without --tls-cert?):"
+                    " connect without TLS, or start the server with --tls-cert and --tls-key"
+                ) from None
+            raise ConnectError(f"TLS with {host}:{port} failed: {exc}") from None
+        except OSError as exc:
+            raise ConnectError(
+                f"cannot reach a vclock server at {host}:{port}: {exc.strerror or exc}",
+                unreachable=True,
+            ) from None
         self._conn = self._new_connection()
         try:
             await self._handshake()
@@ -336,9 +372,18 @@ class Client:
             raise ConnectError(f"{host}:{port} does not speak the vclock protocol: {exc}") from None
         except (ConnectionError, OSError) as exc:
             self._writer.close()
+            # A server that restarts or stops closes connections before welcome too:
+            # only a node never welcomed asks, so reconnects add no connection.
+            if not self._welcomed and self.options.ssl is None and await _speaks_tls(host, port):
+                raise ConnectError(
+                    f"{host}:{port} speaks TLS and closed a plain connection before welcome:"
+                    " connect with TLS (vclock client --tls-ca FILE, or --tls for a"
+                    " certificate the system trusts)"
+                ) from None
             raise ConnectError(
                 f"{host}:{port} closed the connection before welcome: {exc}"
             ) from None
+        self._welcomed = True
         if self._failure is not None:
             return  # the welcome's replay filled the hold-back queue: _run ends it
         # Resend what was not acknowledged, oldest first, before any new frame:

@@ -94,10 +94,15 @@ class StateFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        legacy = _read_legacy(path)
-        if legacy is not None:
-            _convert(path, legacy)
-        self._db = _open(path)
+        try:
+            legacy = _read_legacy(path)
+            if legacy is not None:
+                _convert(path, legacy)
+            self._db = _open(path)
+        except StateFileError:
+            raise
+        except OSError as exc:  # a folder in the way, no permission, a missing parent
+            raise StateFileError(f"cannot open {path}: {exc.strerror or exc}") from None
         self._saved = self._read()
         self._mirror(self._saved)
 
@@ -315,6 +320,11 @@ def _read_legacy(path: Path) -> SavedClient | None:
             data = head + file.read()
     except FileNotFoundError:
         return None
+    if not data.lstrip().startswith(b"{"):
+        raise StateFileError(
+            f"{path} is not a vclock client state file (neither SQLite nor the JSON of"
+            " earlier versions)"
+        )
     try:
         return _legacy_decoder.decode(data)
     except (FrameError, msgspec.DecodeError) as exc:

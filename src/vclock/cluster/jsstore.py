@@ -243,14 +243,26 @@ class JetStreamStore:
             return 0
         return int(entry.value or b"0")
 
+    async def _keys(self, pattern: str) -> list[str]:
+        """The keys of the held bucket that match ``pattern`` (NATS wildcards), filtered
+        by the server. Not ``KeyValue.keys(filters=...)``: nats-py matches those
+        filters as substrings on the client ("b.*.*" matched no key at all) and logs
+        "Server may ignore filters" on every call."""
+        watcher = await self._held.watch(pattern, ignore_deletes=True, meta_only=True)
+        keys: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:  # nats-py's mark: everything there was is read
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
+
     async def load_broadcasts(self) -> VectorClock:
         """The broadcast counts every node stored, the max per sender."""
         counts: dict[str, int] = {}
-        try:
-            keys = await self._held.keys(filters=["b.*.*"])
-        except Exception:  # nats-py raises NoKeysError for an empty bucket
-            keys = []
-        for key in keys:
+        for key in await self._keys("b.*.*"):
             try:
                 entry = await self._held.get(key)
             except KeyNotFoundError:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,7 +51,8 @@ class EventLog:
         self.path = Path(directory) / f"{pid}.jsonl"
         make_private_dirs(self.path.parent)  # the log holds what was sent: 0700/0600
         self.pid = pid
-        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+        fd = open_private(self.path, os.O_RDWR | os.O_APPEND)
+        _cut_torn_line(fd)
         self._file: IO[bytes] = os.fdopen(fd, "ab")
 
     def record(
@@ -112,6 +113,28 @@ class EventLog:
         self._file.close()
 
 
+def _cut_torn_line(fd: int) -> None:
+    """Before appending, end the file with a ``\n``: a last line a crash left
+    without it is cut off if it is not a whole event (the new lines would
+    otherwise be glued to it, and lost with it), or given its ``\n`` if it is."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = size
+    while start > 0:  # find the last newline, reading back 64 KiB at a time
+        start = max(0, start - 65536)
+        cut = os.pread(fd, size - start, start).rfind(b"\n")
+        if cut >= 0:
+            start += cut + 1
+            break
+    try:
+        _decoder.decode(os.pread(fd, size - start, start))
+    except msgspec.DecodeError:
+        os.ftruncate(fd, start)
+    else:
+        os.write(fd, b"\n")
+
+
 def log_files(source: str | Path) -> list[Path]:
     """The ``.jsonl`` files of a run folder (sorted), or ``[source]`` for one file."""
     path = Path(source)
@@ -125,8 +148,14 @@ def log_files(source: str | Path) -> list[Path]:
     return [path]
 
 
-def iter_events(path: str | Path) -> Iterator[tuple[int, Event]]:
+def iter_events(
+    path: str | Path, on_torn: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Event]]:
     """``(line number, event)`` for each line of one log file.
+
+    A last line without its ``\n`` that is not an event was cut off by a crash
+    while it was written: it is left out (the event is lost, as docs/eventlog.md
+    says), and ``on_torn(line number)`` is called if given.
 
     Raises:
         ValueError: a line that is not an event, naming the file and line.
@@ -138,6 +167,10 @@ def iter_events(path: str | Path) -> Iterator[tuple[int, Event]]:
             try:
                 yield number, _decoder.decode(line)
             except msgspec.DecodeError as exc:
+                if not line.endswith(b"\n"):  # only the last line can lack it
+                    if on_torn is not None:
+                        on_torn(number)
+                    return
                 raise ValueError(f"{path}:{number}: not an event: {exc}") from None
 
 

@@ -87,6 +87,8 @@ class Execution:
     events: tuple[Event, ...]
     refs: tuple[str, ...]
     records: tuple[Record, ...] | None = None
+    #: last lines cut off by a crash (``A.jsonl:12``), left out of ``events``
+    torn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +198,16 @@ def read_trace(sources: Sequence[str | Path]) -> Trace:
 def _event_execution(label: str, files: list[Path]) -> Execution:
     events: list[Event] = []
     refs: list[str] = []
+    torn: list[str] = []
     for file in files:
-        for line, event in iter_events(file):
+
+        def cut_off(line: int, name: str = file.name) -> None:
+            torn.append(f"{name}:{line}")
+
+        for line, event in iter_events(file, cut_off):
             events.append(event)
             refs.append(f"{file.name}:{line}")
-    return Execution(label, tuple(events), tuple(refs))
+    return Execution(label, tuple(events), tuple(refs), torn=tuple(torn))
 
 
 def _shiviz_executions(files: list[Path]) -> tuple[Execution, ...]:

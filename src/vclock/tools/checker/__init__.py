@@ -11,6 +11,7 @@ modules.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,13 +54,21 @@ def check(
             ``"broadcast"`` only between broadcasts (peer ``"*"``), which clients
             deliver in causal order whatever the topology.
 
+    A log's last line cut off by a crash (docs/eventlog.md: a crash loses at most
+    the line being written) is left out with a ``torn-line`` warning.
+
     Raises:
         FileNotFoundError: no such file, or a folder without logs.
-        ValueError: a line that is not an event (naming the file and line), or
-            logs holding several executions.
+        ValueError: a line that is not an event (naming the file and line), logs
+            holding several executions, or logs that hold no event at all.
     """
     if causal_scope not in ("all", "broadcast"):
         raise ValueError(f"causal_scope must be 'all' or 'broadcast', not {causal_scope!r}")
-    return Checker(load(source), broadcasts_only=causal_scope == "broadcast").run(
+    torn: list[Violation] = []
+    records = load(source, torn)
+    if not records and isinstance(source, str | Path):
+        raise ValueError(f"no events in {source}: its logs are empty")
+    report = Checker(records, broadcasts_only=causal_scope == "broadcast").run(
         require_causal_delivery
     )
+    return dataclasses.replace(report, log_warnings=torn)

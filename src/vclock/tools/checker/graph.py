@@ -78,6 +78,9 @@ Rules (``Violation.rule``), see :data:`RULES`
                    after m2 although send(m1) happened before send(m2); with
                    ``causal_scope="broadcast"`` only pairs of broadcasts count, the
                    order vclock guarantees in every topology (docs/cluster.md)
+``torn-line``      (warning) a log's last line was cut off by a crash while it was
+                   written (no ``\\n``, not an event): that event is left out and
+                   the rest of the run is checked (docs/eventlog.md)
 
 How the core check works
 ------------------------

@@ -60,14 +60,26 @@ class Rec:
         return str(self.ref)
 
 
-def load(source: str | Path | Execution | Iterable[Event]) -> list[Rec]:
+def load(
+    source: str | Path | Execution | Iterable[Event], torn: list[Violation] | None = None
+) -> list[Rec]:
     """The records of one execution: a log file or folder (in either format of
     :mod:`vclock.tools.tracelog`, holding one execution), an execution already
-    read, or events (each process's in its order)."""
+    read, or events (each process's in its order). A log's last line cut off by a
+    crash is left out, with a ``torn-line`` finding appended to ``torn``."""
     records: list[Rec] = []
     if isinstance(source, str | Path):
         source = read_trace([source]).execution()
     if isinstance(source, Execution):
+        for ref in source.torn:
+            if torn is not None:
+                torn.append(
+                    Violation(
+                        "torn-line",
+                        f"{ref}: the last line was cut off (a crash while it was"
+                        " written); that event is left out, the rest is checked",
+                    )
+                )
         for ref, event in zip(source.refs, source.events, strict=True):
             file, _, number = ref.rpartition(":")
             records.append(Rec(_ref(file, int(number), event), event))
