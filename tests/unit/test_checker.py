@@ -763,6 +763,33 @@ def test_a_server_run_in_memory_knows_nothing_of_the_run_before():
     assert report.ok, format_report(report)
 
 
+def test_a_server_run_in_memory_numbers_its_cycles_again_and_still_checks():
+    # Both runs sent a sync#1 (a server without --data counts cycles from 1
+    # again): each sync-receive is matched to its own run's sync, and a repeat
+    # within one run is still a duplicate. Before, the second sync#1 was a
+    # duplicate-message and C's receive was held against run 1's frontier.
+    run1 = [
+        ev("server", "start", {}),
+        ev("server", "receive", {"A": 1}, peer="A", msg="A#1"),
+        ev("server", "sync", {"A": 1}, msg="sync#1", to=["B"]),
+    ]
+    run2 = [
+        ev("server", "start", {}),
+        ev("server", "receive", {"D": 1}, peer="D", msg="D#1"),
+        ev("server", "sync", {"D": 1}, msg="sync#1", to=["C"]),
+    ]
+    clients = [
+        ev("A", "send", {"A": 1}, peer="server", msg="A#1"),
+        ev("B", "sync-receive", {"A": 1, "B": 1}, peer="server", msg="sync#1"),
+        ev("D", "send", {"D": 1}, peer="server", msg="D#1"),
+        ev("C", "sync-receive", {"C": 1, "D": 1}, peer="server", msg="sync#1"),
+    ]
+    report = check(clients + run1 + run2)
+    assert report.ok, format_report(report)
+    again = ev("server", "sync", {"D": 1}, msg="sync#1", to=["C"])
+    assert "duplicate-message" in rules(check(clients + run1 + run2 + [again]))
+
+
 def test_a_sync_receive_of_an_unknown_sync_is_caught(good):
     logs = copy_logs(good)
     pid, i = pick(logs, {"sync-receive"})

@@ -145,7 +145,10 @@ class HappenedBefore:
         self.prefmax: list[list[int]] = [[] for _ in self.pids]  # max own entry so far
         self.by_own: list[dict[int, Rec]] = [{} for _ in self.pids]
         self.sends: dict[str, Rec] = {}  # msg -> the first well-formed send of it
-        self.syncs: dict[str, Rec] = {}  # msg -> the first server sync of it
+        # msg -> the first server sync of it in each server run (a server without
+        # --data numbers its cycles from 1 again after a restart)
+        self.syncs: dict[str, list[Rec]] = {}
+        self.server_run: dict[int, int] = {}  # id(server record) -> its run, from 0
         # the graph
         self.nodes: list[Rec] = []
         self.preds: list[list[int]] = []
@@ -195,9 +198,15 @@ class HappenedBefore:
             for rec in causal:
                 if rec.kind == "send" and rec.msg and rec.event.peer:
                     self.sends.setdefault(rec.msg, rec)
-        for rec in self.server:
+        run = 0
+        for index, rec in enumerate(self.server):
+            if rec.kind == "start" and index:
+                run += 1
+            self.server_run[id(rec)] = run
             if rec.kind == "sync" and rec.msg:
-                self.syncs.setdefault(rec.msg, rec)
+                same = self.syncs.setdefault(rec.msg, [])
+                if not same or self.server_run[id(same[-1])] != run:
+                    same.append(rec)
 
     # The graph
 
@@ -248,10 +257,21 @@ class HappenedBefore:
     def _source(self, rec: Rec) -> Rec | None:
         """The send a receive got (the sync a sync-receive got), if the logs have it."""
         if rec.kind == "sync-receive":
-            return self.syncs.get(rec.msg or "") if self.has_server else None
+            return self._sync_of(rec) if self.has_server else None
         if rec.pid != SERVER_ID and not rec.event.peer:
             return None  # malformed: a client receive names its sender
         return self.sends.get(rec.msg or "")
+
+    def _sync_of(self, rec: Rec) -> Rec | None:
+        """The sync a sync-receive got: of the server runs that sent one with its
+        msg, the first that sent it to this client with a clock it covers."""
+        candidates = self.syncs.get(rec.msg or "", [])
+        for sync in candidates:
+            if rec.pid in (sync.event.to or ()) and all(
+                rec.clock.get(q, 0) >= n for q, n in sync.clock.items()
+            ):
+                return sync
+        return candidates[0] if candidates else None
 
     def _implied_edges(self, rec: Rec, prev: Rec | None) -> None:
         """Edges from the events ``rec``'s clock says it learnt of (see the module doc)."""

@@ -128,7 +128,9 @@ class Checker:
                 if not rec.msg:
                     self.fail("malformed", f"{rec}: a sync needs a msg", rec)
                 else:
-                    self._unique(graph.syncs, rec)
+                    run = graph.server_run[id(rec)]
+                    first = [s for s in graph.syncs[rec.msg] if graph.server_run[id(s)] == run]
+                    self._unique({rec.msg: first[0]}, rec)  # once per server run
 
     def _unique(self, index: dict[str, Rec], rec: Rec) -> None:
         assert rec.msg is not None
@@ -191,9 +193,11 @@ class Checker:
                 rec,
                 sync,
             )
-        elif rec.msg in received:
-            self.fail("duplicate-message", f"{rec}: {rec.msg} was received twice", rec, sync)
-        received.add(rec.msg or "")
+        else:
+            key = f"{rec.msg} of server run {self.graph.server_run[id(sync)]}"
+            if key in received:
+                self.fail("duplicate-message", f"{rec}: {rec.msg} was received twice", rec, sync)
+            received.add(key)
         self._not_below(rec, sync, "the frontier of")
 
     def _server_records(self) -> None:
