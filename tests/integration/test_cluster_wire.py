@@ -281,3 +281,41 @@ async def async_wait_until_async(
     async with asyncio.timeout(10):
         while not ok(await get()):
             await asyncio.sleep(0.05)
+
+
+def test_batched_relays_resent_after_their_node_died_arrive_in_order(
+    node: Callable[[str], ServerProcess],
+) -> None:
+    """20 batched relays from S to R wait on R's node, which is frozen and then
+    killed; R fails over and S's node resends them all. A resent relay waits for
+    the one before it to the same receiver, so R gets all 20 in order (a client
+    drops a unicast whose seq is not above the last as a copy: a reordering
+    would lose messages)."""
+    n1, n2, n3 = node("n1"), node("n2"), node("n3")
+    count = 20
+
+    async def go() -> list[str]:
+        r = await connect(HOST, n3.port, id="R", reconnect=True, fallbacks=[(HOST, n2.port)])
+        sender = await connect(HOST, n1.port, id="S", reconnect=True)
+        await until_known(sender, "R")
+        n3.send_signal(signal.SIGSTOP)  # alive for TCP, deaf for NATS: no answers
+        try:
+            for i in range(count):
+                await sender.send("R", i)
+            await asyncio.sleep(0.5)  # scenario: all relayed to n3, none answered
+        finally:
+            n3.send_signal(signal.SIGKILL)
+            n3.wait()
+        got: list[str] = []
+        async with asyncio.timeout(40):
+            async for event in r:
+                if isinstance(event, Message):
+                    got.append(event.id)
+                    if len(got) == count:
+                        break
+            await async_wait_until(lambda: not sender.unacked, "S's sends to be acked", 40)
+        await sender.close()
+        await r.close()
+        return got
+
+    assert asyncio.run(go()) == [f"S#{i}" for i in range(1, count + 1)]

@@ -177,6 +177,9 @@ class _Relaying:
     node: str | None = None  # where it is being delivered now (None: not yet, nowhere)
     data: bytes = b""  # in a batch: the encoded Relayed, sent as it is if asked again
     again: float = 0.0  # in a batch: when to ask again if still unanswered
+    #: the relay to the same receiver made just before, while this one is not
+    #: through: a resend waits for it (FIFO)
+    previous: _Relaying | None = None
 
     def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
         """A future done (True or False) once the relay is through."""
@@ -231,7 +234,7 @@ class Backplane:
         self._batch_flush: asyncio.Handle | None = None
         self._batched: dict[int, _Relaying] = {}
         # per asking node (its reply subject): relay id -> answer, the last ANSWERS_KEPT
-        self._batch_answers: dict[str, dict[int, bytes | asyncio.Future[bool]]] = {}
+        self._batch_answers: dict[str, OrderedDict[int, bytes | asyncio.Future[bool]]] = {}
         #: told of each relay made with ``wait=False`` that could not be delivered
         self.undelivered: Callable[[Relay], None] = lambda message: None
         self._relay_ids = itertools.count(1)
@@ -413,7 +416,7 @@ class Backplane:
         """A batched relay came back ``gone``, or its node died: resend it (in a
         task), wherever the receiver is now."""
         me.retrying = True
-        self._go_on(me, None, pause=True)
+        self._go_on(me, me.previous, pause=True)
 
     def _carry_out(self, batch: Relays) -> None:
         """Carry out another node's batch of relays (each once, however often it is
@@ -421,7 +424,7 @@ class Backplane:
         reply = batch.reply
         answers = self._batch_answers.get(reply)
         if answers is None:
-            answers = self._batch_answers[reply] = {}
+            answers = self._batch_answers[reply] = OrderedDict()
             if len(self._batch_answers) > 64:  # nodes long gone (each start: a new subject)
                 del self._batch_answers[next(iter(self._batch_answers))]
         fresh: list[Relayed] = []
@@ -443,7 +446,7 @@ class Backplane:
             answers[relayed.id] = answer
             self._answer_when(reply, relayed.id, answer)
         while len(answers) > ANSWERS_KEPT:
-            del answers[next(iter(answers))]
+            answers.popitem(last=False)
 
     def _answer_when(
         self, reply: str, relay_id: int, answer: bytes | asyncio.Task[bytes] | asyncio.Future[bool]
@@ -541,16 +544,15 @@ class Backplane:
         if wait:
             me.future = loop.create_future()
         self._relaying[to] = me
+        if previous is not None and previous.done:
+            previous = None
         node = self.directory.locate(to)
         if (
             node is not None
             and self.directory.wire.get(node, 1) >= 2
-            and (
-                previous is None
-                or previous.done
-                or (not previous.retrying and previous.node == node)
-            )
+            and (previous is None or (not previous.retrying and previous.node == node))
         ):
+            me.previous = previous  # if this one has to be resent, that one goes first
             self._ask_in_batch(node, me)
         else:
             self._go_on(me, previous, pause=False)
@@ -571,6 +573,7 @@ class Backplane:
         if me.done:
             return
         me.done, me.delivered = True, delivered
+        me.previous = None
         to = me.message.to or ""
         if self._relaying.get(to) is me:
             del self._relaying[to]
