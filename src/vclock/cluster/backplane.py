@@ -82,6 +82,7 @@ from .messages import (
     Relays,
     Status,
     decode_message,
+    decode_relayed,
     encode_message,
 )
 
@@ -167,9 +168,12 @@ class _Relaying:
     relay, whatever its path: few objects live while relays are in flight, so
     the garbage collector has little to walk."""
 
-    message: Relay
+    to: str
     deadline: float  # given up then (relay_patience)
     wait: bool  # someone waits for it (``future``); else a failure is told (undelivered)
+    #: the message, kept only off the batched path: a batched relay keeps its
+    #: encoding (``data``) alone, so the frame and its clock are freed at once
+    message: Relay | None = None
     future: asyncio.Future[bool] | None = None
     done: bool = False
     delivered: bool = False
@@ -180,6 +184,12 @@ class _Relaying:
     #: the relay to the same receiver made just before, while this one is not
     #: through: a resend waits for it (FIFO)
     previous: _Relaying | None = None
+
+    def relay_message(self, node: str) -> Relay:
+        if self.message is None:
+            relayed = decode_relayed(self.data)
+            self.message = Relay(node=node, deliver=relayed.deliver, to=relayed.to)
+        return self.message
 
     def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
         """A future done (True or False) once the relay is through."""
@@ -387,11 +397,10 @@ class Backplane:
                 size += len(part) + 1
             self._put(subject, head + b",".join(parts[start:]) + tail)
 
-    def _ask_in_batch(self, node: str, me: _Relaying) -> None:
-        """Relay ``me`` to ``node`` in this iteration's batch; its answer comes
+    def _ask_in_batch(self, node: str, me: _Relaying, message: Relay) -> None:
+        """Relay ``message`` to ``node`` in this iteration's batch; its answer comes
         to :meth:`_batch_answered` (or :meth:`_sweeper`, if ``node`` dies)."""
         relay_id = next(self._relay_ids)
-        message = me.message
         me.node = node
         me.data = encode_message(Relayed(id=relay_id, deliver=message.deliver, to=message.to))
         me.again = self._loop.time() + ASK_AGAIN
@@ -402,11 +411,18 @@ class Backplane:
         message = self._receive_message(data)
         if not isinstance(message, Answers):
             return
-        batched = self._batched
+        batched, relaying = self._batched, self._relaying
         for relay_id in message.ok:
             me = batched.pop(relay_id, None)
-            if me is not None:
-                self._relay_done(me, True)
+            if me is None or me.done:
+                continue
+            # _relay_done(me, True), inlined: this runs for every relayed message
+            me.done = me.delivered = True
+            me.previous = None
+            if relaying.get(me.to) is me:
+                del relaying[me.to]
+            if me.future is not None and not me.future.done():
+                me.future.set_result(True)
         for relay_id in message.gone:
             me = batched.pop(relay_id, None)
             if me is not None:
@@ -437,14 +453,23 @@ class Backplane:
         if not fresh:
             return
         results = self.on_relays(batch.node, fresh)
+        out = self._answers_out.get(reply)
+        if out is None:
+            out = self._answers_out[reply] = ([], [])
+        ok, gone = out
         for relayed, result in zip(fresh, results, strict=True):
-            answer: bytes | asyncio.Future[bool]
-            if result is None or isinstance(result, bool):
-                answer = b"gone" if result is False else b"ok"
-            else:
-                answer = result
-            answers[relayed.id] = answer
-            self._answer_when(reply, relayed.id, answer)
+            relay_id = relayed.id
+            if result is None or result is True:
+                answers[relay_id] = b"ok"
+                ok.append(relay_id)
+            elif result is False:
+                answers[relay_id] = b"gone"
+                gone.append(relay_id)
+            else:  # once durable
+                answers[relay_id] = result
+                self._answer_when(reply, relay_id, result)
+        if self._answer_flush is None:
+            self._answer_flush = self._loop.call_soon(self._flush_answers)
         while len(answers) > ANSWERS_KEPT:
             answers.popitem(last=False)
 
@@ -474,6 +499,8 @@ class Backplane:
         self._answer_flush = None
         out, self._answers_out = self._answers_out, {}
         for reply, (ok, gone) in out.items():
+            if not ok and not gone:
+                continue
             data = encode_message(Answers(node=self.node, ok=ok, gone=gone))
             task = self._loop.create_task(self._publish_now(reply, data))
             self._tasks.add(task)
@@ -540,7 +567,7 @@ class Backplane:
         assert to is not None
         loop = self._loop
         previous = self._relaying.get(to)
-        me = _Relaying(message, loop.time() + self.config.relay_patience, wait)
+        me = _Relaying(to, loop.time() + self.config.relay_patience, wait)
         if wait:
             me.future = loop.create_future()
         self._relaying[to] = me
@@ -553,8 +580,9 @@ class Backplane:
             and (previous is None or (not previous.retrying and previous.node == node))
         ):
             me.previous = previous  # if this one has to be resent, that one goes first
-            self._ask_in_batch(node, me)
+            self._ask_in_batch(node, me, message)
         else:
+            me.message = message
             self._go_on(me, previous, pause=False)
         return me.future
 
@@ -574,16 +602,16 @@ class Backplane:
             return
         me.done, me.delivered = True, delivered
         me.previous = None
-        to = me.message.to or ""
+        to = me.to
         if self._relaying.get(to) is me:
             del self._relaying[to]
         if me.future is not None and not me.future.done():
             me.future.set_result(delivered)
         if not delivered and not me.wait:
-            self.undelivered(me.message)
+            self.undelivered(me.relay_message(self.node))
 
     async def _relay(self, me: _Relaying, previous: _Relaying | None, *, pause: bool) -> bool:
-        message = me.message
+        message = me.relay_message(self.node)
         assert message.to is not None
         data = encode_message(message)
         if pause:

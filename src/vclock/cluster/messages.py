@@ -143,6 +143,14 @@ _decoder: msgspec.json.Decoder[NodeMessage] = msgspec.json.Decoder(
     NodeMessage, dec_hook=_decode_clock
 )
 _encoder = msgspec.json.Encoder(enc_hook=_encode_clock)
+_relayed_decoder: msgspec.json.Decoder[Relayed] = msgspec.json.Decoder(
+    Relayed, dec_hook=_decode_clock
+)
+
+
+def decode_relayed(data: bytes) -> Relayed:
+    """One relay of a batch, as :func:`encode_message` wrote it (this node's own)."""
+    return _relayed_decoder.decode(data)
 
 
 def encode_message(message: NodeMessage | Relayed) -> bytes:
