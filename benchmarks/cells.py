@@ -637,10 +637,12 @@ def cluster_cell(ctx: Context) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     started = time.monotonic()
     retry_budget = 60.0 if ctx.quick else 150.0
-    for index, (name, nodes) in enumerate(plan, 1):
+    for index, (name, nodes, pattern) in enumerate(plan, 1):
         results.append(_least_disturbed(
             ctx, f"[{index}/{len(plan)}]", f"{name}, {n} clients",
-            functools.partial(cluster.run_config, name, nodes, timing, ctx.work_dir),
+            functools.partial(
+                cluster.run_config, name, nodes, timing, ctx.work_dir, pattern=pattern
+            ),
             started, retry_budget,
         ))  # fmt: skip
     sec["data"] = {"runs": results, "timing": timing.__dict__}
@@ -673,14 +675,20 @@ def cluster_cell(ctx: Context) -> dict[str, Any]:
         " cluster gets with a core (or a machine) per node. CPU columns are cores busy during"
         " the window: all vclock nodes together, nats-server, the load processes, and other"
         " work on the machine.",
+        "CPU per message (issue 14, item 2): msg/s depends on how the shared cores are"
+        " divided, CPU time per message much less. `2-local` and `2-cross` run the same"
+        " processes and load; in `2-cross` every message is taken in by one node and handed"
+        " out by the other (symmetric), so a node's CPU per message received by its clients"
+        " is what a cross-node message costs, both halves together.",
     ]
     rows, rtt_rows = [], []
-    for name, nodes in plan:
+    for name, nodes, pattern in plan:
         r = by.get(name)
         if r is None:
             continue
         k = max(nodes, 1)
         cross = (n - n / k) / (n - 1) if nodes > 1 else 0.0
+        cross = {"local": 0.0, "cross": 1.0}.get(pattern, cross)
         if not r.get("ok"):
             rows.append([name, k, "yes" if nodes else "no", f"{cross:.0%}", "failed", None, None,
                          None, None, None, None, r.get("failure", "")[:160]])  # fmt: skip
@@ -719,10 +727,36 @@ def cluster_cell(ctx: Context) -> dict[str, Any]:
         r = by.get(name)
         return r.get(key) if r and r.get("ok") else None
 
+    cpu_rows = []
+    for name, _, pattern in plan:
+        r = by.get(name)
+        if r is None or not r.get("ok"):
+            continue
+        each = r.get("cpu_us_per_msg_each") or []
+        cpu_rows.append([
+            name, {"local": "own node only", "cross": "other node only"}.get(pattern, "any"),
+            r["msgs_per_s"], " / ".join(_fmt_cores(c) for c in r.get("server_cpu_each", [])),
+            r.get("cpu_us_per_msg"), " / ".join(_fmt_us(u) for u in each),
+        ])  # fmt: skip
+    sec["tables"].append(table(
+        "Node CPU per message (CPU-µs: a node's CPU time in the window / messages its"
+        " clients received in it)",
+        ["configuration", "clients send to", "msg/s", "CPU per node (cores)",
+         "CPU-µs per message (all nodes)", "CPU-µs per message, each node"],
+        cpu_rows,
+    ))  # fmt: skip
+    local_us, cross_us = get("2-local", "cpu_us_per_msg"), get("2-cross", "cpu_us_per_msg")
+    cost = ratio(cross_us, local_us)
+    sec["data"]["cpu_ratio_cross_local"] = cost
+    sec["targets"].append(target(
+        "node CPU per cross-node message", "≤ 1.5× a local relay's (2-cross / 2-local)",
+        f"{_fmt_us(cross_us)} vs {_fmt_us(local_us)} CPU-µs ({_x(cost)})",
+        None if cost is None else cost <= 1.5, "issue 14",
+    ))  # fmt: skip
     ratio_rows = []
     for top, bottom in (
         ("cluster-1", "single"), ("cluster-2", "cluster-1"), ("cluster-3", "cluster-1"),
-        ("cluster-3", "single"),
+        ("cluster-3", "single"), ("2-cross", "2-local"),
     ):  # fmt: skip
         ratio_rows.append([
             f"{top} / {bottom}",
@@ -742,6 +776,14 @@ def cluster_cell(ctx: Context) -> dict[str, Any]:
     if failed:
         sec["status"] = "partial: failed runs " + ", ".join(failed)
     return sec
+
+
+def _fmt_us(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _fmt_cores(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _label(key: tuple[str, int, str]) -> str:

@@ -10,7 +10,18 @@ for every one) and driven by the relay cell's two load processes
   (``-js -sd DIR``) and 1, 2 or 3 ``python -m vclock server --cluster nats://...
   --node-id nK`` nodes; client ``i`` connects to node ``i mod nodes``, so the
   clients are spread evenly and, as each sends to a random other client, about
-  (nodes - 1) / nodes of the messages cross nodes through NATS.
+  (nodes - 1) / nodes of the messages cross nodes through NATS;
+- ``2-local`` and ``2-cross``: 2 nodes as in ``cluster-2``, but each client sends
+  only to the clients of its own node (every message a local relay) or only to
+  those of the other node (every message crosses NATS). Same processes, same
+  load; the node CPU per message of the two is the cost of a local relay and of
+  a cross-node one on a cluster node (issue 14, item 2).
+
+CPU per message: each node's CPU time in the measurement window divided by the
+messages its clients received in the window. In ``2-cross`` each message is
+taken in by one node and handed out by the other, and the two nodes are
+symmetric, so this is what one message costs from the sending node reading it
+to the receiving node writing it, both halves together.
 """
 
 from __future__ import annotations
@@ -32,9 +43,14 @@ SETTLE_S = 1.5
 LATE_S = 3.0
 
 
-def configurations() -> list[tuple[str, int]]:
-    """(name, nodes) in the order they run; nodes 0 means the single-node default."""
-    return [("single", 0)] + [(f"cluster-{k}", k) for k in NODE_COUNTS]
+def configurations() -> list[tuple[str, int, str]]:
+    """(name, nodes, pattern) in the order they run; nodes 0 means the single-node
+    default; pattern as for :func:`benchmarks.relay.drive`."""
+    return (
+        [("single", 0, "any")]
+        + [(f"cluster-{k}", k, "any") for k in NODE_COUNTS]
+        + [("2-local", 2, "local"), ("2-cross", 2, "cross")]
+    )
 
 
 def run_config(
@@ -45,11 +61,12 @@ def run_config(
     *,
     n_clients: int = CLIENTS,
     step: Any = None,
+    pattern: str = "any",
 ) -> dict[str, Any]:
     """Start NATS (if ``nodes``) and the vclock server(s), load them, stop everything."""
     result: dict[str, Any] = {
         "system": name, "nodes": max(nodes, 1), "cluster": nodes > 0, "clients": n_clients,
-        "driver": "sansio",
+        "driver": "sansio", "pattern": pattern,
     }  # fmt: skip
     servers: list[procs.ServerProcess] = []
     with contextlib.ExitStack() as stack:  # stops, in reverse order, whatever was started
@@ -74,9 +91,19 @@ def run_config(
                     [s.port for s in servers], [s.pid for s in servers], n_clients, "sansio",
                     timing, label=name, step=step, settle_s=SETTLE_S if nodes else 0.0,
                     other_pids=[nats.pid] if nats is not None else [], rtt_first=True,
-                    late_s=LATE_S,
+                    late_s=LATE_S, pattern=pattern,
                 )
             )  # fmt: skip
+            result["cpu_us_per_msg_each"] = [
+                cpu * 1e6 / (count / timing.measure_s) if count else None
+                for cpu, count in zip(
+                    result["server_cpu_each"], result["counted_by_node"], strict=True
+                )
+            ]
+            total = sum(result["counted_by_node"])
+            result["cpu_us_per_msg"] = (
+                result["server_cpu"] * 1e6 / (total / timing.measure_s) if total else None
+            )
         except Exception as exc:
             result["ok"] = False
             result["failure"] = f"{type(exc).__name__}: {exc}"

@@ -60,6 +60,7 @@ class Stats:
         self.sent = 0
         self.received = 0
         self.counted = 0  # received inside the measurement window
+        self.counted_by_node: dict[int, int] = {}  # the same, by the receiver's node
         self.latencies = array.array("q")  # one-way, ns, inside the window
         self.rtts = array.array("q")
         self.errors = 0
@@ -85,10 +86,14 @@ class Load:
 
     def __init__(
         self, local: list[int], n_clients: int, window: int, batch: int, me: int, procs: int,
-        shared: Any,
+        shared: Any, pattern: str = "any", nodes: int = 1,
     ) -> None:  # fmt: skip
         self.local = local
         self.n_clients = n_clients
+        self.nodes = max(nodes, 1)  # client i is on node i mod nodes
+        #: per sender, the receivers it picks from ("any": every other client,
+        #: "local": those on its node, "cross": those on other nodes)
+        self.targets = {src: _targets(src, n_clients, pattern, self.nodes) for src in local}
         self.window = max(1, window * len(local) // n_clients)
         self.batch = batch
         self.me = me
@@ -124,6 +129,8 @@ class Load:
         self.shared[self.procs + self.me * self.procs + origin] = count
         if self.win_start <= now < self.win_end:
             stats.counted += 1
+            node = int(local_id[1:]) % self.nodes
+            stats.counted_by_node[node] = stats.counted_by_node.get(node, 0) + 1
             stats.latencies.append(now - sent_at)
         waiter = self.waiter
         if waiter is not None:
@@ -150,7 +157,7 @@ class Load:
         """Send as fast as the window allows from ``go_ns`` until ``win_end``."""
         self.win_start, self.win_end = win_start, win_end
         await asyncio.sleep(max(0.0, (go_ns - time.time_ns()) / 1e9))
-        stats, rng, local, n = self.stats, self.rng, self.local, self.n_clients
+        stats, rng, local, targets = self.stats, self.rng, self.local, self.targets
         while time.time_ns() < win_end:
             room = self.window - self.in_flight()
             if room < self.min_room:
@@ -159,9 +166,8 @@ class Load:
             pairs = []
             for _ in range(min(room, self.batch)):
                 src = local[int(rng.random() * len(local))]
-                dst = int(rng.random() * (n - 1))
-                if dst >= src:
-                    dst += 1
+                among = targets[src]
+                dst = among[int(rng.random() * len(among))]
                 pairs.append((client_id(src), client_id(dst)))
             stats.sent += len(pairs)
             self.shared[self.me] = stats.sent
@@ -189,6 +195,16 @@ class Load:
                 break
             if i >= warmup:
                 self.stats.rtts.append(time.perf_counter_ns() - start)
+
+
+def _targets(src: int, n_clients: int, pattern: str, nodes: int) -> list[int]:
+    """The clients ``src`` sends to under ``pattern`` (never itself)."""
+    others = [dst for dst in range(n_clients) if dst != src]
+    if pattern == "local":
+        return [dst for dst in others if dst % nodes == src % nodes]
+    if pattern == "cross":
+        return [dst for dst in others if dst % nodes != src % nodes]
+    return others
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -490,7 +506,10 @@ async def _worker(pipe: Pipe, spec: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     n, me, procs = spec["n_clients"], spec["index"], spec["procs"]
     local = [i for i in range(n) if i % procs == me]
-    load = Load(local, n, spec["window"], spec["batch"], me, procs, spec["shared"])
+    load = Load(
+        local, n, spec["window"], spec["batch"], me, procs, spec["shared"],
+        spec.get("pattern", "any"), len(spec.get("ports") or [1]),
+    )  # fmt: skip
     driver = DRIVERS[spec["driver"]](spec["port"], local, n, load)
     driver.ports = list(spec.get("ports") or [spec["port"]])
     started = time.perf_counter()
@@ -523,6 +542,7 @@ def _snapshot(load: Load, driver: Driver, *, latencies: bool) -> dict[str, Any]:
         "sent": stats.sent,
         "received": stats.received,
         "counted": stats.counted,
+        "counted_by_node": dict(stats.counted_by_node),
         "errors": stats.errors,
         "first_error": stats.first_error,
         "cpu_s": usage.ru_utime + usage.ru_stime,

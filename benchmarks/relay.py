@@ -101,6 +101,7 @@ def drive(
     other_pids: list[int] | None = None,
     rtt_first: bool = False,
     late_s: float = 0.0,
+    pattern: str = "any",
 ) -> dict[str, Any]:
     """Put the load of this cell on servers already running; raises on failure.
 
@@ -111,7 +112,11 @@ def drive(
     ``rtt_first``: measure round trips before the sustained load rather than after it
     (so a backlog the load leaves behind cannot slow them down). ``late_s``: wait this
     long after the load (and round trips) before stopping, and report as ``late`` the
-    load messages that arrived after the load processes' own 2 s drain.
+    load messages that arrived after the load processes' own 2 s drain. ``pattern``:
+    whom a client sends to (:func:`benchmarks.load._targets`: ``any`` other client,
+    only those on its own server, ``local``, or only those on other servers, ``cross``).
+    ``server_cpu_each`` lists each server's CPU (cores) in the window, and
+    ``counted_by_node`` the messages its clients received in the window.
     """
     result: dict[str, Any] = {}
     other_pids = other_pids or []
@@ -132,6 +137,7 @@ def drive(
                 "batch": 64,
                 "uvloop": True,
                 "shared": shared,
+                "pattern": pattern,
             }
             worker = ctx.Process(target=worker_entry, args=(child_end, spec), daemon=True)
             worker.start()
@@ -155,10 +161,20 @@ def drive(
         pids = [w.pid for w in workers if w.pid is not None]
         _sleep_until(win_start)
         before = _cpu_sample(server_pids, pids, other_pids)
+        each_before = [procs.cpu_seconds(pid) for pid in server_pids]
         _sleep_until(win_end)
+        each_after = [procs.cpu_seconds(pid) for pid in server_pids]
         after = _cpu_sample(server_pids, pids, other_pids)
         loads = _gather(pipes, "load", timing.warmup_s + 30)
         result.update(_load_summary(loads, timing.measure_s))
+        result["server_cpu_each"] = [
+            (b - a) / timing.measure_s for a, b in zip(each_before, each_after, strict=True)
+        ]
+        by_node = [0] * len(ports)
+        for load in loads:
+            for node, count in load["counted_by_node"].items():
+                by_node[int(node)] += count
+        result["counted_by_node"] = by_node
         server_cpu, load_cpu, broker_cpu, machine = (
             (b - a) / timing.measure_s for a, b in zip(before, after, strict=True)
         )

@@ -154,3 +154,50 @@ def test_a_returning_resume_client_is_told_what_it_acknowledged_not_the_nodes_co
     for deliver in (first, second):
         harness.run(hub.deliver_remote(deliver, "C"))
     assert [m.id for m in c.messages] == ["S#1", "S#2"]
+
+
+def test_node_messages_take_the_fast_path_only_for_clocks_the_careful_one_accepts():
+    """Clocks between nodes are checked by builtins (the usual case) and fall back
+    to the careful check otherwise: the same clocks, the same refusals."""
+    from vclock.cluster.messages import Relayed, Relays, decode_message, encode_message
+    from vclock.errors import FrameError
+
+    def relayed(clock: str) -> bytes:
+        return (
+            b'{"type":"relays","node":"n2","reply":"r","relays":[{"id":1,'
+            b'"deliver":{"type":"deliver","from":"A","seq":1,"clock":' + clock.encode() + b"}}]}"
+        )
+
+    for clock, expected in (
+        ('{"A":1,"B":2}', {"A": 1, "B": 2}),
+        ('{"A":1,"B":0}', {"A": 1}),  # zeros dropped, as VectorClock() does
+        ("{}", {}),
+    ):
+        message = decode_message(relayed(clock))
+        assert isinstance(message, Relays)
+        assert message.relays[0].deliver.clock == VectorClock(expected)
+    for bad in ('{"A":-1}', '{"A":1.5}', '{"A":true}', '{"":1}', '{"A":"1"}', "[]", "null"):
+        try:
+            decode_message(relayed(bad))
+        except FrameError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+    again = Relayed(id=7, deliver=Deliver(sender="A", seq=1, clock=VectorClock({"A": 1})))
+    assert decode_message(encode_message(Relays(node="n1", reply="r", relays=[again]))) == Relays(
+        node="n1", reply="r", relays=[again]
+    )
+
+
+def test_the_directory_locates_clients_as_the_lists_change():
+    directory = Directory("n1", dead_after=2.0)
+    directory.update(Status(node="n2", clients=["A"], held=["H"]), now=0.0)
+    assert directory.locate("A") == "n2" and directory.locate("H") == "n2"
+    directory.update(Status(node="n3", clients=["A"], wire=2), now=1.0)  # A moved: both list it
+    assert directory.locate("A") == "n3"  # the most recently heard
+    directory.heard("n2", now=1.5)
+    assert directory.locate("A") == "n2"
+    assert directory.wire == {"n2": 1, "n3": 2}
+    directory.update(Status(node="n2", clients=[]), now=2.0)
+    assert directory.locate("A") == "n3" and directory.locate("H") is None
+    directory.expire(now=5.0)  # both silent: forgotten
+    assert directory.locate("A") is None and directory.wire == {}

@@ -26,7 +26,7 @@ import msgspec
 from ..clock import VectorClock
 from ..cluster.backplane import Backplane, ClusterConfig
 from ..cluster.jsstore import JetStreamStore
-from ..cluster.messages import Frontier, NodeMessage, Relay, Status
+from ..cluster.messages import WIRE_VERSION, Frontier, NodeMessage, Relay, Relayed, Status
 from ..errors import ErrorCode, PeerError
 from ..events import message_id
 from ..hub import Action, ClusterHub, Forward, Joined, Left, Outgoing, SaveClock, StoreAction
@@ -37,6 +37,11 @@ from .link import Link
 #: ``Server.apply``, which returns what their durability waits for.
 Apply = Callable[[list[Action]], list[Awaitable[object]]]
 
+#: Seconds between writes of the plain (non-resume) clients' latest clocks to
+#: JetStream: the last clock of each client that sent meanwhile, in one round,
+#: not a write per message (see :meth:`ClusterLink.save_clocks`).
+PLAIN_CLOCKS_EVERY = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class _RelayVerdict:  # a LateFrame
@@ -44,7 +49,7 @@ class _RelayVerdict:  # a LateFrame
     relay is through (the client's frames wait for it): ``frame`` (an ``ack``, or
     None for a plain session) if it was delivered, else ``unknown-peer``."""
 
-    relay: asyncio.Task[bool]
+    relay: asyncio.Future[bool]
     sender: str
     seq: int
     to: str
@@ -55,13 +60,19 @@ class _RelayVerdict:  # a LateFrame
         if relay.done() and not relay.cancelled() and relay.exception() is None:
             if relay.result():
                 return self.frame
-        return Error(
-            code=ErrorCode.UNKNOWN_PEER.value,
-            message=f"{self.to!r} left (or its node died) and did not come back;"
-            f" your message {message_id(self.sender, self.seq)} was not delivered",
-            peer=self.to,
-            seq=self.seq,
-        )
+        return _not_delivered(self.sender, self.seq, self.to)
+
+
+def _not_delivered(sender: str, seq: int, to: str) -> Error:
+    """What the sender of a relayed send gets instead of an ``ack`` (or, a plain
+    sender, at all) when it could not be delivered."""
+    return Error(
+        code=ErrorCode.UNKNOWN_PEER.value,
+        message=f"{to!r} left (or its node died) and did not come back;"
+        f" your message {message_id(sender, seq)} was not delivered",
+        peer=to,
+        seq=seq,
+    )
 
 
 class ClusterLink(Link):
@@ -93,6 +104,9 @@ class ClusterLink(Link):
         self._tasks: set[asyncio.Task[Any]] = set()
         #: per client, what its next latest-clock write waits for (save_clocks)
         self._clock_gates: dict[str, asyncio.Future[Any]] = {}
+        #: plain clients' latest clocks not written yet, and the timer that writes them
+        self._plain_clocks: dict[str, SaveClock] = {}
+        self._plain_timer: asyncio.TimerHandle | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
@@ -104,6 +118,8 @@ class ClusterLink(Link):
         link = cls(hub, apply, config, backplane, jsstore)
         hub.resume_from(await jsstore.load_cycle(), await jsstore.load_broadcasts())
         backplane.on_message = link._on_message
+        backplane.on_relays = link._on_relays
+        backplane.undelivered = link._undelivered
         backplane.is_local = lambda i: i in hub.clients or i in hub.inboxes
         link._heartbeat = asyncio.create_task(link._heartbeat_loop())
         return link
@@ -113,6 +129,7 @@ class ClusterLink(Link):
         and the others told this node is leaving (its held inboxes are orphans)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        self._save_plain_clocks()
         await self.jsstore.close()
         await self.backplane.close(claims, held=list(self.hub.inboxes))
 
@@ -129,6 +146,19 @@ class ClusterLink(Link):
         return [self.jsstore.submit(rest)] if rest else []
 
     def carry(self, action: Forward | Joined | Left, pending: list[Awaitable[object]]) -> None:
+        if (
+            isinstance(action, Forward)
+            and action.to is not None
+            and action.frame.sender not in self.hub.inboxes
+        ):
+            # A plain sender's message: no ack waits for it and it is never resent,
+            # so nothing waits for the relay here either; a failure is told
+            # (:meth:`_undelivered`).
+            backplane = self.backplane
+            backplane.relay(
+                Relay(node=backplane.node, deliver=action.frame, to=action.to), wait=False
+            )
+            return
         relayed = self.forward(action)
         if relayed is None:
             return
@@ -160,6 +190,12 @@ class ClusterLink(Link):
     def cycle_done(self) -> None:
         self.publish_frontier()
 
+    def _undelivered(self, message: Relay) -> None:
+        sender, to = message.deliver.sender, message.to
+        peer_id = self.hub.peer_of(sender)
+        if peer_id is not None and to is not None:
+            self.apply([Outgoing(peer_id, _not_delivered(sender, message.deliver.seq, to))])
+
     def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
         error = verdict.answer()
         if error is not None:
@@ -177,12 +213,22 @@ class ClusterLink(Link):
         must never get ahead of what it covers: if this node dies first, the
         stored clock is older and the resent frame is delivered (the receiver
         drops a copy by ``seq``). Only resume sessions resend, so a plain client's
-        clock is written at once (behind its earlier ones). Acks do not wait for
-        these writes."""
+        clock waits for nothing: it is kept and written with the others every
+        ``PLAIN_CLOCKS_EVERY`` seconds, and when the client leaves (a client moving
+        to another node finds it there), so plain sessions cost JetStream no
+        write per message. Acks do not wait for these writes."""
         now: list[StoreAction] = []
         for clock in {action.client_id: action for action in clocks}.values():
-            waits = list(after) if clock.client_id in self.hub.inboxes else []
-            earlier = self._clock_gates.get(clock.client_id)
+            client_id = clock.client_id
+            resume = client_id in self.hub.inboxes
+            earlier = self._clock_gates.get(client_id)
+            if not resume and earlier is None:
+                self._plain_clocks[client_id] = clock
+                continue
+            plain = self._plain_clocks.pop(client_id, None)
+            if plain is not None:  # its earlier clocks first
+                now.append(plain)
+            waits = list(after) if resume else []
             if earlier is not None:
                 waits.append(earlier)
             if not waits:
@@ -193,6 +239,18 @@ class ClusterLink(Link):
             gate.add_done_callback(functools.partial(self._clock_ready, clock, gate))
         if now:
             self.jsstore.submit(now)
+        if self._plain_clocks and self._plain_timer is None:
+            self._plain_timer = asyncio.get_running_loop().call_later(
+                PLAIN_CLOCKS_EVERY, self._save_plain_clocks
+            )
+
+    def _save_plain_clocks(self) -> None:
+        if self._plain_timer is not None:
+            self._plain_timer.cancel()
+            self._plain_timer = None
+        if self._plain_clocks:
+            clocks, self._plain_clocks = self._plain_clocks, {}
+            self.jsstore.submit(clocks.values())
 
     def _clock_ready(self, clock: SaveClock, gate: asyncio.Future[Any], _: object) -> None:
         if self._clock_gates.get(clock.client_id) is gate:
@@ -276,6 +334,26 @@ class ClusterLink(Link):
                 self.hub.merge_frontier(clock, said)
         return None
 
+    def _on_relays(
+        self, node: str, relays: list[Relayed]
+    ) -> list[asyncio.Future[bool] | bool | None]:
+        """A batch of relays from another node, carried out as one batch of the hub's
+        actions (one ``apply``): each is answered as :meth:`_on_message` would,
+        those waiting for durability all once the batch is durable."""
+        hub = self.hub
+        here = [
+            to is None or hub.peer_of(to) is not None or to in hub.inboxes
+            for to in (relay.to for relay in relays)
+        ]
+        pending = self.apply(hub.deliver_relays([(relay.deliver, relay.to) for relay in relays]))
+        if not pending:
+            return list(here)
+        durable = asyncio.get_running_loop().create_future()
+        asyncio.gather(*pending, return_exceptions=True).add_done_callback(
+            functools.partial(_resolve, durable)
+        )
+        return [durable if ok else False for ok in here]
+
     def _membership(self, joined: list[str], left: list[str]) -> None:
         actions: list[Action] = []
         for client_id in joined:
@@ -292,7 +370,9 @@ class ClusterLink(Link):
         clients = self.hub.clients
         held = [i for i in self.hub.inboxes if i not in clients]
         resume = [i for i in clients if i in self.hub.inboxes]
-        status = Status(node=self.backplane.node, clients=clients, held=held, resume=resume)
+        status = Status(
+            node=self.backplane.node, clients=clients, held=held, resume=resume, wire=WIRE_VERSION
+        )
         self.backplane.publish(status)
 
     async def _heartbeat_loop(self) -> None:
@@ -309,7 +389,7 @@ class ClusterLink(Link):
             due = loop.time() + self.config.heartbeat
             await asyncio.sleep(self.config.heartbeat)
 
-    def forward(self, action: Forward | Joined | Left) -> asyncio.Task[Any] | None:
+    def forward(self, action: Forward | Joined | Left) -> asyncio.Future[Any] | None:
         """Carry a hub action to the other nodes: a relay or a broadcast (the task
         is done once they confirmed it), or a change of this node's clients."""
         backplane = self.backplane
@@ -317,17 +397,25 @@ class ClusterLink(Link):
             case Forward(to=None, frame=frame):
                 return backplane.broadcast(Relay(node=backplane.node, deliver=frame))
             case Forward(to=to, frame=frame):
-                return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to))
+                return backplane.relay(Relay(node=backplane.node, deliver=frame, to=to), wait=True)
             case Joined(client_id=client_id):
                 backplane.directory.orphans.pop(client_id, None)  # it is back, here
                 self._publish_status()
             case Left(client_id=client_id):
+                plain = self._plain_clocks.pop(client_id, None)
+                if plain is not None:  # it may come back on another node at once
+                    self.jsstore.submit([plain])
                 self._publish_status()
                 if client_id not in self.hub.clients:
                     task = asyncio.get_running_loop().create_task(backplane.release(client_id))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         return None
+
+
+def _resolve(future: asyncio.Future[bool], _: object) -> None:
+    if not future.done():
+        future.set_result(True)
 
 
 async def _confirmed(pending: list[Awaitable[object]]) -> bool:

@@ -7,6 +7,26 @@ their news through ``Hub.remote_joined``, ``remote_left``, ``deliver_remote``,
 them over :class:`~vclock.cluster.backplane.Backplane`. See docs/cluster.md.
 """
 
-from .messages import Directory, Frontier, NodeMessage, Relay, Status
+from .messages import (
+    WIRE_VERSION,
+    Answers,
+    Directory,
+    Frontier,
+    NodeMessage,
+    Relay,
+    Relayed,
+    Relays,
+    Status,
+)
 
-__all__ = ["Directory", "Frontier", "NodeMessage", "Relay", "Status"]
+__all__ = [
+    "WIRE_VERSION",
+    "Answers",
+    "Directory",
+    "Frontier",
+    "NodeMessage",
+    "Relay",
+    "Relayed",
+    "Relays",
+    "Status",
+]

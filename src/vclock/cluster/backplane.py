@@ -17,7 +17,10 @@ A node connects to NATS (``nats-py``) and uses:
   store actions (latest clocks, held inboxes, counters), written by
   :class:`~vclock.cluster.jsstore.JetStreamStore`.
 
-A unicast relay is a request: the receiving node answers ``ok`` once the message
+A unicast relay is a request (wire version 2: one of a batch,
+:class:`~vclock.cluster.messages.Relays`, the relays of one loop iteration for
+one node, answered in batches too, :class:`~vclock.cluster.messages.Answers`):
+the receiving node answers ``ok`` once the message
 is durable there (in the receiver's JetStream inbox, for a held client) or
 handed to a plain client's connection, and ``gone`` when the receiver is neither
 connected nor held there. :meth:`Backplane.relay` resends it wherever the
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import re
@@ -67,17 +71,28 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from ..clock import ClockLimits
 from ..errors import FrameError, VClockError
-from ..protocol.codec import FrameDecoder, encode_json
-from .messages import Directory, NodeMessage, Relay, Status
+from .messages import (
+    WIRE_VERSION,
+    Answers,
+    Directory,
+    NodeMessage,
+    Relay,
+    Relayed,
+    Relays,
+    Status,
+    decode_message,
+    decode_relayed,
+    encode_message,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 DELAY_ENV = "VCLOCK_TEST_CLUSTER_DELAY"
 ASK_AGAIN = 5.0  # seconds without an answer from a live node before asking again
 ANSWERS_KEPT = 65536  # requests remembered, so that one asked again is not done twice
-# Clocks between nodes were checked when a client sent them; merged ones may be larger.
-_TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
+#: A batch of relays for one node is cut into NATS messages of about this size
+#: at most (NATS refuses messages above its max_payload, 1 MiB by default).
+BATCH_BYTES = 256 * 1024
 
 
 class ClusterError(VClockError):
@@ -149,11 +164,40 @@ class ClusterConfig:
 
 @dataclass(slots=True)
 class _Relaying:
-    """One unicast relay in flight (see :meth:`Backplane.relay`)."""
+    """One unicast relay in flight (see :meth:`Backplane.relay`). One object per
+    relay, whatever its path: few objects live while relays are in flight, so
+    the garbage collector has little to walk."""
 
-    task: asyncio.Task[bool] | None = None
+    to: str
+    deadline: float  # given up then (relay_patience)
+    wait: bool  # someone waits for it (``future``); else a failure is told (undelivered)
+    #: the message, kept only off the batched path: a batched relay keeps its
+    #: encoding (``data``) alone, so the frame and its clock are freed at once
+    message: Relay | None = None
+    future: asyncio.Future[bool] | None = None
+    done: bool = False
+    delivered: bool = False
     retrying: bool = False
     node: str | None = None  # where it is being delivered now (None: not yet, nowhere)
+    data: bytes = b""  # in a batch: the encoded Relayed, sent as it is if asked again
+    again: float = 0.0  # in a batch: when to ask again if still unanswered
+    #: the relay to the same receiver made just before, while this one is not
+    #: through: a resend waits for it (FIFO)
+    previous: _Relaying | None = None
+
+    def relay_message(self, node: str) -> Relay:
+        if self.message is None:
+            relayed = decode_relayed(self.data)
+            self.message = Relay(node=node, deliver=relayed.deliver, to=relayed.to)
+        return self.message
+
+    def waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
+        """A future done (True or False) once the relay is through."""
+        if self.future is None:
+            self.future = loop.create_future()
+            if self.done:
+                self.future.set_result(self.delivered)
+        return self.future
 
 
 @dataclass(slots=True)
@@ -188,12 +232,29 @@ class Backplane:
         self._ids = ids
         self.js: JetStreamContext = nc.jetstream()
         self._prefix = f"vclock.{config.name}"
-        self._decoder: FrameDecoder[NodeMessage] = FrameDecoder(NodeMessage, limits=_TRUSTED)
         self._out: asyncio.Queue[tuple[float, str, bytes, str | None] | None] = asyncio.Queue()
         self._replies = nc.new_inbox()
         self._waiting: dict[str, _Asked] = {}  # reply token -> request in flight
         self._tokens = 0
         self._relaying: dict[str, _Relaying] = {}  # receiver -> its latest relay
+        # Wire version 2 (Relays): this loop iteration's relays per node, encoded,
+        # published together at its end; the relays waiting for their answers
+        # (by id); and the answers to other nodes' batches, per reply subject.
+        self._batches: dict[str, list[bytes]] = {}
+        self._batch_flush: asyncio.Handle | None = None
+        self._batched: dict[int, _Relaying] = {}
+        # per asking node (its reply subject): relay id -> answer, the last ANSWERS_KEPT
+        self._batch_answers: dict[str, OrderedDict[int, bytes | asyncio.Future[bool]]] = {}
+        #: told of each relay made with ``wait=False`` that could not be delivered
+        self.undelivered: Callable[[Relay], None] = lambda message: None
+        self._relay_ids = itertools.count(1)
+        self._batch_reply = f"{self._replies}.b"
+        head, _, tail = encode_message(
+            Relays(node=config.node_id, reply=self._batch_reply, relays=[])
+        ).partition(b'"relays":[]')
+        self._batch_frame = (head + b'"relays":[', b"]" + tail)
+        self._answers_out: dict[str, tuple[list[int], list[int]]] = {}
+        self._answer_flush: asyncio.Handle | None = None
         #: whether a client is connected or held on this node (set by the server)
         self.is_local: Callable[[str], bool] = lambda client_id: False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -206,6 +267,23 @@ class Backplane:
         self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = lambda message: (
             None
         )
+        #: the relays of one batch from node ``node``, carried out together: for
+        #: each, what ``on_message`` answers for a Relay (a future, not any awaitable)
+        self.on_relays: Callable[[str, list[Relayed]], list[asyncio.Future[bool] | bool | None]] = (
+            self._one_by_one
+        )
+
+    def _one_by_one(
+        self, node: str, relays: list[Relayed]
+    ) -> list[asyncio.Future[bool] | bool | None]:
+        results: list[asyncio.Future[bool] | bool | None] = []
+        for relayed in relays:
+            result = self.on_message(Relay(node=node, deliver=relayed.deliver, to=relayed.to))
+            if result is None or isinstance(result, bool):
+                results.append(result)
+            else:
+                results.append(asyncio.ensure_future(result))
+        return results
 
     @classmethod
     async def connect(cls, config: ClusterConfig) -> Backplane:
@@ -251,7 +329,7 @@ class Backplane:
         disconnect."""
         for client_id in claims:
             await self.release(client_id)
-        self.publish(Status(node=self.node, clients=[], held=held, leaving=True))
+        self.publish(Status(node=self.node, clients=[], held=held, leaving=True, wire=WIRE_VERSION))
         self._out.put_nowait(None)
         if self._sweeping is not None:
             self._sweeping.cancel()
@@ -263,9 +341,16 @@ class Backplane:
     def publish(self, message: NodeMessage, node: str | None = None) -> None:
         """Queue ``message`` for every node, or for ``node`` only."""
         subject = f"{self._prefix}.node.{node}" if node else f"{self._prefix}.all"
-        self._enqueue(subject, encode_json(message))
+        self._enqueue(subject, encode_message(message))
 
     def _enqueue(
+        self, subject: str, data: bytes, reply: str | None = None, shuffle: bool = False
+    ) -> None:
+        if self._batches:  # relays batched earlier go first: one order for everything
+            self._flush_batches()
+        self._put(subject, data, reply, shuffle)
+
+    def _put(
         self, subject: str, data: bytes, reply: str | None = None, shuffle: bool = False
     ) -> None:
         delay = self.config.delay
@@ -287,6 +372,144 @@ class Backplane:
             except Exception:  # NATS away: a relay is resent, the rest repaired later
                 pass
 
+    # Batches of relays (wire version 2)
+
+    def _add_to_batch(self, node: str, data: bytes) -> None:
+        self._batches.setdefault(node, []).append(data)
+        if self._batch_flush is None:
+            self._batch_flush = self._loop.call_soon(self._flush_batches)
+
+    def _flush_batches(self) -> None:
+        """Publish this iteration's relays: one :class:`Relays` per node (cut at
+        ``BATCH_BYTES``), in the order they were made."""
+        if self._batch_flush is not None:
+            self._batch_flush.cancel()
+            self._batch_flush = None
+        batches, self._batches = self._batches, {}
+        head, tail = self._batch_frame
+        for node, parts in batches.items():
+            subject = f"{self._prefix}.node.{node}"
+            start, size = 0, 0
+            for end, part in enumerate(parts):
+                if size and size + len(part) > BATCH_BYTES:
+                    self._put(subject, head + b",".join(parts[start:end]) + tail)
+                    start, size = end, 0
+                size += len(part) + 1
+            self._put(subject, head + b",".join(parts[start:]) + tail)
+
+    def _ask_in_batch(self, node: str, me: _Relaying, message: Relay) -> None:
+        """Relay ``message`` to ``node`` in this iteration's batch; its answer comes
+        to :meth:`_batch_answered` (or :meth:`_sweeper`, if ``node`` dies)."""
+        relay_id = next(self._relay_ids)
+        me.node = node
+        me.data = encode_message(Relayed(id=relay_id, deliver=message.deliver, to=message.to))
+        me.again = self._loop.time() + ASK_AGAIN
+        self._batched[relay_id] = me
+        self._add_to_batch(node, me.data)
+
+    def _batch_answered(self, data: bytes) -> None:
+        message = self._receive_message(data)
+        if not isinstance(message, Answers):
+            return
+        batched, relaying = self._batched, self._relaying
+        for relay_id in message.ok:
+            me = batched.pop(relay_id, None)
+            if me is None or me.done:
+                continue
+            # _relay_done(me, True), inlined: this runs for every relayed message
+            me.done = me.delivered = True
+            me.previous = None
+            if relaying.get(me.to) is me:
+                del relaying[me.to]
+            if me.future is not None and not me.future.done():
+                me.future.set_result(True)
+        for relay_id in message.gone:
+            me = batched.pop(relay_id, None)
+            if me is not None:
+                self._resend(me)
+
+    def _resend(self, me: _Relaying) -> None:
+        """A batched relay came back ``gone``, or its node died: resend it (in a
+        task), wherever the receiver is now."""
+        me.retrying = True
+        self._go_on(me, me.previous, pause=True)
+
+    def _carry_out(self, batch: Relays) -> None:
+        """Carry out another node's batch of relays (each once, however often it is
+        asked) and queue the answers."""
+        reply = batch.reply
+        answers = self._batch_answers.get(reply)
+        if answers is None:
+            answers = self._batch_answers[reply] = OrderedDict()
+            if len(self._batch_answers) > 64:  # nodes long gone (each start: a new subject)
+                del self._batch_answers[next(iter(self._batch_answers))]
+        fresh: list[Relayed] = []
+        for relayed in batch.relays:
+            known = answers.get(relayed.id)
+            if known is None:
+                fresh.append(relayed)
+            else:  # asked again: the same answer, once it is known
+                self._answer_when(reply, relayed.id, known)
+        if not fresh:
+            return
+        results = self.on_relays(batch.node, fresh)
+        out = self._answers_out.get(reply)
+        if out is None:
+            out = self._answers_out[reply] = ([], [])
+        ok, gone = out
+        for relayed, result in zip(fresh, results, strict=True):
+            relay_id = relayed.id
+            if result is None or result is True:
+                answers[relay_id] = b"ok"
+                ok.append(relay_id)
+            elif result is False:
+                answers[relay_id] = b"gone"
+                gone.append(relay_id)
+            else:  # once durable
+                answers[relay_id] = result
+                self._answer_when(reply, relay_id, result)
+        if self._answer_flush is None:
+            self._answer_flush = self._loop.call_soon(self._flush_answers)
+        while len(answers) > ANSWERS_KEPT:
+            answers.popitem(last=False)
+
+    def _answer_when(
+        self, reply: str, relay_id: int, answer: bytes | asyncio.Task[bytes] | asyncio.Future[bool]
+    ) -> None:
+        if isinstance(answer, bytes):
+            self._queue_answer(reply, relay_id, answer == b"ok")
+        elif answer.done():
+            self._queue_answer(reply, relay_id, _succeeded(answer))
+        else:
+            answer.add_done_callback(
+                lambda done: self._queue_answer(reply, relay_id, _succeeded(done))
+            )
+
+    def _queue_answer(self, reply: str, relay_id: int, ok: bool) -> None:
+        out = self._answers_out.get(reply)
+        if out is None:
+            out = self._answers_out[reply] = ([], [])
+        out[0 if ok else 1].append(relay_id)
+        if self._answer_flush is None:
+            self._answer_flush = self._loop.call_soon(self._flush_answers)
+
+    def _flush_answers(self) -> None:
+        """This iteration's answers, one :class:`Answers` per asking node. Like a
+        request's answer they do not wait in the ordered queue (nor for ``delay``)."""
+        self._answer_flush = None
+        out, self._answers_out = self._answers_out, {}
+        for reply, (ok, gone) in out.items():
+            if not ok and not gone:
+                continue
+            data = encode_message(Answers(node=self.node, ok=ok, gone=gone))
+            task = self._loop.create_task(self._publish_now(reply, data))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _publish_now(self, subject: str, data: bytes) -> None:
+        with contextlib.suppress(Exception):  # NATS away: the relaying node asks again
+            await self._nc.publish(subject, data)
+
     # Broadcasts, confirmed by every live node
 
     def broadcast(self, message: Relay) -> asyncio.Task[None]:
@@ -300,7 +523,7 @@ class Backplane:
         return self._loop.create_task(self._broadcast(message))
 
     async def _broadcast(self, message: Relay) -> None:
-        data = encode_json(message)
+        data = encode_message(message)
         directory = self.directory
         now = self._loop.time()
         members = {
@@ -324,52 +547,88 @@ class Backplane:
 
     # Unicast relays, confirmed by the receiving node
 
-    def relay(self, message: Relay) -> asyncio.Task[bool]:
-        """Relay a unicast to the node of ``message.to``. The task ends True once
+    def relay(self, message: Relay, *, wait: bool = True) -> asyncio.Future[bool] | None:
+        """Relay a unicast to the node of ``message.to``. The future ends True once
         that node confirmed it, False when it cannot be delivered: the receiver is
         gone and not expected back (a plain client that left, or whose node died),
-        or did not show up within ``relay_patience`` seconds.
+        or did not show up within ``relay_patience`` seconds. With ``wait`` False
+        there is no future (nobody waits: a plain sender's message), and
+        :attr:`undelivered` is told of a relay that cannot be delivered.
 
         Relays to one receiver are pipelined, but a relay that has to be resent
         (its node died, the receiver moved) holds back the later ones to that
-        receiver until it is through: unicast stays FIFO per sender."""
-        assert message.to is not None
-        previous = self._relaying.get(message.to)
-        me = _Relaying()
-        me.task = self._loop.create_task(self._relay(message, me, previous))
-        self._relaying[message.to] = me
-        me.task.add_done_callback(lambda _: self._relay_done(message.to or "", me))
-        return me.task
+        receiver until it is through: unicast stays FIFO per sender.
+
+        The usual case, its receiver's node known and speaking wire version 2 and
+        no earlier relay to the receiver held up, costs no task: the relay joins
+        this iteration's batch for that node (:meth:`_ask_in_batch`), and only a
+        relay that has to be resent goes on in a task (:meth:`_relay`)."""
+        to = message.to
+        assert to is not None
+        loop = self._loop
+        previous = self._relaying.get(to)
+        me = _Relaying(to, loop.time() + self.config.relay_patience, wait)
+        if wait:
+            me.future = loop.create_future()
+        self._relaying[to] = me
+        if previous is not None and previous.done:
+            previous = None
+        node = self.directory.locate(to)
+        if (
+            node is not None
+            and self.directory.wire.get(node, 1) >= 2
+            and (previous is None or (not previous.retrying and previous.node == node))
+        ):
+            me.previous = previous  # if this one has to be resent, that one goes first
+            self._ask_in_batch(node, me, message)
+        else:
+            me.message = message
+            self._go_on(me, previous, pause=False)
+        return me.future
+
+    def _go_on(self, me: _Relaying, previous: _Relaying | None, *, pause: bool) -> None:
+        task = self._loop.create_task(self._relay(me, previous, pause=pause))
+        task.add_done_callback(lambda done: self._relay_done(me, _succeeded(done)))
 
     async def settle(self, to: str, timeout: float = 5.0) -> None:
         """Wait (bounded) for this node's relays to ``to`` in flight: before a client
         that moved here is welcomed, so what was relayed earlier comes first."""
         last = self._relaying.get(to)
-        if last is not None and last.task is not None:
-            await asyncio.wait({last.task}, timeout=timeout)
+        if last is not None and not last.done:
+            await asyncio.wait({last.waiter(self._loop)}, timeout=timeout)
 
-    def _relay_done(self, to: str, me: _Relaying) -> None:
+    def _relay_done(self, me: _Relaying, delivered: bool) -> None:
+        if me.done:
+            return
+        me.done, me.delivered = True, delivered
+        me.previous = None
+        to = me.to
         if self._relaying.get(to) is me:
             del self._relaying[to]
+        if me.future is not None and not me.future.done():
+            me.future.set_result(delivered)
+        if not delivered and not me.wait:
+            self.undelivered(me.relay_message(self.node))
 
-    async def _relay(self, message: Relay, me: _Relaying, previous: _Relaying | None) -> bool:
+    async def _relay(self, me: _Relaying, previous: _Relaying | None, *, pause: bool) -> bool:
+        message = me.relay_message(self.node)
         assert message.to is not None
-        data = encode_json(message)
-        deadline = self._loop.time() + self.config.relay_patience
-        while self._loop.time() < deadline:
+        data = encode_message(message)
+        if pause:
+            await asyncio.sleep(0.1)
+        while self._loop.time() < me.deadline:
             node = self.directory.locate(message.to)
             local = node is None and self.is_local(message.to)  # it moved to this node
             target = self.node if local else node
             if (
                 previous is not None
-                and previous.task is not None
-                and not previous.task.done()
+                and not previous.done
                 and (me.retrying or previous.retrying or previous.node != target)
             ):
                 # The earlier one goes first: it is being resent, or it went to
                 # another node (the one the receiver left, maybe dead): overtaking
                 # it there would break FIFO. Then look where the receiver is again.
-                await asyncio.wait({previous.task})
+                await asyncio.wait({previous.waiter(self._loop)})
                 continue
             if target is None and message.to not in self.directory.orphans:
                 return False  # gone, and not expected back
@@ -410,17 +669,30 @@ class Backplane:
         while True:
             await asyncio.sleep(0.25)
             now = self._loop.time()
+            alive = self.directory.alive
             for asked in list(self._waiting.values()):
                 if asked.future.done():
                     continue
-                if not self.directory.alive(asked.node, now):
+                if not alive(asked.node, now):
                     asked.future.set_result(None)
                 elif now > asked.again:
                     self._enqueue(asked.subject, asked.data, asked.reply, asked.shuffle)
                     asked.again = now + ASK_AGAIN
+            for relay_id, me in list(self._batched.items()):
+                assert me.node is not None
+                if not alive(me.node, now):
+                    del self._batched[relay_id]
+                    self._resend(me)
+                elif now > me.again:  # asked again, in the next batch
+                    self._add_to_batch(me.node, me.data)
+                    me.again = now + ASK_AGAIN
 
     async def _answered(self, msg: Msg) -> None:
-        asked = self._waiting.get(msg.subject.rpartition(".")[2])
+        token = msg.subject.rpartition(".")[2]
+        if token == "b":
+            self._batch_answered(msg.data)
+            return
+        asked = self._waiting.get(token)
         if asked is not None and not asked.future.done():
             asked.future.set_result(msg.data)
 
@@ -429,15 +701,16 @@ class Backplane:
         return b"ok" if await result else b"gone"
 
     @staticmethod
-    async def _respond(msg: Msg, answer: asyncio.Task[bytes]) -> None:
+    async def _respond(msg: Msg, answer: asyncio.Future[bytes] | asyncio.Future[bool]) -> None:
         try:
-            await msg.respond(await asyncio.shield(answer))
+            await asyncio.wait({answer})
+            await msg.respond(b"ok" if _succeeded(answer) else b"gone")
         except Exception:  # NATS away: the relaying node asks again
             pass
 
     def _receive_message(self, data: bytes) -> NodeMessage | None:
         try:
-            message = self._decoder.decode(data)
+            message = decode_message(data)
         except FrameError:
             return None  # not ours (or a newer node's): ignore
         return None if message.node == self.node else message
@@ -447,6 +720,9 @@ class Backplane:
         if message is None:
             return
         self.directory.heard(message.node, self._loop.time())
+        if isinstance(message, Relays):
+            self._carry_out(message)
+            return
         if not msg.reply:
             self.on_message(message)
             return
@@ -519,3 +795,10 @@ class Backplane:
                 await self._ids.delete(client_id, last=entry.revision)
         except Exception:  # gone already, or taken over: nothing to release
             pass
+
+
+def _succeeded(future: asyncio.Future[bool] | asyncio.Future[bytes]) -> bool:
+    """A relay's task or future ended well (True, or b"ok")."""
+    if future.cancelled() or future.exception() is not None:
+        return False
+    return future.result() in (True, b"ok")

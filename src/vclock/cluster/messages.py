@@ -7,23 +7,36 @@ Every message names the node that sent it. A node publishes:
   interval: the full list of its connected clients (a snapshot, so a lost or
   late message is repaired by the next one); a last one with ``leaving`` set
   when it shuts down;
-- :class:`Relay` for every message it relays to a client on another node: a
-  unicast ``deliver`` to that client's node, or a broadcast to every node;
+- :class:`Relays` (wire version 2): the relays of one event-loop iteration for
+  one node, each numbered; that node answers them with :class:`Answers` (to the
+  ``reply`` subject the batch names), in batches too;
+- :class:`Relay` for a message it relays to a client on another node, one NATS
+  request each (wire version 1: to a node that does not announce version 2, for
+  broadcasts, and for relays that are being resent): a unicast ``deliver`` to
+  that client's node, or a broadcast to every node;
 - :class:`Frontier` every synchronization cycle: its frontier, which the others
   merge into theirs, so every node syncs its clients to the cluster-wide frontier.
 
 One node's messages reach the others in the order it published them (NATS
 keeps the order of one publisher's messages), which keeps unicast FIFO per
 sender across nodes; broadcasts need no order at all (clients apply BSS).
+
+Versions (docs/cluster.md, "Between nodes"): :data:`WIRE_VERSION` is what a node
+speaks; it says so in every :class:`Status` (``wire``; absent: 1). A node sends
+:class:`Relays` only to a node that announced 2 or more, and answers both forms.
+A node decodes only the messages it knows and ignores the rest; unknown fields
+are ignored too, so fields with defaults can be added without a new version.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
-from ..clock import VectorClock
+from ..clock import ClockLimits, VectorClock
+from ..errors import FrameError
 from ..protocol.frames import Deliver
 
 
@@ -36,13 +49,15 @@ class Status(_Message, tag="status", frozen=True):
     node keeps (messages for them are relayed here); ``resume``: the clients of
     ``clients`` that are resume sessions (their inbox lives on if this node dies).
     ``leaving``: the node is shutting down; the others take it for dead at once
-    (its resume clients are orphans, expected on another node).
+    (its resume clients are orphans, expected on another node). ``wire``: the
+    version of these messages the node speaks (:data:`WIRE_VERSION`).
     """
 
     clients: list[str]
     held: list[str] = []
     resume: list[str] = []
     leaving: bool = False
+    wire: int = 1
 
 
 class Relay(_Message, tag="relay", frozen=True):
@@ -50,6 +65,34 @@ class Relay(_Message, tag="relay", frozen=True):
 
     deliver: Deliver
     to: str | None = None
+
+
+class Relayed(msgspec.Struct, frozen=True):
+    """One relay of a :class:`Relays` batch: ``id`` numbers it for the answer
+    (unique among the batches sent to one ``reply`` subject); ``deliver`` and
+    ``to`` as in :class:`Relay`."""
+
+    id: int
+    deliver: Deliver
+    to: str | None = None
+
+
+class Relays(_Message, tag="relays", frozen=True):
+    """Wire version 2: the relays of one loop iteration for one node, in the order
+    they were made. The node answers each with an :class:`Answers` published to
+    ``reply`` (as a :class:`Relay` request would be answered), and answers a relay
+    asked again (same ``reply`` and ``id``) without carrying it out twice."""
+
+    reply: str
+    relays: list[Relayed]
+
+
+class Answers(_Message, tag="answers", frozen=True):
+    """Wire version 2: answers to :class:`Relays`, by relay id: ``ok`` (delivered,
+    or durable where the receiver is held) or ``gone`` (the receiver is not there)."""
+
+    ok: list[int] = []
+    gone: list[int] = []
 
 
 class Frontier(_Message, tag="frontier", frozen=True):
@@ -60,7 +103,71 @@ class Frontier(_Message, tag="frontier", frozen=True):
     said: VectorClock | None = None
 
 
-NodeMessage = Status | Relay | Frontier
+NodeMessage = Status | Relay | Frontier | Relays | Answers
+
+#: The version of the node messages this node speaks (see the module doc).
+WIRE_VERSION = 2
+
+# Clocks between nodes were checked when a client sent them; merged ones may be larger.
+_TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
+_INT = {int}
+
+
+def _decode_clock(type_: type, obj: Any) -> Any:
+    if type_ is not VectorClock:
+        raise NotImplementedError(type_)
+    if type(obj) is not dict:
+        raise ValueError("a clock must be a JSON object")
+    # Every relayed message carries a clock: the usual one (ids non-empty, counts
+    # integers from 1 to the limit) is checked by builtins in C, not entry by
+    # entry in Python; anything else (zeros, errors) the careful way.
+    values = obj.values()
+    if (
+        obj
+        and set(map(type, values)) == _INT
+        and min(values) > 0
+        and max(values) <= _TRUSTED.max_counter
+        and "" not in obj
+    ):
+        return VectorClock._trusted(obj)  # a dict msgspec just made: ours
+    return VectorClock(obj, limits=_TRUSTED)
+
+
+def _encode_clock(obj: Any) -> Any:
+    if isinstance(obj, VectorClock):
+        return obj._entries  # in any order: only nodes read these (clients' frames sort)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_decoder: msgspec.json.Decoder[NodeMessage] = msgspec.json.Decoder(
+    NodeMessage, dec_hook=_decode_clock
+)
+_encoder = msgspec.json.Encoder(enc_hook=_encode_clock)
+_relayed_decoder: msgspec.json.Decoder[Relayed] = msgspec.json.Decoder(
+    Relayed, dec_hook=_decode_clock
+)
+
+
+def decode_relayed(data: bytes) -> Relayed:
+    """One relay of a batch, as :func:`encode_message` wrote it (this node's own)."""
+    return _relayed_decoder.decode(data)
+
+
+def encode_message(message: NodeMessage | Relayed) -> bytes:
+    """A node message (or one relay of a batch) as JSON."""
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes) -> NodeMessage:
+    """A node message from JSON.
+
+    Raises:
+        FrameError: not a node message this version knows (or not valid).
+    """
+    try:
+        return _decoder.decode(data)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise FrameError(f"not a node message: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -87,14 +194,38 @@ class Directory:
     held: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> held ids
     resume: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> resume ids
     orphans: dict[str, float] = field(default_factory=dict)  # id -> when its node died
+    wire: dict[str, int] = field(default_factory=dict)  # node -> the version it speaks
+    # client -> the nodes listing it, and away client -> the node holding it: built
+    # from ``nodes`` and ``held`` when asked, dropped whenever those lists change
+    _listed: dict[str, tuple[str, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _holder: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def held_clients(self) -> dict[str, str]:
         """away client -> the live node that keeps its inbox."""
-        return {client: node for node, ids in self.held.items() for client in ids}
+        if self._holder is None:
+            self._holder = {client: node for node, ids in self.held.items() for client in ids}
+        return self._holder
 
     def locate(self, client_id: str) -> str | None:
-        """The node to relay a unicast for ``client_id`` to (serving or holding it)."""
-        return self.remote_clients().get(client_id) or self.held_clients().get(client_id)
+        """The node to relay a unicast for ``client_id`` to (serving or holding it).
+        Called for every relay: a dictionary look-up, not a walk over every list."""
+        if self._listed is None:
+            listed: dict[str, tuple[str, ...]] = {}
+            for node, (_, clients) in self.nodes.items():
+                for client in clients:
+                    listed[client] = (*listed.get(client, ()), node)
+            self._listed = listed
+        nodes = self._listed.get(client_id)
+        if nodes is not None:
+            if len(nodes) == 1:
+                return nodes[0]
+            return max(nodes, key=lambda node: self.nodes[node][0])  # most recently heard
+        return self.held_clients().get(client_id)
+
+    def _changed(self) -> None:
+        self._listed = self._holder = None
 
     def remote_clients(self) -> dict[str, str]:
         """client -> the node that serves it (the most recently heard one)."""
@@ -113,6 +244,8 @@ class Directory:
         self.nodes[status.node] = (now, frozenset(status.clients))
         self.held[status.node] = frozenset(status.held)
         self.resume[status.node] = frozenset(status.resume)
+        self.wire[status.node] = status.wire
+        self._changed()
         if status.leaving:
             self._forget(status.node, now)
         else:
@@ -149,6 +282,8 @@ class Directory:
     def _forget(self, node: str, now: float) -> None:
         """``node`` is gone: its resume clients (connected or held) are orphans."""
         del self.nodes[node]
+        self.wire.pop(node, None)
+        self._changed()
         for client in self.held.pop(node, frozenset()) | self.resume.pop(node, frozenset()):
             self.orphans.setdefault(client, now)
         for client in self.remote_clients().keys() | self.held_clients().keys():

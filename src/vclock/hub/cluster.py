@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from ..clock import VectorClock
+from ..clock import VectorClock, merge_all
 from ..protocol.frames import Deliver
 from .actions import Action, Forward
 from .hub import Hub
@@ -86,8 +86,24 @@ class ClusterHub(Hub):
         held here is dropped: it left while the message travelled.
         """
         self._merge_frontier(deliver.clock)
+        return self._relayed(deliver, to)
+
+    def deliver_relays(self, relays: list[tuple[Deliver, str | None]]) -> list[Action]:
+        """:meth:`deliver_remote` for each of a batch of relays from another node,
+        in order: the same actions, the frontier merged once for the batch."""
+        if not relays:
+            return []
+        clocks = merge_all(deliver.clock for deliver, _ in relays)
+        self._merge_frontier(clocks)
+        actions: list[Action] = []
+        for deliver, to in relays:
+            actions += self._relayed(deliver, to)
+        return actions
+
+    def _relayed(self, deliver: Deliver, to: str | None) -> list[Action]:
         self.ids.heard(deliver.sender, deliver.clock[deliver.sender])
-        deliver = msgspec.structs.replace(deliver, n=None)
+        if deliver.n is not None:
+            deliver = msgspec.structs.replace(deliver, n=None)
         if to is None:
             return self._fan_out(deliver) if deliver.bclock is not None else []
         return self._deliver(to, deliver)
