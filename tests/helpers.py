@@ -83,6 +83,18 @@ async def async_wait_until(
 # One assertion, both directions
 
 
+def unchunk(data: bytes) -> bytes:
+    """The body of an HTTP/1.1 response sent with ``Transfer-Encoding: chunked``."""
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out
+
+
 def assert_frame_line(decoder: FrameDecoder[Any], frame: Frame, line: bytes) -> None:
     """``line`` decodes to ``frame`` and ``frame`` encodes to ``line``."""
     decoded = decoder.decode(line)

@@ -16,7 +16,7 @@ import pytest
 
 from vclock.tracing import check_run, parse_runs
 
-from ..helpers import wait_until
+from ..helpers import unchunk, wait_until
 from .conftest import RawClient, ServerProcess, rss_kib
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,19 +42,8 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tup
             data += chunk
     top, _, body = data.partition(b"\r\n\r\n")
     if b"transfer-encoding: chunked" in top.lower():
-        body = _unchunk(body)
+        body = unchunk(body)
     return int(top.split()[1]), body
-
-
-def _unchunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        out, data = out + data[:size], data[size + 2 :]
-    return out
 
 
 # Item 13: the ShiViz log and ids ShiViz cannot name

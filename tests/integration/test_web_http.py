@@ -23,7 +23,7 @@ from vclock.hub import SyncCycle
 from vclock.tracing import check_run, parse_runs
 from vclock.web import Dashboard
 
-from ..helpers import async_wait_until
+from ..helpers import async_wait_until, unchunk
 
 
 @dataclass
@@ -56,19 +56,8 @@ async def request(
             parsed[key.strip().lower()] + ", " if key.strip().lower() in parsed else ""
         ) + value.strip()
     if parsed.get("transfer-encoding") == "chunked":
-        body = _unchunk(body)
+        body = unchunk(body)
     return Reply(int(status_line.split()[1]), parsed, body)
-
-
-def _unchunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        out, data = out + data[:size], data[size + 2 :]
-    return out
 
 
 class EventStream:
