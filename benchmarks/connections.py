@@ -54,7 +54,7 @@ def run_one(
     workers_n = max(2, -(-n // PER_PROCESS))
     with procs.running("vclock", log_dir) as server:
         result["server_command"] = procs.command_line(server.argv)
-        before = _stable_rss(server.pid)
+        before = procs.stable_rss(server.pid, 15.0)
         result["rss_before"] = before
         pipes, workers = [], []
         try:
@@ -86,7 +86,7 @@ def run_one(
                     result[f"{name}_p99_ms"] = percentile(values, 99) * 1000
                     result[f"{name}_max_ms"] = values[-1] * 1000
             result["bytes_received"] = sum(r.get("bytes", 0) for r in replies)
-            rss = _stable_rss(server.pid)
+            rss = procs.stable_rss(server.pid, 15.0)
             result["rss_after"] = rss
             if welcomed:
                 result["bytes_per_connection"] = (rss - before) / welcomed
@@ -109,18 +109,6 @@ def run_one(
                 pipe.close()
     result["elapsed_s"] = time.monotonic() - started
     return result
-
-
-def _stable_rss(pid: int, timeout: float = 15.0) -> int:
-    deadline = time.monotonic() + timeout
-    last = procs.rss_bytes(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = procs.rss_bytes(pid)
-        if abs(now - last) <= 65536:
-            return now
-        last = now
-    return last
 
 
 def _recv(pipe: Pipe, timeout: float) -> dict[str, Any]:

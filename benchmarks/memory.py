@@ -56,7 +56,7 @@ def _measure(
     result: dict[str, Any] = {"hello": hello}
     with procs.running("vclock", log_dir) as server:
         result["server_command"] = procs.command_line(server.argv)
-        baseline = _stable_rss(server.pid)
+        baseline = procs.stable_rss(server.pid)
         result["rss_before"] = baseline
         pipes, workers = [], []
         points = [{"connections": 0, "rss": baseline, "seconds": 0.0}]
@@ -89,7 +89,7 @@ def _measure(
                     result["stopped_early"] = failed[0]
                     break
                 opened = goal
-                rss = _stable_rss(server.pid)
+                rss = procs.stable_rss(server.pid)
                 points.append({"connections": opened, "rss": rss, "seconds": time.monotonic() - t0})
             result["points"] = points
             last = points[-1]
@@ -115,19 +115,6 @@ def _measure(
                 pipe.close()
     result["elapsed_s"] = time.monotonic() - started
     return result
-
-
-def _stable_rss(pid: int, timeout: float = 10.0) -> int:
-    """The RSS once two readings 0.3 s apart agree within 64 KiB (or after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    last = procs.rss_bytes(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = procs.rss_bytes(pid)
-        if abs(now - last) <= 65536:
-            return now
-        last = now
-    return last
 
 
 def _share(total: int, index: int) -> int:

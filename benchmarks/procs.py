@@ -81,6 +81,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def stable_rss(pid: int, timeout: float = 10.0) -> int:
+    """The RSS once two readings 0.3 s apart agree within 64 KiB (or after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last = rss_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = rss_bytes(pid)
+        if abs(now - last) <= 65536:
+            return now
+        last = now
+    return last
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far, from /proc (Linux)."""
     with open(f"/proc/{pid}/stat") as file:
