@@ -33,7 +33,7 @@ from .clock import ClockLimits
 from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .events import SERVER_ID
-from .net import is_loopback
+from .net import is_loopback, parse_address
 from .store import MEMORY, Store, StoreError
 from .terminal import one_line
 from .tools.checker import check, format_report
@@ -63,12 +63,13 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    """A ``--server`` value: ``HOST:PORT`` or ``[IPV6]:PORT`` (net.parse_address)."""
+    if ":" not in text:
         raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--server")
-    if int(port) > 65535:
-        raise click.BadParameter(f"{text!r}: the port is above 65535", param_hint="--server")
-    return host, int(port)
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--server") from None
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -347,7 +348,7 @@ def _web_options(
     if address is None:
         return None
     try:
-        from .web import parse_address
+        import vclock.web  # noqa: F401  (the web extra: says how to install it)
     except ImportError as exc:
         raise click.ClickException(str(exc)) from None
     try:

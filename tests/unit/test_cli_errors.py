@@ -262,3 +262,22 @@ def test_a_whole_last_event_without_its_newline_is_kept_at_reopening(tmp_path: P
     assert len(path.read_text().splitlines()) == 3
     result = run("check", str(run_dir))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [("[::1]:4999", ("::1", 4999)), ("127.0.0.1:5000", ("127.0.0.1", 5000))],
+)
+def test_a_server_address_may_be_bracketed_ipv6(text: str, address: tuple[str, int]) -> None:
+    # Before, "[::1]:4999" kept its brackets as the host name, which no resolver
+    # takes; --server and --web now share one parser (vclock.net.parse_address).
+    from vclock.cli import _address
+
+    assert _address(text) == address
+
+
+@pytest.mark.parametrize("text", ["localhost", "[::1", "host:port"])
+def test_a_server_address_that_is_not_host_port_names_server(text: str) -> None:
+    result = run("client", "--server", text)
+    assert result.exit_code == 2, result.output
+    assert "--server" in one_error_line(result)

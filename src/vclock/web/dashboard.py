@@ -37,32 +37,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..asyncio.server import Server
 from ..hub import Action
-from ..net import is_loopback
+from ..net import is_loopback, parse_address
 from .app import ABORT, create_app, sse
 from .model import LiveModel
 from .render import LiveDrawing, state_json
 
 __all__ = ["Dashboard", "parse_address"]
-
-
-def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``PORT`` as (host, port).
-
-    Raises:
-        ValueError: not an address, or a port outside 0-65535.
-    """
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPV6]:PORT, got {text!r}")
-    elif ":" in text:
-        host, _, port = text.rpartition(":")
-    else:
-        host, port = "", text
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {text!r}")
-    return host or default_host, int(port)
 
 
 class _Uvicorn(uvicorn.Server):
