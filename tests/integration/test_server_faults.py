@@ -270,3 +270,44 @@ async def test_acks_and_delivers_go_out_only_after_the_clock_they_stand_for_is_s
     finally:
         await server.close()
     assert [line for line in seen if line.endswith("NOT STORED")] == []
+
+
+async def test_frames_queued_behind_two_waits_are_handled_when_the_connection_is_lost() -> None:
+    """A cluster node makes a send wait while earlier relays to its receiver settle
+    (Link.settling). A connection lost during such a wait still has its frames
+    handled; but with two such sends in a row, the end of the first wait closed
+    the session and dropped the second send (found in review). A link whose every
+    send settles after a moment stands in for the cluster's: the server's own
+    interface, no NATS; the loss is the server's transport aborted mid-wait."""
+    from vclock.asyncio import Console, serve
+    from vclock.asyncio.link import Link
+    from vclock.asyncio.server import ServerConfig
+
+    class SlowLink(Link):
+        def settling(self, client_id: str) -> asyncio.Future[None]:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.2, done.set_result, None)
+            return done
+
+    server = await serve(ServerConfig(port=0), Console(None))
+    server._link = SlowLink()
+    try:
+        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        b_writer.write(b'{"type":"hello","v":1,"id":"B","peers":"none"}\n')
+        await b_reader.readline()  # welcome
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b'{"type":"hello","v":1,"id":"A","peers":"none"}\n')
+        await reader.readline()  # welcome
+        writer.write(
+            b'{"type":"send","to":"B","seq":1,"clock":{"A":1}}\n'
+            b'{"type":"send","to":"B","seq":2,"clock":{"A":2}}\n'
+        )
+        peer = server._peers[server.hub.peer_of("A")]  # type: ignore[index]
+        await async_wait_until(lambda: peer.waiting, "A's first send to wait")
+        peer.transport.abort()  # the connection is lost during the wait
+        delivered = [await asyncio.wait_for(b_reader.readline(), 5) for _ in range(2)]
+        assert [b'"seq":1' in delivered[0], b'"seq":2' in delivered[1]] == [True, True]
+        writer.close()
+        b_writer.close()
+    finally:
+        await server.close()

@@ -479,9 +479,7 @@ class Server:
             return
         if not peer.transport.is_closing():
             peer.transport.resume_reading()
-        self._process(peer, event, settled)
-        if peer.conn.eof_received and not peer.gone:
-            self._gone(peer)
+        self._process(peer, event, settled)  # ends the session after its last frame
 
     def _gone(self, peer: _Peer) -> None:
         """The client closed its side or the connection was lost: write what is
