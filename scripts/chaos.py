@@ -50,7 +50,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -66,6 +65,9 @@ from vclock.events import EVERYONE
 from vclock.tools.audit import delivery_audit
 from vclock.tools.checker import check, format_report
 from vclock.tools.eventlog import EventLog, read_events
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.procs import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
 LISTENING = re.compile(r"^vclock server listening on 127\.0\.0\.1:(\d+) ")
@@ -94,12 +96,6 @@ def now() -> _dt.datetime:
 
 def vclock(*args: str) -> list[str]:
     return [sys.executable, "-m", "vclock", *args]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 # The server

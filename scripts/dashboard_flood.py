@@ -20,6 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.procs import cpu_seconds, rss_bytes  # noqa: E402
+
 
 def main(n: int, extra: list[str]) -> None:
     folder = Path(tempfile.mkdtemp(prefix="vclock-flood-"))
@@ -32,12 +35,12 @@ def main(n: int, extra: list[str]) -> None:
         port, web = _ports(out, server)
         _fill(port, web)
         time.sleep(2)
-        rss, cpu = _rss_mib(server.pid), _cpu_s(server.pid)
+        rss, cpu = _rss_mib(server.pid), cpu_seconds(server.pid)
         streams = [_never_reading(web) for _ in range(n)]
         time.sleep(5)
         print(
             f"{n} non-reading /events: RSS +{_rss_mib(server.pid) - rss} MiB,"
-            f" CPU +{_cpu_s(server.pid) - cpu:.2f} s"
+            f" CPU +{cpu_seconds(server.pid) - cpu:.2f} s"
         )
         statuses: dict[str, int] = {}
         for sock in streams:
@@ -93,14 +96,7 @@ def _never_reading(web: int) -> socket.socket:
 
 
 def _rss_mib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmRSS:\s+(\d+)", status)
-    return int(match.group(1)) // 1024 if match else 0
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in ticks
+    return rss_bytes(pid) // 2**20
 
 
 if __name__ == "__main__":

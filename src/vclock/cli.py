@@ -590,20 +590,30 @@ cli.add_command(demo)
 # Tools over event logs
 
 
+_SOURCES = click.argument(
+    "sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+
+
+def _output(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The ``-o/--output FILE`` option of the commands that write a file."""
+    return click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help_text,
+    )
+
+
 @cli.group()
 def export() -> None:
     """Convert event logs to other tools' formats."""
 
 
 @export.command("shiviz")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The ShiViz log to write, e.g. run.shiviz.log.",
-)
+@_SOURCES
+@_output("The ShiViz log to write, e.g. run.shiviz.log.")
 def export_shiviz_command(sources: tuple[Path, ...], output: Path) -> None:
     """Write run folders, .jsonl logs or GoVector logs as one ShiViz log (one execution per source).
 
@@ -621,11 +631,6 @@ class _CannotRead(click.ClickException):
     """`vclock check`'s error for logs it cannot read: exit status 2 (1 is "inconsistent")."""
 
     exit_code = 2
-
-
-_SOURCES = click.argument(
-    "sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
-)
 
 
 @cli.command("check")
@@ -668,13 +673,7 @@ def check_command(sources: tuple[Path, ...], causal_delivery: bool) -> None:
 
 @cli.command()
 @_SOURCES
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="run.html (interactive, self-contained) or run.svg.",
-)
+@_output("run.html (interactive, self-contained) or run.svg.")
 @click.option(
     "--execution", metavar="LABEL", help="Which execution to draw when the logs hold several."
 )
@@ -689,13 +688,7 @@ def diagram(sources: tuple[Path, ...], output: Path, execution: str | None) -> N
 
 @cli.command()
 @_SOURCES
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="merged.log (ShiViz) or merged.jsonl (vclock event log, one execution).",
-)
+@_output("merged.log (ShiViz) or merged.jsonl (vclock event log, one execution).")
 def merge(sources: tuple[Path, ...], output: Path) -> None:
     """Merge per-process logs into one file ordered by causality.
 

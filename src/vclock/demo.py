@@ -285,10 +285,13 @@ def summary_table(
 ) -> Table:
     """The run summary: a row per client, with its counts and final clock, one line
     each within ``width`` columns (a clock too long for it is cut, saying how much)."""
+    by_pid: dict[str, list[Event]] = {name: [] for name in clients}
+    for event in events:
+        if event.pid in by_pid:
+            by_pid[event.pid].append(event)
     rows = []
     for name in clients:
-        mine = [e for e in events if e.pid == name]
-        causal = [e for e in mine if e.kind in CAUSAL_KINDS]
+        causal = [e for e in by_pid[name] if e.kind in CAUSAL_KINDS]
         rows.append(
             [
                 name,
@@ -305,7 +308,7 @@ def summary_table(
     room = max(24, width - used - 3)
     clocks = []
     for name in clients:
-        mine = [e for e in events if e.pid == name]
+        mine = by_pid[name]
         clocks.append(clock_summary(mine[-1].clock if mine else {}, name, room))
     cut = any("more" in c for c in clocks)
     caption = "final clock: the last one each client logged, its own entry first, zeros left out"

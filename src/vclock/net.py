@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-#: Bytes a server or client reads from a connection at a time (also the limit of
+#: Bytes the asyncio client reads from its connection at a time (also the limit of
 #: asyncio's stream buffer); the line reader, not this, bounds a frame.
 READ_CHUNK = 64 * 1024
 

@@ -325,7 +325,7 @@ class ClusterLink(Link):
             case Relay(deliver=deliver, to=to):
                 # the relaying node acks its sender once we answer ok: after the
                 # message is durable here (held client) or handed to the client
-                here = to in self.hub.clients or to in self.hub.inboxes
+                here = self._is_here(to)
                 pending = self.apply(self.hub.deliver_remote(deliver, to))
                 if not here:
                     return False
@@ -334,6 +334,12 @@ class ClusterLink(Link):
                 self.hub.merge_frontier(clock, said)
         return None
 
+    def _is_here(self, client_id: str | None) -> bool:
+        """Whether this node delivers to ``client_id`` (connected or held here);
+        a broadcast (None) is delivered by every node."""
+        hub = self.hub
+        return client_id is None or hub.peer_of(client_id) is not None or client_id in hub.inboxes
+
     def _on_relays(
         self, node: str, relays: list[Relayed]
     ) -> list[asyncio.Future[bool] | bool | None]:
@@ -341,10 +347,7 @@ class ClusterLink(Link):
         actions (one ``apply``): each is answered as :meth:`_on_message` would,
         those waiting for durability all once the batch is durable."""
         hub = self.hub
-        here = [
-            to is None or hub.peer_of(to) is not None or to in hub.inboxes
-            for to in (relay.to for relay in relays)
-        ]
+        here = [self._is_here(relay.to) for relay in relays]
         pending = self.apply(hub.deliver_relays([(relay.deliver, relay.to) for relay in relays]))
         if not pending:
             return list(here)

@@ -384,9 +384,7 @@ class Hub(Admission):
         if latest is not None and not latest._le(clock):  # else the max is the clock
             clock = latest.merge(clock)
         self.latest[client_id] = clock
-        if len(gains) > (client_id in gains):  # ids other than its own (tracked)
-            self.ids.track(gains)
-        self._front.raise_to(gains)
+        self._raise_frontier(gains)
         self.ids.heard(client_id, frame.seq)
         session.known.merge(frame.clock)
         return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]

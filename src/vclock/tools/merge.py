@@ -50,7 +50,7 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> ExportResult:
         while label in labels:
             label += "'"
         labels.add(label)
-        records = _records(trace, execution, label)
+        records = _records(execution, label)
         if not records:
             raise ValueError(f"execution {label or trace.name!r}: no events to merge")
         check_run(records, label=label)
@@ -59,7 +59,7 @@ def merge(sources: Sequence[str | Path], out: str | Path) -> ExportResult:
     return write_runs(out, runs)
 
 
-def _records(trace: Trace, execution: Execution, label: str) -> list[Record]:
+def _records(execution: Execution, label: str) -> list[Record]:
     if execution.records is None:
         return client_records(execution.events, label, refs=execution.refs)
     return shiviz_records(execution, label)

@@ -147,7 +147,6 @@ class Dashboard:
         self.host = "127.0.0.1"
         self.port = 0
         self.pushes = 0  # updates sent (to all pages at once)
-        self.snapshots = 0  # snapshots built (each shared by the pages until a push)
         self._subscribers: set[_Subscriber] = set()
         self._sent_version = -1
         self._snapshot: bytes | None = None  # shared by the pages until the next push
@@ -260,7 +259,6 @@ class Dashboard:
             message = sse("update", {"state": state, "diagram": diagram})
             for other in list(self._subscribers):
                 other.offer(message)
-        self.snapshots += 1
         self._snapshot = sse("snapshot", {"state": state_json(self.model, now), "diagram": diagram})
         return self._snapshot
 

@@ -87,7 +87,6 @@ class _Lane:
     last_out: str | None = None  # its last send or report
     last_out_rank: int = 0
     last_out_count: int = 0  # that clock's own entry
-    last_in: str | None = None  # the last delivery or sync to it
     last_in_rank: int = 0
     #: The last delivery or sync to it that is taken in on arrival: anything but a
     #: causal broadcast, which the client may hold back until its turn.
@@ -260,7 +259,7 @@ class LiveDiagram:
         entry = self._add(
             client_id, kind, clock, now, preds, ranks, msg=msg, peer=peer, arrows=arrows, desc=desc
         )
-        lane.last_in, lane.last_in_rank = entry.event.id, entry.event.rank
+        lane.last_in_rank = entry.event.rank
         if not held:
             lane.last_prompt, lane.last_prompt_rank = entry.event.id, entry.event.rank
         lane.pending.append((entry.event.id, entry.event.rank, clock))

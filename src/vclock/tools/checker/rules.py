@@ -128,9 +128,15 @@ class Checker:
                 if not rec.msg:
                     self.fail("malformed", f"{rec}: a sync needs a msg", rec)
                 else:
-                    run = graph.server_run[id(rec)]
-                    first = [s for s in graph.syncs[rec.msg] if graph.server_run[id(s)] == run]
-                    self._unique({rec.msg: first[0]}, rec)  # once per server run
+                    run = graph.server_run[id(rec)]  # a sync id is unique in its run
+                    first = next(s for s in graph.syncs[rec.msg] if graph.server_run[id(s)] == run)
+                    if first is not rec:
+                        self.fail(
+                            "duplicate-message",
+                            f"{rec}: {rec.msg} was already sent by {first}",
+                            rec,
+                            first,
+                        )
 
     def _unique(self, index: dict[str, Rec], rec: Rec) -> None:
         assert rec.msg is not None
