@@ -7,8 +7,9 @@ gets an ``ack`` for something a crash could lose.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NewType
+
+import msgspec
 
 from ..clock import VectorClock
 from ..errors import ProtocolError
@@ -17,27 +18,28 @@ from ..protocol.frames import Broadcast, Deliver, Report, Send, ServerFrame
 PeerId = NewType("PeerId", int)
 
 
+class _Action(msgspec.Struct, frozen=True):
+    """An action: a frozen msgspec Struct, cheap to make (several per message)."""
+
+
 # Transport
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(_Action, frozen=True):
     """Write this frame to this peer."""
 
     peer: PeerId
     frame: ServerFrame
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(_Action, frozen=True):
     """Flush, then close this peer's connection (and call ``Hub.disconnect``)."""
 
     peer: PeerId
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
+class Forward(_Action, frozen=True):
     """Cluster mode: publish ``frame`` to the node of client ``to`` (a unicast to a
     client on another node), or to every other node when ``to`` is None (a
     broadcast). See :mod:`vclock.cluster`."""
@@ -49,29 +51,25 @@ class Forward:
 # Store: what must survive a restart
 
 
-@dataclass(frozen=True, slots=True)
-class SaveClock:
+class SaveClock(_Action, frozen=True):
     """``latest[client_id]`` is now ``clock``."""
 
     client_id: str
     clock: VectorClock
 
 
-@dataclass(frozen=True, slots=True)
-class SaveCycle:
+class SaveCycle(_Action, frozen=True):
     cycle: int
 
 
-@dataclass(frozen=True, slots=True)
-class SaveMessage:
+class SaveMessage(_Action, frozen=True):
     """Keep ``deliver`` (numbered ``deliver.n``) for ``receiver`` until it is acknowledged."""
 
     receiver: str
     deliver: Deliver
 
 
-@dataclass(frozen=True, slots=True)
-class SaveInbox:
+class SaveInbox(_Action, frozen=True):
     """``receiver`` is held (its messages are kept); everything up to ``acked`` is done.
 
     ``base``: per sender, the broadcasts ``receiver`` will never be sent from this
@@ -82,16 +80,14 @@ class SaveInbox:
     base: VectorClock = VectorClock()
 
 
-@dataclass(frozen=True, slots=True)
-class SaveBroadcasts:
+class SaveBroadcasts(_Action, frozen=True):
     """``sender`` has had ``count`` broadcasts relayed (the hub's broadcast frontier)."""
 
     sender: str
     count: int
 
 
-@dataclass(frozen=True, slots=True)
-class DropInbox:
+class DropInbox(_Action, frozen=True):
     """``receiver`` left for good: forget its inbox and messages."""
 
     receiver: str
@@ -100,30 +96,26 @@ class DropInbox:
 # Notices: facts to print, log or show
 
 
-@dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(_Action, frozen=True):
     peer: PeerId
     client_id: str
     address: str
 
 
-@dataclass(frozen=True, slots=True)
-class Left:
+class Left(_Action, frozen=True):
     peer: PeerId
     client_id: str
     address: str
 
 
-@dataclass(frozen=True, slots=True)
-class Expired:
+class Expired(_Action, frozen=True):
     """A held client did not come back in time: its inbox was dropped."""
 
     client_id: str
     dropped: int  # messages it had waiting
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+class Received(_Action, frozen=True):
     """A client's clock reached the server (in a ``send`` or a ``report``)."""
 
     peer: PeerId
@@ -132,8 +124,7 @@ class Received:
     frame: Send | Report | Broadcast
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(_Action, frozen=True):
     """A frame from this peer was refused; the peer got an ``error`` frame."""
 
     peer: PeerId
@@ -141,8 +132,7 @@ class Refused:
     error: ProtocolError
 
 
-@dataclass(frozen=True, slots=True)
-class SyncCycle:
+class SyncCycle(_Action, frozen=True):
     cycle: int
     clients: int  # connected clients
     frontier: VectorClock
