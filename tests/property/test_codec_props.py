@@ -3,10 +3,12 @@ way than FrameError (the fuzz invariant, written as a hypothesis property)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vclock import FrameError
+from vclock import ClockLimits, FrameError, InvalidClock
+from vclock.clock import _owned_entries, _validated
 from vclock.protocol import client_frame_decoder, encode_frame, server_frame_decoder
 from vclock.protocol.frames import Bye, Hello, Report, Send
 
@@ -101,3 +103,30 @@ def test_mutated_frames_decode_to_a_frame_or_raise_frame_error(line):
 def test_nesting_at_any_depth_decodes_or_raises_frame_error(depth, opener):
     line = b'{"type":"send","to":"B","seq":1,"clock":{},"body":' + opener * depth
     _decodes_or_frame_error(line)
+
+
+_json_values = st.one_of(
+    st.integers(min_value=-3, max_value=2**64),
+    st.sampled_from([0, 1, 2**63 - 1, 2**63, True, False, None, 1.0, "1", [], {}]),
+)
+_json_clocks = st.dictionaries(
+    st.text(min_size=0, max_size=6), _json_values, max_size=12
+) | st.dictionaries(st.sampled_from(["", "A", "B", "id-that-is-long"]), _json_values)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_json_clocks, st.booleans())
+def test_the_fast_clock_check_accepts_exactly_what_the_careful_one_accepts(obj, keep_zeros):
+    """Every frame's clock goes through ``_owned_entries``: it may skip the copy,
+    but never accept, refuse or change anything ``_validated`` would not."""
+    limits = ClockLimits(max_entries=10, max_id_length=5, max_counter=2**63 - 1)
+    try:
+        expected = _validated(obj, limits, keep_zeros=keep_zeros)
+    except InvalidClock as exc:
+        with pytest.raises(InvalidClock) as fast:
+            _owned_entries(dict(obj), limits, keep_zeros=keep_zeros)
+        assert str(fast.value) == str(exc)
+        return
+    got = _owned_entries(dict(obj), limits, keep_zeros=keep_zeros)
+    assert got == expected
+    assert [type(v) for v in got.values()] == [int] * len(got)

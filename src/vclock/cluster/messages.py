@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from ..clock import ClockLimits, VectorClock
+from ..clock import ClockLimits, VectorClock, _owned_entries
 from ..errors import FrameError
 from ..protocol.frames import Deliver
 
@@ -110,7 +110,6 @@ WIRE_VERSION = 2
 
 # Clocks between nodes were checked when a client sent them; merged ones may be larger.
 _TRUSTED = ClockLimits(max_entries=2**31, max_id_length=2**31)
-_INT = {int}
 
 
 def _decode_clock(type_: type, obj: Any) -> Any:
@@ -118,24 +117,12 @@ def _decode_clock(type_: type, obj: Any) -> Any:
         raise NotImplementedError(type_)
     if type(obj) is not dict:
         raise ValueError("a clock must be a JSON object")
-    # Every relayed message carries a clock: the usual one (ids non-empty, counts
-    # integers from 1 to the limit) is checked by builtins in C, not entry by
-    # entry in Python; anything else (zeros, errors) the careful way.
-    values = obj.values()
-    if (
-        obj
-        and set(map(type, values)) == _INT
-        and min(values) > 0
-        and max(values) <= _TRUSTED.max_counter
-        and "" not in obj
-    ):
-        return VectorClock._trusted(obj)  # a dict msgspec just made: ours
-    return VectorClock(obj, limits=_TRUSTED)
+    return VectorClock._trusted(_owned_entries(obj, _TRUSTED))  # a dict msgspec just made
 
 
 def _encode_clock(obj: Any) -> Any:
     if isinstance(obj, VectorClock):
-        return obj._entries  # in any order: only nodes read these (clients' frames sort)
+        return obj._entries  # in the order held, as in clients' frames
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 

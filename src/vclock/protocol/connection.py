@@ -155,7 +155,9 @@ class Connection(Generic[T]):
             # isinstance against an ABC costs a call into abc per frame.
             if type(clock) is ClockDelta:
                 assert self._rx is not None
-                frame = msgspec.structs.replace(frame, clock=self._rx.decode(clock))  # type: ignore[type-var]
+                # The frame was made by the decoder just now and nobody else holds
+                # it: set the full clock in place rather than copy the frame.
+                msgspec.structs.force_setattr(frame, "clock", self._rx.decode(clock))  # type: ignore[arg-type]
             elif isinstance(frame, Welcome) and frame.delta:
                 self.enable_delta()  # the server agreed: deltas from the next frame on
             bclock = getattr(frame, "bclock", None)
@@ -163,7 +165,7 @@ class Connection(Generic[T]):
                 # Only ``clock`` is delta-encoded; a broadcast's ``bclock`` is always
                 # sent in full, but the delta decoder reads every clock as a delta.
                 full = VectorClock._trusted({k: n for k, n in bclock.entries.items() if n})
-                frame = msgspec.structs.replace(frame, bclock=full)  # type: ignore[type-var]
+                msgspec.structs.force_setattr(frame, "bclock", full)  # type: ignore[arg-type]
             return frame
         except FrameError as exc:
             return self._refused(line, exc)

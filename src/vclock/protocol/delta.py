@@ -14,7 +14,9 @@ for any sequence of clocks, not only one process's growing clock.
 
 from __future__ import annotations
 
-from ..clock import ClockLimits, VectorClock, _validated
+from typing import Any
+
+from ..clock import ClockLimits, VectorClock, _owned_entries
 from ..errors import InvalidClock
 
 
@@ -37,13 +39,14 @@ class ClockDelta(VectorClock):
         return delta
 
     @classmethod
-    def parse(cls, obj: object, limits: ClockLimits) -> ClockDelta:
-        """Validate a decoded JSON object as a delta (zeros allowed).
+    def parse(cls, obj: dict[str, Any], limits: ClockLimits) -> ClockDelta:
+        """Validate a dict just decoded from JSON as a delta (zeros allowed); it
+        becomes the delta's own.
 
         Raises:
             InvalidClock: a bad id or counter, or too many entries.
         """
-        return cls.of(_validated(obj, limits, keep_zeros=True))  # type: ignore[arg-type]
+        return cls.of(_owned_entries(obj, limits, keep_zeros=True))
 
     @property
     def entries(self) -> dict[str, int]:
