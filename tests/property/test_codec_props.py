@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vclock import ClockLimits, FrameError, InvalidClock
+from vclock import ClockLimits, FrameError, InvalidClock, LimitExceeded, VectorClock
+from vclock.client import ClientState
 from vclock.clock import _owned_entries, _validated
 from vclock.protocol import client_frame_decoder, encode_frame, server_frame_decoder
-from vclock.protocol.frames import Bye, Hello, Report, Send
+from vclock.protocol.frames import Broadcast, Bye, Hello, Limits, Report, Send, Welcome
 
 from ..helpers import client_frames, server_frames
 
@@ -130,3 +131,49 @@ def test_the_fast_clock_check_accepts_exactly_what_the_careful_one_accepts(obj, 
     got = _owned_entries(dict(obj), limits, keep_zeros=keep_zeros)
     assert got == expected
     assert [type(v) for v in got.values()] == [int] * len(got)
+
+
+_ids = st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=4)
+_bodies = st.none() | st.text(max_size=300) | st.dictionaries(_ids, st.integers(), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(_ids, st.integers(min_value=1, max_value=2**63 - 1), max_size=6),
+    _bodies,
+    st.sampled_from(["send", "broadcast", "report"]),
+    st.integers(min_value=1, max_value=4000),
+)
+def test_a_client_refuses_a_frame_exactly_when_its_line_is_over_max_frame_size(
+    entries, body, kind, max_frame_size
+):
+    """The client skips encoding a frame that surely fits (a bound from its body
+    alone); the verdict must be the one the encoded line's length gives."""
+    limits = Limits(
+        max_frame_size=max_frame_size,
+        max_clock_entries=100,
+        max_id_length=4,
+        max_rate=0.0,
+        max_inbox=10,
+        window=10,
+        hold_for=0.0,
+    )
+    node = ClientState("A")
+    node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
+    node.clock = VectorClock(entries)
+    make = {"send": lambda: node.send("B", body), "broadcast": lambda: node.broadcast(body)}
+    make["report"] = node.report
+    clock = node.clock.tick("A")
+    frame = {
+        "send": Send(to="B", seq=clock["A"], clock=clock, body=body),
+        "broadcast": Broadcast(
+            seq=clock["A"], clock=clock, bclock=node.bdelivered.tick("A"), body=body
+        ),
+        "report": Report(seq=clock["A"], clock=clock),
+    }[kind]
+    too_big = len(encode_frame(frame)) - 1 > max_frame_size
+    if too_big:
+        with pytest.raises(LimitExceeded):
+            make[kind]()
+    else:
+        assert make[kind]() == frame

@@ -143,14 +143,15 @@ class IdLedger:
         Raises:
             PeerError: ``bad-frame`` (seq is not the own entry) or ``stale-clock``.
         """
-        if frame.seq != frame.clock[client_id]:
+        seq = frame.seq
+        own = frame.clock._entries.get(client_id, 0)  # not clock[...]: a call per frame
+        if seq != own:
             raise PeerError(
-                f"seq {frame.seq} must equal the sender's own clock entry,"
-                f" {frame.clock[client_id]}",
+                f"seq {seq} must equal the sender's own clock entry, {own}",
                 code=ErrorCode.BAD_FRAME,
-                seq=frame.seq,
+                seq=seq,
             )
-        if latest is not None and frame.seq <= latest[client_id]:
+        if latest is not None and seq <= latest._entries.get(client_id, 0):
             if resume:
                 return False
             raise PeerError(

@@ -25,7 +25,6 @@ from .frames import Frame, Welcome
 from .framing import LineReader
 
 T = TypeVar("T")
-_CLOCKS = (VectorClock, ClockDelta)  # exact types: no isinstance against an ABC
 #: (id of frame, id of previous clock) -> (frame, previous clock, bytes)
 EncodeCache = dict[tuple[int, int], tuple[object, object, bytes]]
 
@@ -82,16 +81,15 @@ class Connection(Generic[T]):
         self._outgoing: list[bytes] = []
         self._tx: DeltaEncoder | None = None
         self._rx: DeltaDecoder | None = None
+        #: True once delta-encoded clocks are on for this connection (read it; an
+        #: attribute, not a property: the server reads it for every frame it writes)
+        self.delta = False
         self.eof_received = False
-
-    @property
-    def delta(self) -> bool:
-        """True once delta-encoded clocks are on for this connection."""
-        return self._tx is not None
 
     def enable_delta(self) -> None:
         """Delta-encode clocks from now on, both ways (after hello/welcome)."""
         if self._tx is None:
+            self.delta = True
             self._tx = DeltaEncoder()
             self._rx = DeltaDecoder(self._decoder.limits)
             self._decoder = FrameDecoder(
@@ -212,23 +210,23 @@ class Connection(Generic[T]):
         previous clock was the same object reuse one encoding of the same frame: a
         sync of a large frontier to many clients costs one delta, not one each.
         """
-        clock = getattr(frame, "clock", None)
         tx = self._tx
-        if (
-            tx is not None
-            and clock is not None
-            and (type(clock) in _CLOCKS or isinstance(clock, VectorClock))
-        ):
-            key = (id(frame), id(tx.last))
-            hit = cache.get(key) if cache is not None else None
-            if hit is not None:
-                tx.last = clock
-                return hit[2]
-            before = tx.last
-            data = encode_frame(msgspec.structs.replace(frame, clock=tx.encode(clock)))
-            if cache is not None:
+        if tx is not None:
+            clock = getattr(frame, "clock", None)
+            # ``type(...) is`` first: an isinstance against an ABC (VectorClock is
+            # a Mapping) costs a call into abc per frame.
+            if type(clock) is VectorClock or isinstance(clock, VectorClock):
+                if cache is None:
+                    return encode_frame(msgspec.structs.replace(frame, clock=tx.encode(clock)))
+                key = (id(frame), id(tx.last))
+                hit = cache.get(key)
+                if hit is not None:
+                    tx.last = clock
+                    return hit[2]
+                before = tx.last
+                data = encode_frame(msgspec.structs.replace(frame, clock=tx.encode(clock)))
                 cache[key] = (frame, before, data)  # keeps both alive: ids stay unique
-            return data
+                return data
         data = encode_frame(frame)
         if isinstance(frame, Welcome):
             self._welcomed()

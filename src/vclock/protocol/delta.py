@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..clock import ClockLimits, VectorClock, _owned_entries
+from ..clock import ClockLimits, VectorClock, _new, _owned_entries
 from ..errors import InvalidClock
 
 
@@ -76,7 +76,9 @@ class DeltaEncoder:
         entries = clock._entries
         last = self.last._entries
         delta = {pid: count for pid, count in entries.items() if last.get(pid) != count}
-        delta.update((pid, 0) for pid in last if pid not in entries)
+        if not entries.keys() >= last.keys():  # one C call; usually nothing is gone
+            for pid in last.keys() - entries.keys():
+                delta[pid] = 0
         return ClockDelta.of(delta)
 
 
@@ -104,4 +106,7 @@ class DeltaDecoder:
                 f"clock has {len(full)} entries, more than the limit of {self._limits.max_entries}"
             )
         self._last = full
-        return VectorClock._trusted(full)
+        clock = _new(VectorClock)  # VectorClock._trusted, inlined: once per frame
+        clock._entries = full
+        clock._hash = clock._total = None
+        return clock
