@@ -57,6 +57,8 @@ class LineReader:
         newline that ends the first line or error, so the caller can change
         ``max_line_size`` before the next line. Returns the items and the offset
         where it stopped (``len(data)`` when it took everything)."""
+        if not one and not self._buffer and not self._skipped and b"\n\n" not in data:
+            return self._split(data, start)
         out: list[bytes | FrameError] = []
         while True:
             end = data.find(b"\n", start)
@@ -77,6 +79,24 @@ class LineReader:
                 start = run.end()
             if one and out:
                 return out, start
+
+    def _split(self, data: bytes, start: int) -> tuple[list[bytes | FrameError], int]:
+        """:meth:`feed_line` for the usual read: no unfinished line before it and
+        no run of empty lines in it, so one C call cuts every line out."""
+        lines = (data[start:] if start else data).split(b"\n")
+        rest = lines.pop()  # after the last newline: an unfinished line, or b""
+        out: list[bytes | FrameError] = []
+        limit = self.max_line_size
+        for line in lines:
+            if len(line) > limit:
+                out.append(FrameTooLarge(len(line), limit))
+            elif line.strip():  # the line itself unless it has spaces at its ends
+                out.append(line)
+            else:
+                self.blank_lines += 1
+        if rest:
+            self._append(rest, out)
+        return out, len(data)
 
     def feed_eof(self) -> list[FrameError]:
         """The stream ended; an unfinished line is reported as a truncated frame."""
