@@ -343,8 +343,9 @@ class ClientState:
         Raises:
             LimitExceeded: the frame is over the server's limits; nothing changed.
         """
-        clock = self.clock.tick(self._own_id())
-        frame = Send(to=to, seq=clock[self._own_id()], clock=clock, body=body)
+        own = self._own_id()
+        clock = self.clock.tick(own)
+        frame = Send(to=to, seq=clock._entries[own], clock=clock, body=body)
         return self._sent(frame, measure)
 
     def report(self, *, measure: Measure | None = None) -> Report:
@@ -391,9 +392,9 @@ class ClientState:
         limits = self.limits
         if limits is None:
             return
-        entries = len(frame.clock)
-        if isinstance(frame, Broadcast):
-            entries = max(entries, len(frame.bclock))
+        entries = len(frame.clock._entries)
+        if type(frame) is Broadcast:
+            entries = max(entries, len(frame.bclock._entries))
         if entries > limits.max_clock_entries:
             raise LimitExceeded("max_clock_entries", entries, limits.max_clock_entries)
         if measure is None and _size_bound(frame, entries, limits.max_id_length) <= (
