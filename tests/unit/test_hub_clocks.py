@@ -57,3 +57,15 @@ def test_syncs_and_welcomes_keep_their_clocks_while_messages_flow():
     harness.check_invariants()
     (first, *_) = [action for action in harness.sync_cycle() if isinstance(action, Outgoing)]
     assert first.frame.clock == harness.hub.frontier
+
+
+def test_a_clients_own_clocks_count_once_the_total_is_read():
+    """The hub hands Known the sender's latest clock per message (no merge then);
+    the sync cycle's read of ``total`` takes it in."""
+    known = Known(VectorClock({"A": 1, "C": 2}))
+    known.sent(VectorClock({"A": 2, "B": 1}))
+    known.sent(VectorClock({"A": 3, "B": 1}))  # its latest: at least the one before
+    assert known.total == 6
+    assert known.clock == VectorClock({"A": 3, "B": 1, "C": 2})
+    known.reset(VectorClock({"A": 3}))
+    assert known.total == 3  # a reset forgets what was pending

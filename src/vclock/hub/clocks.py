@@ -66,9 +66,12 @@ class Known:
 
     :meth:`reset` shares a clock (the frontier of a sync, the latest clock of a
     hello); the first :meth:`merge` that raises an entry copies it, later ones
-    change the copy in place."""
+    change the copy in place. The client's own clocks come through
+    :meth:`sent`, which only keeps the latest: each dominates the ones before,
+    so it is merged once, when :attr:`total` is next read (once a sync cycle),
+    not once a message."""
 
-    __slots__ = ("_entries", "_shared", "total")
+    __slots__ = ("_entries", "_sent", "_shared", "_total")
 
     def __init__(self, clock: VectorClock = _EMPTY) -> None:
         self.reset(clock)
@@ -77,7 +80,12 @@ class Known:
         """It has ``clock`` now, and nothing more."""
         self._entries = clock._entries  # never changed while shared
         self._shared = True
-        self.total = clock.total
+        self._total = clock.total
+        self._sent: VectorClock | None = None
+
+    def sent(self, clock: VectorClock) -> None:
+        """It sent ``clock``, its latest: at least every clock it sent before."""
+        self._sent = clock
 
     def merge(self, clock: VectorClock) -> None:
         """It has (was sent) ``clock`` too."""
@@ -93,9 +101,19 @@ class Known:
                     self._shared = False
                 mine[pid] = count
                 gained += count - have
-        self.total += gained
+        self._total += gained
+
+    @property
+    def total(self) -> int:
+        """The sum of its entries (what it knows, with what it sent)."""
+        sent = self._sent
+        if sent is not None:
+            self._sent = None
+            self.merge(sent)
+        return self._total
 
     @property
     def clock(self) -> VectorClock:
         """What it knows, as an immutable clock (a copy)."""
-        return VectorClock._trusted(dict(self._entries), self.total)
+        total = self.total  # takes in what it sent
+        return VectorClock._trusted(dict(self._entries), total)

@@ -386,7 +386,7 @@ class Hub(Admission):
         self.latest[client_id] = clock
         self._raise_frontier(gains)
         self.ids.heard(client_id, frame.seq)
-        session.known.merge(frame.clock)
+        session.known.sent(clock)
         return [Received(peer, client_id, session.address, frame), SaveClock(client_id, clock)]
 
     def _is_new(self, session: Session, frame: Send | Report | Broadcast) -> bool:
