@@ -17,7 +17,7 @@ import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 import click
 
@@ -34,6 +34,7 @@ from .demo import demo
 from .errors import HoldBackFull, VClockError
 from .events import SERVER_ID
 from .net import is_loopback, parse_address
+from .protocol.frames import PeersMode
 from .store import MEMORY, Store, StoreError
 from .terminal import one_line
 from .tools.checker import check, format_report
@@ -500,6 +501,17 @@ STOPPED = "client stopped"
     type=click.IntRange(min=0),
     help="Make every Nth send a causal broadcast to all other clients (1: only broadcasts).",
 )
+@click.option(
+    "--peers",
+    "peers_mode",
+    type=click.Choice(get_args(PeersMode)),
+    default="all",
+    show_default=True,
+    help="What the server tells this client about the others: all (the list, then every"
+    " join and leave), batched (the list, then the changes 10 times a second at most) or"
+    " none (nothing: the client asks for one page of 100 peers at a time and sends among"
+    " them, the next page every 10 sends). Use none or batched with thousands of clients.",
+)
 def client(
     client_id: str | None,
     host: str,
@@ -515,6 +527,7 @@ def client(
     broadcast_every: int,
     servers: tuple[str, ...],
     max_held: int,
+    peers_mode: PeersMode,
 ) -> None:
     """Run a client: every MIN-MAX seconds, send its clock to a random peer."""
     bounds = _interval(interval)
@@ -535,6 +548,7 @@ def client(
         log=_event_log(log_dir, client_id) if client_id else None,
         fallbacks=addresses[1:],
         max_held=max_held,
+        peers=peers_mode,
     )
     try:
         reason = _run(_run_client(options, bounds, seed, broadcast_every))

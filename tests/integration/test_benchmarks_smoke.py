@@ -69,6 +69,22 @@ def test_clock_ops_covers_every_op_size_and_implementation(report_dir: Path) -> 
         assert all(ns > 0 for ns in row["ns"].values())
 
 
+@pytest.mark.parametrize("size", [3, 64])
+def test_clock_ops_compares_what_it_says_whatever_the_other_ops_did(size: int) -> None:
+    """vectorclock ticks and merges in place: timing them must not change the
+    clocks the compare timing compares (a clock and its successor: before)."""
+    from benchmarks.clockops import callables
+
+    impls = callables(size)
+    for name in ("vclock", "vectorclock", "vectorclock-copy", "dict"):
+        ops = impls[name]
+        first = ops["compare"]()
+        for _ in range(3):
+            ops["tick"](), ops["merge"]()
+        assert ops["compare"]() == first, name
+    assert impls["vectorclock"]["compare"]() == -1  # before: every entry looked at
+
+
 def test_markdown_has_the_sections_ratios_and_target_checks(report_dir: Path) -> None:
     text = (report_dir / "report.md").read_text()
     for heading in (

@@ -5,15 +5,17 @@ who/peers pages the list."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from vclock import PeerChange
 from vclock.asyncio import Console, Server, ServerConfig, connect, serve
+from vclock.asyncio.client import _PeerWindow
 from vclock.protocol import PeerJoined, PeerLeft, Peers, PeersChanged, Welcome
 
-from .conftest import RawClient, ServerProcess
+from .conftest import ClientProcess, RawClient, ServerProcess, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,3 +123,60 @@ async def test_the_library_fetches_peers_and_an_old_style_node_still_hears_joins
             assert await q.fetch_peers() == ["A", "B", "C"]
         await q.send("A", body="still works")
         assert q._events.empty()  # no peer notices were queued for Q
+
+
+# vclock client --peers: the command-line client chooses its hello.peers
+
+
+def test_a_client_with_peers_none_asks_who_and_sends_to_every_other_client(
+    start_server: Callable[..., ServerProcess],
+    start_client: Callable[..., ClientProcess],
+    raw_client: Callable[[int], RawClient],
+) -> None:
+    server = start_server()
+    quiet = start_client("Q", server.port, "--peers", "none", "--interval", "0.02-0.05")
+    assert quiet.lines()[0].endswith("peers: not listed (--peers none: asked for with who)")
+    others = [start_client(i, server.port, "--peers", "batched") for i in ("A", "B")]
+    wait_until(
+        lambda: quiet.count(r"send -> A ") and quiet.count(r"send -> B "),
+        "Q to send to both A and B, found by who",
+    )
+    for other in others:
+        other.stop()
+    # Alone again: after the page it holds is refused (unknown-peer), it reports.
+    before = quiet.count(r"report -> server ")
+    wait_until(lambda: quiet.count(r"report -> server ") > before, "Q to report once alone")
+    assert not quiet.count(r"peer (joined|left)")  # it asked for no notices, and got none
+    # The server took the option: Q is listed, and said nothing of Q's peers to Q.
+    watcher = raw_client(server.port)
+    assert hello(watcher, "W").peers == ["Q"]
+
+
+def test_the_command_line_client_passes_every_peers_mode_to_its_hello(
+    start_server: Callable[..., ServerProcess],
+    start_client: Callable[..., ClientProcess],
+) -> None:
+    server = start_server()
+    first = start_client("A", server.port, "--peers", "all")
+    batched = start_client("B", server.port, "--peers", "batched")
+    assert batched.lines()[0].endswith("peers: A")
+    start_client("C", server.port, "--peers", "all")
+    first.wait_for_line(r"peer joined: C")
+    # batched: one peers_changed, shown as the same line as a joined notice
+    batched.wait_for_line(r"peer joined: C")
+    assert first.count(r"peer joined: B") == 1
+
+
+async def test_the_peer_window_walks_every_page_and_holds_one(lib_server: Server) -> None:
+    port = lib_server.port
+    ids = ["c1", "c2", "c3", "c4", "c5"]
+    async with contextlib.AsyncExitStack() as stack:
+        for client_id in ids:
+            await stack.enter_async_context(connect("127.0.0.1", port, id=client_id))
+        asker = connect("127.0.0.1", port, id="z", peers="none")  # sorts after them all
+        node = await stack.enter_async_context(asker)
+        window = _PeerWindow(node, size=2, sends=1)
+        pages = [await window.choices() for _ in range(4)]
+        assert pages == [["c1", "c2"], ["c3", "c4"], ["c5"], ["c1", "c2"]]
+        window.gone("c1")
+        assert window.ids == ["c2"]

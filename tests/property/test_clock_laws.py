@@ -135,6 +135,32 @@ def test_receive_is_after_both_clocks(mine, stamped, pid):
     assert stamped < received
 
 
+@laws
+@given(small_clocks, small_clocks, small_ids, st.booleans())
+def test_tick_merge_and_receive_leave_their_inputs_unchanged(a, b, pid, cached):
+    """Immutability: every operation returns a new clock (or one of its inputs,
+    unchanged), whatever the inputs had cached (their hash and total)."""
+    if cached:
+        hash(a), hash(b), a.total, b.total
+    before = (a.to_dict(), b.to_dict(), hash(a), hash(b), a.total, b.total)
+    results = [a.tick(pid), b.tick(pid), a.merge(b), b.merge(a), a.receive(b, pid)]
+    assert (a.to_dict(), b.to_dict(), hash(a), hash(b), a.total, b.total) == before
+    assert results[0][pid] == a[pid] + 1 and results[1][pid] == b[pid] + 1
+
+
+@laws
+@given(small_clocks, small_clocks, small_ids, st.booleans())
+def test_a_new_clocks_total_and_hash_are_those_of_the_same_clock_built_afresh(a, b, pid, cached):
+    """tick and merge leave total and hash to be computed when asked: the
+    answers must be those of a clock built from the same entries."""
+    if cached:
+        hash(a), hash(b), a.total, b.total
+    for made in (a.tick(pid), a.merge(b), a.receive(b, pid), a.tick(pid).tick(pid)):
+        fresh = VectorClock(made.to_dict())
+        assert made.total == fresh.total == sum(fresh.to_dict().values())
+        assert hash(made) == hash(fresh)
+
+
 # Hash, equality and the JSON form
 
 

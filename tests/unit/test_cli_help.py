@@ -130,3 +130,11 @@ def test_main_is_the_command() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0
+
+
+def test_cli_doc_explains_every_peers_mode_of_the_client() -> None:
+    option = next(p for p in COMMANDS["vclock client"].params if p.name == "peers_mode")
+    assert isinstance(option.type, click.Choice)
+    section = CLI_DOC.partition("`vclock client --peers`")[2].partition("\n## ")[0]
+    rows = re.findall(r"^\| `([a-z]+)`(?: \(default\))? \|", section, re.M)
+    assert rows == list(option.type.choices)

@@ -67,7 +67,7 @@ def test_tick_increments_one_entry_and_returns_a_new_clock():
     assert clock.tick("B") == VectorClock({"A": 1, "B": 1})
 
 
-@pytest.mark.parametrize("pid", ["", None, 1, b"A"])
+@pytest.mark.parametrize("pid", ["", None, 1, b"A", ["A"]])
 def test_tick_refuses_an_invalid_process_id(pid):
     with pytest.raises(InvalidClock):
         VectorClock().tick(pid)

@@ -45,7 +45,16 @@ from ..errors import HoldBackFull, ProtocolError, VClockError
 from ..events import EVERYONE, SERVER_ID, message_id, sync_id
 from ..net import READ_CHUNK
 from ..protocol import DEFAULT_MAX_FRAME_SIZE, Connection, server_frame_decoder
-from ..protocol.frames import Broadcast, Deliver, Frame, Limits, PeersMode, Report, Send
+from ..protocol.frames import (
+    MAX_PEERS_PAGE,
+    Broadcast,
+    Deliver,
+    Frame,
+    Limits,
+    PeersMode,
+    Report,
+    Send,
+)
 from ..tools.eventlog import EventLog
 from .statefile import StateFile, StateFileError, load_state, save_state
 
@@ -194,16 +203,35 @@ class Client:
         after: str | None = None
         async with self._who_lock:
             while True:
-                writer = self._writer
-                if writer is None or writer.is_closing():
-                    raise ConnectionResetError("not connected to the server")
-                self._page = asyncio.get_running_loop().create_future()
-                await self._write(self._state.who(after))
-                page = await self._page
+                page = await self._who(after, MAX_PEERS_PAGE)
                 ids += page.ids
                 if page.next is None:
                     return ids
                 after = page.next
+
+    async def fetch_peer_page(
+        self, after: str | None = None, limit: int = MAX_PEERS_PAGE
+    ) -> PeerPage:
+        """Ask the server for one page of the other connected clients (``who``):
+        at most ``limit`` ids (the server caps it at 1000), in id order, after
+        ``after``. ``next`` is the ``after`` of the next page, None on the last.
+        A page may hold fewer ids than asked, even none, and still have a next.
+
+        Raises:
+            SessionEnded: the session is over.
+            ConnectionError: the connection was lost before the answer.
+        """
+        self._check_open()
+        async with self._who_lock:
+            return await self._who(after, limit)
+
+    async def _who(self, after: str | None, limit: int) -> PeerPage:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            raise ConnectionResetError("not connected to the server")
+        self._page = asyncio.get_running_loop().create_future()
+        await self._write(self._state.who(after, limit))
+        return await self._page
 
     @property
     def limits(self) -> Limits | None:
@@ -610,8 +638,10 @@ class connect:
         peers: what to be told about the other clients: ``"all"`` (the
             default: every change as it happens), ``"batched"`` (several
             changes to a frame, at most ten frames a second) or
-            ``"none"`` (nothing; :meth:`Client.fetch_peers` asks). With many
-            clients, ``"none"`` keeps the server's cost per client constant.
+            ``"none"`` (nothing; :meth:`Client.fetch_peers` and
+            :meth:`Client.fetch_peer_page` ask, and :func:`run` pages through
+            the others itself). With many clients, ``"none"`` keeps the
+            server's cost per client constant.
 
     Raises:
         ConnectError: the server is unreachable or refused the hello (see ``code``).
@@ -679,6 +709,63 @@ class connect:
         return node
 
 
+#: ``run()`` with ``peers="none"``: the ids a node holds to choose from (one
+#: ``who`` page), and the sends before it moves on to the next page.
+WINDOW_SIZE = 100
+WINDOW_SENDS = 10
+
+
+class _PeerWindow:
+    """What :func:`run` chooses from for a node that asked for no peer list
+    (``peers="none"``): one page of at most ``size`` other clients, from ``who``.
+    Every ``sends`` choices it moves on to the next page, in id order, and back
+    to the first after the last; so every client is chosen in time while the
+    node holds ``size`` ids, however many clients there are. With up to
+    ``size`` clients the page is all of them, as good as a full list. An id the
+    server says is gone (``unknown-peer``) leaves the page at once.
+    """
+
+    def __init__(self, node: Client, size: int = WINDOW_SIZE, sends: int = WINDOW_SENDS) -> None:
+        self.node = node
+        self.size = size
+        self.sends = sends
+        self.ids: list[str] = []
+        self._after: str | None = None  # where the next page starts
+        self._left = 0  # choices before the next page
+
+    async def choices(self) -> list[str]:
+        """The ids to choose from now (empty: the node is alone). A lost
+        connection keeps the page it has, to be refreshed on the next call."""
+        if self._left <= 0 or not self.ids:
+            try:
+                self.ids = await self._next_page()
+                self._left = self.sends
+            except ConnectionError:
+                pass  # reconnecting, or ending: the session's loop says which
+        self._left -= 1
+        return self.ids
+
+    def gone(self, peer: str) -> None:
+        """The server said ``peer`` is not connected (an ``unknown-peer`` refusal)."""
+        if peer in self.ids:
+            self.ids.remove(peer)
+
+    async def _next_page(self) -> list[str]:
+        """The next non-empty page, going round once at most (empty: no one else)."""
+        after, wrapped = self._after, self._after is None
+        while True:
+            page = await self.node.fetch_peer_page(after, self.size)
+            after = page.next
+            if page.ids:
+                self._after = after
+                return list(page.ids)
+            if after is None:
+                if wrapped:
+                    self._after = None
+                    return []
+                wrapped = True
+
+
 async def run(
     node: Client,
     *,
@@ -696,14 +783,19 @@ async def run(
     instead (N=1: broadcasts only). ``on_send(target, clock)`` is told of each
     send (target ``"server"`` for a report, ``"*"`` for a broadcast) and
     ``on_event`` of everything received. Returns the reason the session ended.
+
+    A node connected with ``peers="none"`` knows no peers by itself: it asks the
+    server with ``who`` and chooses from one page of them at a time, the next
+    page every 10 sends: it holds at most 100 ids, whatever the number of clients.
     """
     rng = rng or random.Random()
     turns = itertools.count(1)
+    window = _PeerWindow(node) if node.options.peers == "none" else None
 
     async def sender() -> None:
         while True:
             await asyncio.sleep(rng.uniform(*interval))
-            peers = node.peers
+            peers = node.peers if window is None else await window.choices()
             if peers and broadcast_every > 0 and next(turns) % broadcast_every == 0:
                 target, clock = EVERYONE, await node.broadcast()
             elif peers:
@@ -717,6 +809,9 @@ async def run(
     task = asyncio.create_task(sender())
     try:
         async for event in node:
+            if window is not None and isinstance(event, ServerError) and event.peer is not None:
+                if event.code == "unknown-peer":
+                    window.gone(event.peer)
             if on_event is not None:
                 on_event(event)
     finally:

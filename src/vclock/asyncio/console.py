@@ -104,9 +104,11 @@ class ClientConsole:
     def connected(self) -> None:
         node = self.node
         host, port = node.server
-        echo(
-            f"Connected to {host}:{port} as {node.id}; peers: {', '.join(node.peers) or 'none yet'}"
-        )
+        if node.options.peers == "none":
+            known = "not listed (--peers none: asked for with who)"
+        else:
+            known = ", ".join(node.peers) or "none yet"
+        echo(f"Connected to {host}:{port} as {node.id}; peers: {known}")
 
     def say(self, text: str, clock: VectorClock) -> None:
         stamp = self._now().strftime("%H:%M:%S.%f")[:-3]
