@@ -34,8 +34,6 @@ class ClockDelta(VectorClock):
     def of(cls, entries: dict[str, int]) -> ClockDelta:
         delta = object.__new__(cls)
         delta._entries = entries
-        delta._hash = None
-        delta._total = None
         return delta
 
     @classmethod
@@ -108,5 +106,4 @@ class DeltaDecoder:
         self._last = full
         clock = _new(VectorClock)  # VectorClock._trusted, inlined: once per frame
         clock._entries = full
-        clock._hash = clock._total = None
         return clock
