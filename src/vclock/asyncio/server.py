@@ -671,14 +671,17 @@ class Server:
             # transaction for all, the latest per client), unless the batch
             # stores more: then they go with it, in its transaction.
             clocks = self._clocks
+            others: list[StoreAction] = []
             for store in stores:
                 if type(store) is SaveClock:
                     clocks[store.client_id] = store
-            if all(type(store) is SaveClock for store in stores):
-                stores = []
-            else:
-                stores = [*clocks.values(), *(s for s in stores if type(s) is not SaveClock)]
+                else:
+                    others.append(store)
+            if others:
+                stores = [*clocks.values(), *others]
                 clocks.clear()
+            else:
+                stores = []
             if clocks and self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         if stores:
@@ -742,7 +745,7 @@ class Server:
             self._notices = loop.call_later(PEER_NOTICE_INTERVAL, self._peer_notices)
         if self._dirty and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-        for observer in list(self._observers):
+        for observer in list(self._observers) if self._observers else ():
             try:
                 for action in actions:
                     observer(action)
