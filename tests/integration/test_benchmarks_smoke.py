@@ -110,3 +110,14 @@ def test_cluster_cell_is_offered_by_cells_and_quick() -> None:
 
     args = parse_args(["--quick", "--cells", "cluster,relay"])
     assert args.quick and args.cell_names == ["relay", "cluster"]
+
+
+def test_the_hot_path_script_relays_every_message_and_reports_its_cost() -> None:
+    """scripts/hotpath.py (the in-process CPU per message quoted in
+    docs/performance.md section 9) checks that every send became a deliver."""
+    command = [sys.executable, "scripts/hotpath.py", "--messages", "2000", "--repeat", "1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["3 clients", "100 clients"]
+    assert all(float(line.split()[2]) > 0 for line in lines)
