@@ -712,7 +712,10 @@ class Server:
                         continue
                 conn = peer.conn
                 if conn.delta or type(frame) is Welcome:
-                    data = conn.encode(frame, deltas)  # per connection state
+                    # Per connection state; the cache only for what may go to many
+                    # (a sync, a broadcast), not a send's deliver, made for one.
+                    unicast = type(frame) is Deliver and frame.bclock is None
+                    data = conn.encode(frame, None if unicast else deltas)
                 else:
                     data = shared.get(id(frame)) or shared.setdefault(
                         id(frame), encode_frame(frame)
