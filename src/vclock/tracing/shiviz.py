@@ -70,6 +70,7 @@ __all__ = [
     "Record",
     "Run",
     "check_host",
+    "is_host_name",
     "check_run",
     "escape_line_breaks",
     "format_clock",
@@ -112,7 +113,7 @@ _ESCAPES = {ord(c): c.encode("unicode_escape").decode("ascii") for c in _LINE_BR
 # ShiViz trims the whole log, so an empty description on the last record would
 # lose the record's newline and with it the whole event.
 _EMPTY_DESCRIPTION = "(no description)"
-_TRAILING_BLANKS = re.compile(r"[\s\ufeff]+$")  # Python's and JavaScript's whitespace
+_TRAILING_BLANKS = re.compile(r"[\s\ufeff]+$")  # as _BLANK, at the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,14 +429,22 @@ def _located(record: Record, origin: str) -> Record:
     )
 
 
+#: Python's and JavaScript's whitespace (they differ a little: refuse both kinds).
+_BLANK = re.compile(r"[\s\ufeff]")
+
+
+def is_host_name(host: str) -> bool:
+    """Whether ShiViz takes ``host`` as a host name: non-empty, without whitespace."""
+    return bool(host) and _BLANK.search(host) is None
+
+
 def check_host(host: str) -> None:
     """Refuse ``host`` as ShiViz would: empty, or with whitespace.
 
     Raises:
         ValueError: naming the host.
     """
-    # Python's and JavaScript's whitespace differ a little; refuse both kinds.
-    if not host or any(c.isspace() or c == "\ufeff" for c in host):
+    if not is_host_name(host):
         raise ValueError(f"a ShiViz host name is non-empty and has no whitespace, got {host!r}")
 
 

@@ -49,7 +49,13 @@ import msgspec
 
 from ..clock import VectorClock
 from ..errors import InvalidClock, VClockError
-from .shiviz import DELIMITER_PATTERN, format_clock, format_delimiter, format_record
+from .shiviz import (
+    DELIMITER_PATTERN,
+    format_clock,
+    format_delimiter,
+    format_record,
+    is_host_name,
+)
 
 __all__ = ["ClockFilter", "Encoding", "Tracer", "TracerHandler", "UnpackError"]
 
@@ -113,7 +119,7 @@ class Tracer:
         append: bool = False,
         execution: str | None = None,
     ) -> None:
-        if not isinstance(process_id, str) or not process_id or _has_space(process_id):
+        if not isinstance(process_id, str) or not is_host_name(process_id):
             raise ValueError(
                 f"process id must be a non-empty string without whitespace, got {process_id!r}"
             )
@@ -338,7 +344,3 @@ def _next_label(path: Path) -> str:
     except FileNotFoundError:
         text = ""
     return f"execution {len(DELIMITER_PATTERN.findall(text)) + 1}"
-
-
-def _has_space(text: str) -> bool:
-    return any(c.isspace() or c == "\ufeff" for c in text)

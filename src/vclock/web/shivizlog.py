@@ -21,18 +21,14 @@ counted in ``unnamed``. Writing them would make every download fail, not just on
 
 from __future__ import annotations
 
-import re
-
 from ..clock import VectorClock
 from ..tracing import SHIVIZ_REGEX, format_record
+from ..tracing.shiviz import is_host_name
 
 __all__ = ["ShivizLog"]
 
 UNSEEN = "unseen: a local event or a receive of {host} (the server sees only sends)"
 _OVERHEAD = 100  # bytes of bookkeeping per record, besides its text
-# What ShiViz cannot take in a host name: Python's and JavaScript's whitespace
-# (the same test as vclock.tracing's format_record).
-_UNNAMEABLE = re.compile(r"[\s\ufeff]")
 
 
 class ShivizLog:
@@ -58,7 +54,7 @@ class ShivizLog:
         if self.full:
             self.dropped += 1
             return
-        if _UNNAMEABLE.search(host):
+        if not is_host_name(host):
             self.unnamed += 1
             return
         clock = self._nameable(clock)
@@ -105,7 +101,7 @@ class ShivizLog:
 
     def _nameable(self, clock: VectorClock) -> VectorClock:
         """``clock`` without the entries of ids ShiViz cannot name (counted)."""
-        bad = [pid for pid, _ in clock.items() if _UNNAMEABLE.search(pid)]
+        bad = [pid for pid, _ in clock.items() if not is_host_name(pid)]
         if not bad:
             return clock
         self.unnamed += len(bad)
