@@ -63,13 +63,15 @@ class DeltaEncoder:
     def __init__(self) -> None:
         self.last = _EMPTY  # the previous clock sent; one shared empty clock at first
 
-    def encode(self, clock: VectorClock) -> ClockDelta:
-        """The delta of ``clock``, which becomes the reference for the next one."""
+    def encode(self, clock: VectorClock) -> dict[str, int]:
+        """The delta of ``clock``, which becomes the reference for the next one: the
+        changed entries, 0 for a gone one, as a plain dict (msgspec writes a dict
+        without calling the encoder's hook, in the frame's ``clock`` field)."""
         delta = self.peek(clock)
         self.last = clock
         return delta
 
-    def peek(self, clock: VectorClock) -> ClockDelta:
+    def peek(self, clock: VectorClock) -> dict[str, int]:
         """The delta :meth:`encode` would send, leaving the reference where it is."""
         entries = clock._entries
         last = self.last._entries
@@ -77,7 +79,7 @@ class DeltaEncoder:
         if not entries.keys() >= last.keys():  # one C call; usually nothing is gone
             for pid in last.keys() - entries.keys():
                 delta[pid] = 0
-        return ClockDelta.of(delta)
+        return delta
 
 
 class DeltaDecoder:
