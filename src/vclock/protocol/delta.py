@@ -95,12 +95,13 @@ class DeltaDecoder:
         Raises:
             InvalidClock: the full clock would pass the entry limit.
         """
-        full = dict(self._last)
-        for pid, count in delta.entries.items():
-            if count:
-                full[pid] = count
-            else:
-                full.pop(pid, None)
+        changes = delta._entries
+        full = self._last.copy()
+        full.update(changes)  # in C; then the zeros (gone entries) out, if any
+        if 0 in changes.values():
+            for pid, count in changes.items():
+                if not count:
+                    del full[pid]
         if len(full) > self._limits.max_entries:
             raise InvalidClock(
                 f"clock has {len(full)} entries, more than the limit of {self._limits.max_entries}"
