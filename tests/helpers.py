@@ -29,6 +29,7 @@ from vclock.protocol import (
     Frame,
     FrameDecoder,
     Hello,
+    Limits,
     PeerJoined,
     PeerLeft,
     Report,
@@ -485,3 +486,21 @@ def assert_same_state(loaded: HubState, state: HubState) -> None:
 
 def frame_error() -> FrameError:
     return FrameError("test: a line that failed to decode", path="$.clock")
+
+
+def welcomed_with_limits(
+    *, max_frame_size: int, max_clock_entries: int, max_id_length: int = 64, resume: bool = False
+) -> ClientState:
+    """Client "A" welcomed (peer "B") by a server that announced these limits."""
+    limits = Limits(
+        max_frame_size=max_frame_size,
+        max_clock_entries=max_clock_entries,
+        max_id_length=max_id_length,
+        max_rate=0.0,
+        max_inbox=10,
+        window=10,
+        hold_for=0.0,
+    )
+    node = ClientState("A", resume=resume)
+    node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
+    return node

@@ -8,12 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vclock import ClockLimits, FrameError, InvalidClock, LimitExceeded, VectorClock
-from vclock.client import ClientState
 from vclock.clock import _owned_entries, _validated
 from vclock.protocol import client_frame_decoder, encode_frame, server_frame_decoder
-from vclock.protocol.frames import Broadcast, Bye, Hello, Limits, Report, Send, Welcome
+from vclock.protocol.frames import Broadcast, Bye, Hello, Report, Send
 
-from ..helpers import client_frames, server_frames
+from ..helpers import client_frames, server_frames, welcomed_with_limits
 
 CLIENT = client_frame_decoder()
 SERVER = server_frame_decoder()
@@ -149,17 +148,9 @@ def test_a_client_refuses_a_frame_exactly_when_its_line_is_over_max_frame_size(
 ):
     """The client skips encoding a frame that surely fits (a bound from its body
     alone); the verdict must be the one the encoded line's length gives."""
-    limits = Limits(
-        max_frame_size=max_frame_size,
-        max_clock_entries=100,
-        max_id_length=4,
-        max_rate=0.0,
-        max_inbox=10,
-        window=10,
-        hold_for=0.0,
+    node = welcomed_with_limits(
+        max_frame_size=max_frame_size, max_clock_entries=100, max_id_length=4
     )
-    node = ClientState("A")
-    node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
     node.clock = VectorClock(entries)
     make = {"send": lambda: node.send("B", body), "broadcast": lambda: node.broadcast(body)}
     make["report"] = node.report

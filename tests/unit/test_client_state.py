@@ -25,7 +25,6 @@ from vclock.protocol import (
     Deliver,
     Error,
     Hello,
-    Limits,
     PeerJoined,
     PeerLeft,
     Report,
@@ -34,6 +33,8 @@ from vclock.protocol import (
     Welcome,
     encode_frame,
 )
+
+from ..helpers import welcomed_with_limits
 
 
 def welcomed(
@@ -322,18 +323,9 @@ def test_a_frame_refused_with_its_seq_is_never_resent_and_goes_to_the_applicatio
 
 
 def limited(max_frame_size: int = 200, max_clock_entries: int = 3) -> ClientState:
-    limits = Limits(
-        max_frame_size=max_frame_size,
-        max_clock_entries=max_clock_entries,
-        max_id_length=64,
-        max_rate=0.0,
-        max_inbox=10,
-        window=10,
-        hold_for=0.0,
+    return welcomed_with_limits(
+        max_frame_size=max_frame_size, max_clock_entries=max_clock_entries, resume=True
     )
-    node = ClientState("A", resume=True)
-    node.receive(Welcome(v=1, id="A", peers=["B"], sync_interval=1.0, limits=limits))
-    return node
 
 
 @pytest.mark.parametrize("kind", ["send", "broadcast"])
