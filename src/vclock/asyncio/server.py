@@ -406,7 +406,7 @@ class Server:
         while True:
             if event is None and (event := conn.next_event()) is None:
                 break
-            if not settled and isinstance(event, Send):
+            if not settled and link.settles and isinstance(event, Send):
                 settling = link.settling(event.to)
                 if settling is not None:
                     self.apply(actions)  # what came before, then wait (FIFO)
