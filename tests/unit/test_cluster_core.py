@@ -188,6 +188,57 @@ def test_node_messages_take_the_fast_path_only_for_clocks_the_careful_one_accept
     )
 
 
+def test_a_batch_of_relays_decodes_to_what_was_encoded_fast_path_or_not():
+    """Relays are decoded by msgspec-checked twins (no Python per clock) and fall
+    back to the careful decoder: both give what was encoded, frontier included,
+    and neither leaves objects for the garbage collector to track."""
+    import gc
+
+    from vclock.cluster.messages import Relayed, Relays, decode_message, encode_message
+
+    batch = Relays(
+        node="n1",
+        reply="r",
+        relays=[
+            Relayed(
+                id=1,
+                deliver=Deliver(sender="A", seq=3, clock=VectorClock({"A": 3, "B": 1}), body=[1]),
+                to="B",
+            ),
+            Relayed(
+                id=2,
+                deliver=Deliver(
+                    sender="A", seq=4, clock=VectorClock({"A": 4}), bclock=VectorClock({"A": 1})
+                ),
+            ),
+        ],
+        frontier=VectorClock({"A": 4, "B": 2}),
+    )
+    data = encode_message(batch)
+    assert decode_message(data) == batch
+    odd = data.replace(b'"B":1', b'"B":1,"C":0')  # a zero: the careful decoder drops it
+    assert odd != data and decode_message(odd) == batch
+    assert not gc.is_tracked(decode_message(data))
+
+
+def test_a_batch_is_delivered_with_its_nodes_frontier_taken_in_once():
+    """The relaying node sends its frontier with each batch (at or above every
+    clock in it); the receiving node takes that into its frontier instead of
+    merging the relayed clocks one by one, and delivers each relay as before."""
+    harness = HubHarness(ClusterHub())
+    b = harness.connect("B")
+    relays: list[tuple[Deliver, str | None]] = [
+        (Deliver(sender="A", seq=n, clock=VectorClock({"A": n, "B": 1})), "B") for n in (1, 2)
+    ]
+    harness.run(harness.hub.deliver_relays(relays, VectorClock({"A": 5, "B": 1, "C": 2})))
+    assert [m.id for m in b.messages] == ["A#1", "A#2"]
+    assert harness.hub.frontier == VectorClock({"A": 5, "B": 1, "C": 2})
+    harness.run(
+        harness.hub.deliver_relays([(Deliver(sender="A", seq=6, clock=VectorClock({"A": 6})), "B")])
+    )
+    assert harness.hub.frontier == VectorClock({"A": 6, "B": 1, "C": 2})  # no frontier: each clock
+
+
 def test_the_directory_locates_clients_as_the_lists_change():
     directory = Directory("n1", dead_after=2.0)
     directory.update(Status(node="n2", clients=["A"], held=["H"]), now=0.0)

@@ -121,6 +121,7 @@ class ClusterLink(Link):
         backplane.on_relays = link._on_relays
         backplane.undelivered = link._undelivered
         backplane.is_local = lambda i: i in hub.clients or i in hub.inboxes
+        backplane.frontier = lambda: hub.frontier
         link._heartbeat = asyncio.create_task(link._heartbeat_loop())
         return link
 
@@ -341,14 +342,16 @@ class ClusterLink(Link):
         return client_id is None or hub.peer_of(client_id) is not None or client_id in hub.inboxes
 
     def _on_relays(
-        self, node: str, relays: list[Relayed]
+        self, node: str, relays: list[Relayed], frontier: VectorClock | None
     ) -> list[asyncio.Future[bool] | bool | None]:
         """A batch of relays from another node, carried out as one batch of the hub's
         actions (one ``apply``): each is answered as :meth:`_on_message` would,
         those waiting for durability all once the batch is durable."""
         hub = self.hub
         here = [self._is_here(relay.to) for relay in relays]
-        pending = self.apply(hub.deliver_relays([(relay.deliver, relay.to) for relay in relays]))
+        pending = self.apply(
+            hub.deliver_relays([(relay.deliver, relay.to) for relay in relays], frontier)
+        )
         if not pending:
             return list(here)
         durable = asyncio.get_running_loop().create_future()

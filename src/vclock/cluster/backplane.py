@@ -71,6 +71,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from ..clock import VectorClock
 from ..errors import FrameError, VClockError
 from .messages import (
     WIRE_VERSION,
@@ -83,6 +84,7 @@ from .messages import (
     Status,
     decode_message,
     decode_relayed,
+    encode_clock,
     encode_message,
 )
 
@@ -249,10 +251,15 @@ class Backplane:
         self.undelivered: Callable[[Relay], None] = lambda message: None
         self._relay_ids = itertools.count(1)
         self._batch_reply = f"{self._replies}.b"
+        # A batch is written from these pieces: head, the relays, middle, the
+        # frontier, last (as encode_message writes it, the relays encoded once each)
         head, _, tail = encode_message(
             Relays(node=config.node_id, reply=self._batch_reply, relays=[])
         ).partition(b'"relays":[]')
-        self._batch_frame = (head + b'"relays":[', b"]" + tail)
+        middle, _, last = tail.partition(b'"frontier":null')
+        self._batch_frame = (head + b'"relays":[', b"]" + middle + b'"frontier":', last)
+        #: this node's frontier, sent with each batch (at or above its clocks)
+        self.frontier: Callable[[], VectorClock | None] = lambda: None
         self._answers_out: dict[str, tuple[list[int], list[int]]] = {}
         self._answer_flush: asyncio.Handle | None = None
         #: whether a client is connected or held on this node (set by the server)
@@ -267,14 +274,15 @@ class Backplane:
         self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = lambda message: (
             None
         )
-        #: the relays of one batch from node ``node``, carried out together: for
-        #: each, what ``on_message`` answers for a Relay (a future, not any awaitable)
-        self.on_relays: Callable[[str, list[Relayed]], list[asyncio.Future[bool] | bool | None]] = (
-            self._one_by_one
-        )
+        #: the relays of one batch from node ``node`` (with its frontier, if it sent
+        #: one), carried out together: for each, what ``on_message`` answers for a
+        #: Relay (a future, not any awaitable)
+        self.on_relays: Callable[
+            [str, list[Relayed], VectorClock | None], list[asyncio.Future[bool] | bool | None]
+        ] = self._one_by_one
 
     def _one_by_one(
-        self, node: str, relays: list[Relayed]
+        self, node: str, relays: list[Relayed], frontier: VectorClock | None
     ) -> list[asyncio.Future[bool] | bool | None]:
         results: list[asyncio.Future[bool] | bool | None] = []
         for relayed in relays:
@@ -386,7 +394,9 @@ class Backplane:
             self._batch_flush.cancel()
             self._batch_flush = None
         batches, self._batches = self._batches, {}
-        head, tail = self._batch_frame
+        head, middle, last = self._batch_frame
+        # each relay's clock went into the frontier before it was batched
+        tail = middle + encode_clock(self.frontier()) + last
         for node, parts in batches.items():
             subject = f"{self._prefix}.node.{node}"
             start, size = 0, 0
@@ -452,7 +462,7 @@ class Backplane:
                 self._answer_when(reply, relayed.id, known)
         if not fresh:
             return
-        results = self.on_relays(batch.node, fresh)
+        results = self.on_relays(batch.node, fresh, batch.frontier)
         out = self._answers_out.get(reply)
         if out is None:
             out = self._answers_out[reply] = ([], [])
