@@ -252,3 +252,23 @@ def test_the_directory_locates_clients_as_the_lists_change():
     assert directory.locate("A") == "n3" and directory.locate("H") is None
     directory.expire(now=5.0)  # both silent: forgotten
     assert directory.locate("A") is None and directory.wire == {}
+
+
+def test_a_cluster_node_collects_young_garbage_every_10000_allocations_not_700():
+    """A node keeps relays in flight and decodes batches of them at once; the
+    default threshold (700) made the collector move hundreds of live ones into
+    the older generations every time (docs/performance.md, section 7)."""
+    import gc
+
+    from vclock.asyncio.cluster_link import GC_THRESHOLD, collect_less_often
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        collect_less_often()
+        assert gc.get_threshold() == (GC_THRESHOLD, 10, 10) == (10_000, 10, 10)
+        gc.set_threshold(50_000, 10, 10)
+        collect_less_often()  # never lowers it
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -73,6 +73,7 @@ from nats.js.kv import KeyValue
 
 from ..clock import VectorClock
 from ..errors import FrameError, VClockError
+from ..protocol.frames import Deliver
 from .messages import (
     WIRE_VERSION,
     Answers,
@@ -407,16 +408,6 @@ class Backplane:
                 size += len(part) + 1
             self._put(subject, head + b",".join(parts[start:]) + tail)
 
-    def _ask_in_batch(self, node: str, me: _Relaying, message: Relay) -> None:
-        """Relay ``message`` to ``node`` in this iteration's batch; its answer comes
-        to :meth:`_batch_answered` (or :meth:`_sweeper`, if ``node`` dies)."""
-        relay_id = next(self._relay_ids)
-        me.node = node
-        me.data = encode_message(Relayed(id=relay_id, deliver=message.deliver, to=message.to))
-        me.again = self._loop.time() + ASK_AGAIN
-        self._batched[relay_id] = me
-        self._add_to_batch(node, me.data)
-
     def _batch_answered(self, data: bytes) -> None:
         message = self._receive_message(data)
         if not isinstance(message, Answers):
@@ -548,51 +539,59 @@ class Backplane:
         for node in members.keys() - set(nodes):
             unreached |= members[node]
         for client in sorted(unreached):
-            self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
+            self.relay(message.deliver, client)
         answers = await asyncio.gather(*(self._ask(node, data, shuffle=True) for node in nodes))
         for node, answer in zip(nodes, answers, strict=True):
             if answer != b"ok":
                 for client in sorted(members[node]):
-                    self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
+                    self.relay(message.deliver, client)
 
     # Unicast relays, confirmed by the receiving node
 
-    def relay(self, message: Relay, *, wait: bool = True) -> asyncio.Future[bool] | None:
-        """Relay a unicast to the node of ``message.to``. The future ends True once
-        that node confirmed it, False when it cannot be delivered: the receiver is
-        gone and not expected back (a plain client that left, or whose node died),
-        or did not show up within ``relay_patience`` seconds. With ``wait`` False
-        there is no future (nobody waits: a plain sender's message), and
-        :attr:`undelivered` is told of a relay that cannot be delivered.
+    def relay(self, deliver: Deliver, to: str, *, wait: bool = True) -> asyncio.Future[bool] | None:
+        """Relay a unicast ``deliver`` to the node of client ``to``. The future ends
+        True once that node confirmed it, False when it cannot be delivered: the
+        receiver is gone and not expected back (a plain client that left, or whose
+        node died), or did not show up within ``relay_patience`` seconds. With
+        ``wait`` False there is no future (nobody waits: a plain sender's message),
+        and :attr:`undelivered` is told of a relay that cannot be delivered.
 
         Relays to one receiver are pipelined, but a relay that has to be resent
         (its node died, the receiver moved) holds back the later ones to that
         receiver until it is through: unicast stays FIFO per sender.
 
         The usual case, its receiver's node known and speaking wire version 2 and
-        no earlier relay to the receiver held up, costs no task: the relay joins
-        this iteration's batch for that node (:meth:`_ask_in_batch`), and only a
-        relay that has to be resent goes on in a task (:meth:`_relay`)."""
-        to = message.to
-        assert to is not None
+        no earlier relay to the receiver held up, costs no task: the relay is
+        encoded and joins this iteration's batch for that node (its answer comes
+        to :meth:`_batch_answered`, or :meth:`_sweeper` resends it if the node
+        dies), and only a relay that has to be resent goes on in a task
+        (:meth:`_relay`). This runs for every relayed message."""
         loop = self._loop
-        previous = self._relaying.get(to)
-        me = _Relaying(to, loop.time() + self.config.relay_patience, wait)
+        now = loop.time()
+        relaying = self._relaying
+        previous = relaying.get(to)
+        me = _Relaying(to, now + self.config.relay_patience, wait)
         if wait:
             me.future = loop.create_future()
-        self._relaying[to] = me
+        relaying[to] = me
         if previous is not None and previous.done:
             previous = None
-        node = self.directory.locate(to)
+        directory = self.directory
+        node = directory.locate(to)
         if (
             node is not None
-            and self.directory.wire.get(node, 1) >= 2
+            and directory.wire.get(node, 1) >= 2
             and (previous is None or (not previous.retrying and previous.node == node))
         ):
             me.previous = previous  # if this one has to be resent, that one goes first
-            self._ask_in_batch(node, me, message)
+            relay_id = next(self._relay_ids)
+            me.node = node
+            me.data = data = encode_message(Relayed(id=relay_id, deliver=deliver, to=to))
+            me.again = now + ASK_AGAIN
+            self._batched[relay_id] = me
+            self._add_to_batch(node, data)
         else:
-            me.message = message
+            me.message = Relay(node=self.node, deliver=deliver, to=to)
             self._go_on(me, previous, pause=False)
         return me.future
 
