@@ -19,7 +19,7 @@ import asyncio
 import functools
 import gc
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -66,22 +66,25 @@ def collect_less_often() -> None:
 
 @dataclass(frozen=True, slots=True)
 class _RelayVerdict:  # a LateFrame
-    """Cluster mode: the answer to a send relayed to another node, written once the
-    relay is through (the client's frames wait for it): ``frame`` (an ``ack``, or
-    None for a plain session) if it was delivered, else ``unknown-peer``."""
+    """Cluster mode: the answer to a resume client's send relayed to another node,
+    written once the relay is through (the client's frames wait for it): its
+    ``ack`` if it was delivered, else ``unknown-peer``. (A plain sender's relay
+    has none: see :meth:`ClusterLink.carry`.)"""
 
     relay: asyncio.Future[bool]
     sender: str
     seq: int
     to: str
-    frame: Ack | None = None
+    ack: Ack
 
-    def answer(self) -> Ack | Error | None:
-        relay = self.relay
-        if relay.done() and not relay.cancelled() and relay.exception() is None:
-            if relay.result():
-                return self.frame
+    def answer(self) -> Ack | Error:
+        if _delivered(self.relay):
+            return self.ack
         return _not_delivered(self.sender, self.seq, self.to)
+
+
+def _delivered(relay: asyncio.Future[bool]) -> bool:
+    return relay.done() and not relay.cancelled() and relay.exception() is None and relay.result()
 
 
 def _not_delivered(sender: str, seq: int, to: str) -> Error:
@@ -119,9 +122,10 @@ class ClusterLink(Link):
         #: :meth:`claim`); local sends to them wait, so they do not overtake those
         self._settling: dict[str, asyncio.Future[None]] = {}
         # The batch being applied: the clocks it stores (saved after the rest is
-        # durable) and its relayed sends, (sender, seq) -> the answer to write.
+        # durable) and its resume clients' relayed sends, (sender, seq) -> (the
+        # relay, its receiver), whose acks wait for them (answer_later).
         self._clocks: list[SaveClock] = []
-        self._relays: dict[tuple[str, int], _RelayVerdict] = {}
+        self._relays: dict[tuple[str, int], tuple[asyncio.Future[bool], str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         #: per client, what its next latest-clock write waits for (save_clocks)
         self._clock_gates: dict[str, asyncio.Future[Any]] = {}
@@ -181,11 +185,8 @@ class ClusterLink(Link):
         if relayed is None:
             return
         pending.append(relayed)
-        if isinstance(action, Forward) and action.to is not None:
-            sent = action.frame
-            self._relays[sent.sender, sent.seq] = _RelayVerdict(
-                relayed, sent.sender, sent.seq, action.to
-            )
+        if isinstance(action, Forward) and action.to is not None:  # a resume client's
+            self._relays[action.frame.sender, action.frame.seq] = (relayed, action.to)
 
     def answer_later(
         self, client_id: str, ack: Ack, pending: list[Awaitable[object]]
@@ -195,12 +196,17 @@ class ClusterLink(Link):
             effects = self._clock_gates.get(client_id)
             if effects is not None:
                 pending.append(effects)
-        verdict = self._relays.pop((client_id, ack.seq), None)
-        return replace(verdict, frame=ack) if verdict is not None else None
+        relayed = self._relays.pop((client_id, ack.seq), None)
+        if relayed is None:
+            return None
+        relay, to = relayed
+        return _RelayVerdict(relay, client_id, ack.seq, to, ack)
 
     def batch_done(self, pending: list[Awaitable[object]]) -> None:
-        for verdict in self._relays.values():  # plain senders: told only if it failed
-            verdict.relay.add_done_callback(functools.partial(self._relay_failed, verdict))
+        # Relays whose ack was not written (the sender's connection was closing):
+        # it resends the frame if it comes back; told meanwhile if one failed.
+        for (sender, seq), (relay, to) in self._relays.items():
+            relay.add_done_callback(functools.partial(self._relay_failed, sender, seq, to))
         if self._clocks:
             self.save_clocks(self._clocks, after=pending)
         self._clocks, self._relays = [], {}
@@ -214,12 +220,10 @@ class ClusterLink(Link):
         if peer_id is not None and to is not None:
             self.apply([Outgoing(peer_id, _not_delivered(sender, message.deliver.seq, to))])
 
-    def _relay_failed(self, verdict: _RelayVerdict, _: object) -> None:
-        error = verdict.answer()
-        if error is not None:
-            peer_id = self.hub.peer_of(verdict.sender)
-            if peer_id is not None:
-                self.apply([Outgoing(peer_id, error)])
+    def _relay_failed(self, sender: str, seq: int, to: str, relay: asyncio.Future[bool]) -> None:
+        peer_id = self.hub.peer_of(sender)
+        if peer_id is not None and not _delivered(relay):
+            self.apply([Outgoing(peer_id, _not_delivered(sender, seq, to))])
 
     def save_clocks(self, clocks: list[SaveClock], after: list[Awaitable[object]]) -> None:
         """Write clients' latest clocks to JetStream once ``after`` is done (what the
