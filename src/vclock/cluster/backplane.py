@@ -267,6 +267,7 @@ class Backplane:
         self.is_local: Callable[[str], bool] = lambda client_id: False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeping: asyncio.Task[None] | None = None
+        self._closing = False
         # request (its reply subject) -> its answer: a request asked again is
         # answered again, not carried out twice (see ASK_AGAIN)
         self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
@@ -340,6 +341,7 @@ class Backplane:
             await self.release(client_id)
         self.publish(Status(node=self.node, clients=[], held=held, leaving=True, wire=WIRE_VERSION))
         self._out.put_nowait(None)
+        self._closing = True  # the queue is shut: answers from now on go in tasks
         if self._sweeping is not None:
             self._sweeping.cancel()
         await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
@@ -496,13 +498,19 @@ class Backplane:
 
     def _flush_answers(self) -> None:
         """This iteration's answers, one :class:`Answers` per asking node. Like a
-        request's answer they do not wait in the ordered queue (nor for ``delay``)."""
+        request's answer they do not wait for ``delay``: with none they join the
+        ordered queue (published with this iteration's batches, in the same
+        write to NATS), with one (a test hook), or once the queue is shut, they
+        go at once, in a task."""
         self._answer_flush = None
         out, self._answers_out = self._answers_out, {}
         for reply, (ok, gone) in out.items():
             if not ok and not gone:
                 continue
             data = encode_message(Answers(node=self.node, ok=ok, gone=gone))
+            if not self.config.delay and not self._closing:
+                self._out.put_nowait((0.0, reply, data, None))
+                continue
             task = self._loop.create_task(self._publish_now(reply, data))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
