@@ -188,6 +188,57 @@ def test_node_messages_take_the_fast_path_only_for_clocks_the_careful_one_accept
     )
 
 
+def test_a_batch_of_relays_decodes_to_what_was_encoded_fast_path_or_not():
+    """Relays are decoded by msgspec-checked twins (no Python per clock) and fall
+    back to the careful decoder: both give what was encoded, frontier included,
+    and neither leaves objects for the garbage collector to track."""
+    import gc
+
+    from vclock.cluster.messages import Relayed, Relays, decode_message, encode_message
+
+    batch = Relays(
+        node="n1",
+        reply="r",
+        relays=[
+            Relayed(
+                id=1,
+                deliver=Deliver(sender="A", seq=3, clock=VectorClock({"A": 3, "B": 1}), body=[1]),
+                to="B",
+            ),
+            Relayed(
+                id=2,
+                deliver=Deliver(
+                    sender="A", seq=4, clock=VectorClock({"A": 4}), bclock=VectorClock({"A": 1})
+                ),
+            ),
+        ],
+        frontier=VectorClock({"A": 4, "B": 2}),
+    )
+    data = encode_message(batch)
+    assert decode_message(data) == batch
+    odd = data.replace(b'"B":1', b'"B":1,"C":0')  # a zero: the careful decoder drops it
+    assert odd != data and decode_message(odd) == batch
+    assert not gc.is_tracked(decode_message(data))
+
+
+def test_a_batch_is_delivered_with_its_nodes_frontier_taken_in_once():
+    """The relaying node sends its frontier with each batch (at or above every
+    clock in it); the receiving node takes that into its frontier instead of
+    merging the relayed clocks one by one, and delivers each relay as before."""
+    harness = HubHarness(ClusterHub())
+    b = harness.connect("B")
+    relays: list[tuple[Deliver, str | None]] = [
+        (Deliver(sender="A", seq=n, clock=VectorClock({"A": n, "B": 1})), "B") for n in (1, 2)
+    ]
+    harness.run(harness.hub.deliver_relays(relays, VectorClock({"A": 5, "B": 1, "C": 2})))
+    assert [m.id for m in b.messages] == ["A#1", "A#2"]
+    assert harness.hub.frontier == VectorClock({"A": 5, "B": 1, "C": 2})
+    harness.run(
+        harness.hub.deliver_relays([(Deliver(sender="A", seq=6, clock=VectorClock({"A": 6})), "B")])
+    )
+    assert harness.hub.frontier == VectorClock({"A": 6, "B": 1, "C": 2})  # no frontier: each clock
+
+
 def test_the_directory_locates_clients_as_the_lists_change():
     directory = Directory("n1", dead_after=2.0)
     directory.update(Status(node="n2", clients=["A"], held=["H"]), now=0.0)
@@ -201,3 +252,23 @@ def test_the_directory_locates_clients_as_the_lists_change():
     assert directory.locate("A") == "n3" and directory.locate("H") is None
     directory.expire(now=5.0)  # both silent: forgotten
     assert directory.locate("A") is None and directory.wire == {}
+
+
+def test_a_cluster_node_collects_young_garbage_every_10000_allocations_not_700():
+    """A node keeps relays in flight and decodes batches of them at once; the
+    default threshold (700) made the collector move hundreds of live ones into
+    the older generations every time (docs/performance.md, section 7)."""
+    import gc
+
+    from vclock.asyncio.cluster_link import GC_THRESHOLD, collect_less_often
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        collect_less_often()
+        assert gc.get_threshold() == (GC_THRESHOLD, 10, 10) == (10_000, 10, 10)
+        gc.set_threshold(50_000, 10, 10)
+        collect_less_often()  # never lowers it
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*before)

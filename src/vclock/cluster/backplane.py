@@ -71,7 +71,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from ..clock import VectorClock
 from ..errors import FrameError, VClockError
+from ..protocol.frames import Deliver
 from .messages import (
     WIRE_VERSION,
     Answers,
@@ -83,6 +85,7 @@ from .messages import (
     Status,
     decode_message,
     decode_relayed,
+    encode_clock,
     encode_message,
 )
 
@@ -249,16 +252,22 @@ class Backplane:
         self.undelivered: Callable[[Relay], None] = lambda message: None
         self._relay_ids = itertools.count(1)
         self._batch_reply = f"{self._replies}.b"
+        # A batch is written from these pieces: head, the relays, middle, the
+        # frontier, last (as encode_message writes it, the relays encoded once each)
         head, _, tail = encode_message(
             Relays(node=config.node_id, reply=self._batch_reply, relays=[])
         ).partition(b'"relays":[]')
-        self._batch_frame = (head + b'"relays":[', b"]" + tail)
+        middle, _, last = tail.partition(b'"frontier":null')
+        self._batch_frame = (head + b'"relays":[', b"]" + middle + b'"frontier":', last)
+        #: this node's frontier, sent with each batch (at or above its clocks)
+        self.frontier: Callable[[], VectorClock | None] = lambda: None
         self._answers_out: dict[str, tuple[list[int], list[int]]] = {}
         self._answer_flush: asyncio.Handle | None = None
         #: whether a client is connected or held on this node (set by the server)
         self.is_local: Callable[[str], bool] = lambda client_id: False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeping: asyncio.Task[None] | None = None
+        self._closing = False
         # request (its reply subject) -> its answer: a request asked again is
         # answered again, not carried out twice (see ASK_AGAIN)
         self._answers: OrderedDict[str, bytes | asyncio.Task[bytes]] = OrderedDict()
@@ -267,14 +276,15 @@ class Backplane:
         self.on_message: Callable[[NodeMessage], Awaitable[bool] | bool | None] = lambda message: (
             None
         )
-        #: the relays of one batch from node ``node``, carried out together: for
-        #: each, what ``on_message`` answers for a Relay (a future, not any awaitable)
-        self.on_relays: Callable[[str, list[Relayed]], list[asyncio.Future[bool] | bool | None]] = (
-            self._one_by_one
-        )
+        #: the relays of one batch from node ``node`` (with its frontier, if it sent
+        #: one), carried out together: for each, what ``on_message`` answers for a
+        #: Relay (a future, not any awaitable)
+        self.on_relays: Callable[
+            [str, list[Relayed], VectorClock | None], list[asyncio.Future[bool] | bool | None]
+        ] = self._one_by_one
 
     def _one_by_one(
-        self, node: str, relays: list[Relayed]
+        self, node: str, relays: list[Relayed], frontier: VectorClock | None
     ) -> list[asyncio.Future[bool] | bool | None]:
         results: list[asyncio.Future[bool] | bool | None] = []
         for relayed in relays:
@@ -331,6 +341,7 @@ class Backplane:
             await self.release(client_id)
         self.publish(Status(node=self.node, clients=[], held=held, leaving=True, wire=WIRE_VERSION))
         self._out.put_nowait(None)
+        self._closing = True  # the queue is shut: answers from now on go in tasks
         if self._sweeping is not None:
             self._sweeping.cancel()
         await asyncio.wait(self._tasks, timeout=5 + self.config.delay)
@@ -386,7 +397,9 @@ class Backplane:
             self._batch_flush.cancel()
             self._batch_flush = None
         batches, self._batches = self._batches, {}
-        head, tail = self._batch_frame
+        head, middle, last = self._batch_frame
+        # each relay's clock went into the frontier before it was batched
+        tail = middle + encode_clock(self.frontier()) + last
         for node, parts in batches.items():
             subject = f"{self._prefix}.node.{node}"
             start, size = 0, 0
@@ -396,16 +409,6 @@ class Backplane:
                     start, size = end, 0
                 size += len(part) + 1
             self._put(subject, head + b",".join(parts[start:]) + tail)
-
-    def _ask_in_batch(self, node: str, me: _Relaying, message: Relay) -> None:
-        """Relay ``message`` to ``node`` in this iteration's batch; its answer comes
-        to :meth:`_batch_answered` (or :meth:`_sweeper`, if ``node`` dies)."""
-        relay_id = next(self._relay_ids)
-        me.node = node
-        me.data = encode_message(Relayed(id=relay_id, deliver=message.deliver, to=message.to))
-        me.again = self._loop.time() + ASK_AGAIN
-        self._batched[relay_id] = me
-        self._add_to_batch(node, me.data)
 
     def _batch_answered(self, data: bytes) -> None:
         message = self._receive_message(data)
@@ -452,7 +455,7 @@ class Backplane:
                 self._answer_when(reply, relayed.id, known)
         if not fresh:
             return
-        results = self.on_relays(batch.node, fresh)
+        results = self.on_relays(batch.node, fresh, batch.frontier)
         out = self._answers_out.get(reply)
         if out is None:
             out = self._answers_out[reply] = ([], [])
@@ -495,13 +498,19 @@ class Backplane:
 
     def _flush_answers(self) -> None:
         """This iteration's answers, one :class:`Answers` per asking node. Like a
-        request's answer they do not wait in the ordered queue (nor for ``delay``)."""
+        request's answer they do not wait for ``delay``: with none they join the
+        ordered queue (published with this iteration's batches, in the same
+        write to NATS), with one (a test hook), or once the queue is shut, they
+        go at once, in a task."""
         self._answer_flush = None
         out, self._answers_out = self._answers_out, {}
         for reply, (ok, gone) in out.items():
             if not ok and not gone:
                 continue
             data = encode_message(Answers(node=self.node, ok=ok, gone=gone))
+            if not self.config.delay and not self._closing:
+                self._out.put_nowait((0.0, reply, data, None))
+                continue
             task = self._loop.create_task(self._publish_now(reply, data))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -538,51 +547,59 @@ class Backplane:
         for node in members.keys() - set(nodes):
             unreached |= members[node]
         for client in sorted(unreached):
-            self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
+            self.relay(message.deliver, client)
         answers = await asyncio.gather(*(self._ask(node, data, shuffle=True) for node in nodes))
         for node, answer in zip(nodes, answers, strict=True):
             if answer != b"ok":
                 for client in sorted(members[node]):
-                    self.relay(Relay(node=self.node, deliver=message.deliver, to=client))
+                    self.relay(message.deliver, client)
 
     # Unicast relays, confirmed by the receiving node
 
-    def relay(self, message: Relay, *, wait: bool = True) -> asyncio.Future[bool] | None:
-        """Relay a unicast to the node of ``message.to``. The future ends True once
-        that node confirmed it, False when it cannot be delivered: the receiver is
-        gone and not expected back (a plain client that left, or whose node died),
-        or did not show up within ``relay_patience`` seconds. With ``wait`` False
-        there is no future (nobody waits: a plain sender's message), and
-        :attr:`undelivered` is told of a relay that cannot be delivered.
+    def relay(self, deliver: Deliver, to: str, *, wait: bool = True) -> asyncio.Future[bool] | None:
+        """Relay a unicast ``deliver`` to the node of client ``to``. The future ends
+        True once that node confirmed it, False when it cannot be delivered: the
+        receiver is gone and not expected back (a plain client that left, or whose
+        node died), or did not show up within ``relay_patience`` seconds. With
+        ``wait`` False there is no future (nobody waits: a plain sender's message),
+        and :attr:`undelivered` is told of a relay that cannot be delivered.
 
         Relays to one receiver are pipelined, but a relay that has to be resent
         (its node died, the receiver moved) holds back the later ones to that
         receiver until it is through: unicast stays FIFO per sender.
 
         The usual case, its receiver's node known and speaking wire version 2 and
-        no earlier relay to the receiver held up, costs no task: the relay joins
-        this iteration's batch for that node (:meth:`_ask_in_batch`), and only a
-        relay that has to be resent goes on in a task (:meth:`_relay`)."""
-        to = message.to
-        assert to is not None
+        no earlier relay to the receiver held up, costs no task: the relay is
+        encoded and joins this iteration's batch for that node (its answer comes
+        to :meth:`_batch_answered`, or :meth:`_sweeper` resends it if the node
+        dies), and only a relay that has to be resent goes on in a task
+        (:meth:`_relay`). This runs for every relayed message."""
         loop = self._loop
-        previous = self._relaying.get(to)
-        me = _Relaying(to, loop.time() + self.config.relay_patience, wait)
+        now = loop.time()
+        relaying = self._relaying
+        previous = relaying.get(to)
+        me = _Relaying(to, now + self.config.relay_patience, wait)
         if wait:
             me.future = loop.create_future()
-        self._relaying[to] = me
+        relaying[to] = me
         if previous is not None and previous.done:
             previous = None
-        node = self.directory.locate(to)
+        directory = self.directory
+        node = directory.locate(to)
         if (
             node is not None
-            and self.directory.wire.get(node, 1) >= 2
+            and directory.wire.get(node, 1) >= 2
             and (previous is None or (not previous.retrying and previous.node == node))
         ):
             me.previous = previous  # if this one has to be resent, that one goes first
-            self._ask_in_batch(node, me, message)
+            relay_id = next(self._relay_ids)
+            me.node = node
+            me.data = data = encode_message(Relayed(id=relay_id, deliver=deliver, to=to))
+            me.again = now + ASK_AGAIN
+            self._batched[relay_id] = me
+            self._add_to_batch(node, data)
         else:
-            me.message = message
+            me.message = Relay(node=self.node, deliver=deliver, to=to)
             self._go_on(me, previous, pause=False)
         return me.future
 

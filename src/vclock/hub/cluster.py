@@ -88,13 +88,18 @@ class ClusterHub(Hub):
         self._merge_frontier(deliver.clock)
         return self._relayed(deliver, to)
 
-    def deliver_relays(self, relays: list[tuple[Deliver, str | None]]) -> list[Action]:
+    def deliver_relays(
+        self, relays: list[tuple[Deliver, str | None]], frontier: VectorClock | None = None
+    ) -> list[Action]:
         """:meth:`deliver_remote` for each of a batch of relays from another node,
-        in order: the same actions, the frontier merged once for the batch."""
+        in order: the same actions, the frontier merged once for the batch.
+        ``frontier``: the other node's frontier, at or above every clock of the
+        batch (taken in instead of the pointwise maximum of those clocks)."""
         if not relays:
             return []
-        clocks = merge_all(deliver.clock for deliver, _ in relays)
-        self._merge_frontier(clocks)
+        if frontier is None:
+            frontier = merge_all(deliver.clock for deliver, _ in relays)
+        self._merge_frontier(frontier)
         actions: list[Action] = []
         for deliver, to in relays:
             actions += self._relayed(deliver, to)
