@@ -104,7 +104,6 @@ class ClusterLink(Link):
 
     claims_ids = True
     sees_clocks = True  # in JetStream only once what they cover is
-    settles = True  # a send waits for relays from the receiver's former node
 
     def __init__(
         self,

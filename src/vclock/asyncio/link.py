@@ -36,9 +36,6 @@ class Link:
     #: not (a lone server), the server stores clocks once per loop iteration, in
     #: one transaction, just before it writes (Server._store_clocks).
     sees_clocks = False
-    #: Whether a send may have to wait for :meth:`settling` (asked only then:
-    #: the server reads this for every frame).
-    settles = False
 
     def settling(self, client_id: str) -> Awaitable[None] | None:
         """What a send to ``client_id`` must wait for first (its earlier relays from

@@ -402,11 +402,14 @@ class Server:
         stream, the peer is gone once its last frame is handled."""
         conn, link, hub, peer_id = peer.conn, self._link, self.hub, peer.id
         bucket = peer.bucket
+        # Whether a send may have to wait (a cluster node's link), asked once a
+        # batch: a lone server's link never makes one wait.
+        settles = type(link).settling is not Link.settling
         actions: list[Action] = []  # one batch: one commit, then the writes
         while True:
             if event is None and (event := conn.next_event()) is None:
                 break
-            if not settled and link.settles and isinstance(event, Send):
+            if not settled and settles and isinstance(event, Send):
                 settling = link.settling(event.to)
                 if settling is not None:
                     self.apply(actions)  # what came before, then wait (FIFO)
