@@ -81,15 +81,22 @@ Measure = Callable[[Frame], int]
 _F = TypeVar("_F", Send, Report, Broadcast)
 
 
-def _size_bound(frame: Send | Report | Broadcast, entries: int, max_id_length: int) -> int:
+def _size_bound(frame: Send | Report | Broadcast) -> int:
     """At least the bytes of ``frame`` as one line, newline excluded, from its body's
-    encoding alone: its clocks have at most ``entries`` entries each, every id (and
-    ``to``) at most ``max_id_length`` characters of at most 6 bytes in JSON, every
-    counter and ``seq`` at most 19 digits; 128 bytes cover the field names."""
-    per_entry = 6 * max_id_length + 24  # "id":counter,
+    encoding alone: every character of an id (``to`` and the clocks' ids, the
+    longest counted for all) at most 6 bytes in JSON, every counter and ``seq`` at
+    most 19 digits; 128 bytes cover the field names and punctuation."""
+    clock = frame.clock._entries
+    entries, longest = len(clock), max(map(len, clock), default=0)
+    if type(frame) is Broadcast:
+        bclock = frame.bclock._entries
+        entries += len(bclock)
+        longest = max(longest, max(map(len, bclock), default=0))
+    per_entry = 24 + 6 * longest  # "id":counter,
     body = getattr(frame, "body", None)
     body_bytes = 0 if body is None else len(encode_json(body))
-    return 128 + (2 * entries + 1) * per_entry + body_bytes
+    to = 6 * len(getattr(frame, "to", ""))
+    return 128 + entries * per_entry + to + body_bytes
 
 
 # Events a node reports to its user
@@ -397,9 +404,7 @@ class ClientState:
             entries = max(entries, len(frame.bclock._entries))
         if entries > limits.max_clock_entries:
             raise LimitExceeded("max_clock_entries", entries, limits.max_clock_entries)
-        if measure is None and _size_bound(frame, entries, limits.max_id_length) <= (
-            limits.max_frame_size
-        ):
+        if measure is None and _size_bound(frame) <= limits.max_frame_size:
             return  # fits for sure: no need to encode the whole frame to count it
         size = measure(frame) if measure is not None else len(encode_frame(frame)) - 1
         if size > limits.max_frame_size:

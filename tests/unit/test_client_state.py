@@ -345,6 +345,16 @@ def test_a_frame_over_max_frame_size_is_refused_before_the_tick(kind):
     assert node.send("B", body="fits").seq == 2  # the session goes on, no seq lost
 
 
+def test_a_send_to_a_very_long_id_is_measured_not_guessed():
+    """The client skips encoding a frame that surely fits; a ``to`` of any length
+    counts in that guess (else the server would get an oversized line and, on a
+    delta connection, the session would be lost)."""
+    node = limited(max_frame_size=2000)
+    with pytest.raises(LimitExceeded) as info:
+        node.send("B" * 5000, body="")
+    assert info.value.limit == "max_frame_size" and info.value.size > 5000
+
+
 def test_the_size_is_the_encoded_line_without_its_newline():
     node = limited(max_frame_size=1000)
     line = len(encode_frame(Send(to="B", seq=1, clock=VectorClock({"A": 1}), body="")))
