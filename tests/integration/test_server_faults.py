@@ -311,3 +311,44 @@ async def test_frames_queued_behind_two_waits_are_handled_when_the_connection_is
         b_writer.close()
     finally:
         await server.close()
+
+
+async def test_the_event_log_says_received_only_once_the_clock_is_stored(tmp_path: Path) -> None:
+    """A crash or a full disk between a frame's log line and its clock's store made
+    the log say the server received a frame it never stored; the client sent it
+    again, and `vclock check` found it received twice (the chaos run). Each
+    ``receive`` line must be written after its clock is in the store."""
+    from vclock.asyncio import Console
+    from vclock.asyncio.server import Server, ServerConfig
+    from vclock.protocol import PROTOCOL_VERSION
+    from vclock.tools.eventlog import EventLog
+
+    verdicts: list[str] = []
+    server: Server
+
+    class WatchedLog(EventLog):
+        def append(self, lines: list[str]) -> None:
+            latest = server.store.load().latest
+            for line in lines:
+                event = json.loads(line)
+                if event["kind"] == "receive":
+                    who, seq = event["peer"], event["clock"][event["peer"]]
+                    stored = latest[who][who] if who in latest else 0
+                    verdicts.append(f"{who}#{seq}" + ("" if stored >= seq else " NOT STORED"))
+            super().append(lines)
+
+    log = WatchedLog(tmp_path, "server")
+    server = Server(ServerConfig(port=0, sync_interval=60), Console(None), log=log)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f'{{"type":"hello","v":{PROTOCOL_VERSION},"id":"R"}}\n'.encode())
+        assert b'"welcome"' in await reader.readline()
+        lines = [f'{{"type":"report","seq":{n},"clock":{{"R":{n}}}}}\n' for n in range(1, 201)]
+        writer.write("".join(lines).encode())  # in one go: one batch, many clocks
+        await async_wait_until(lambda: len(verdicts) >= 200, "200 receive lines")
+        writer.close()
+    finally:
+        await server.close()
+    assert len(verdicts) == 200
+    assert [v for v in verdicts if v.endswith("NOT STORED")] == []

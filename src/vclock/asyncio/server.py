@@ -278,6 +278,11 @@ class Server:
         self._sync_task: asyncio.Task[None] | None = None
         self._waits: set[asyncio.Future[None]] = set()  # of paused peers (_wait)
         self._clocks: dict[str, SaveClock] = {}  # stored at the end of the iteration
+        # Event-log lines of this iteration, written once its clocks are stored:
+        # the log never says the server received what a crash or a full disk
+        # kept from being stored (the client sends it again, and it is received
+        # again). In order, whatever their kind: a sync after its receives.
+        self._log_lines: list[str] = []
         self._all_gone: asyncio.Future[None] | None = None  # set by close()
         self._observers: list[Callable[[Action], None]] = []
         # Away clients whose inbox is held here -> since when (loop time), for hold_for
@@ -361,6 +366,9 @@ class Server:
         if waits:
             await asyncio.wait(waits, timeout=CLOSE_WAIT)
         await self._link.close(claims)
+        if self._flush_handle is not None:  # the last iteration's clocks and log lines
+            self._flush_handle.cancel()
+            self._flush()
         self._closed = True  # nothing more is stored or logged
         self.store.close()
         if self.log is not None:
@@ -749,7 +757,7 @@ class Server:
         if self.hub.members.due and self._notices is None:  # peers_changed, batched
             loop = asyncio.get_running_loop()
             self._notices = loop.call_later(PEER_NOTICE_INTERVAL, self._peer_notices)
-        if self._dirty and self._flush_handle is None:
+        if (self._dirty or self._log_lines) and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         for observer in list(self._observers) if self._observers else ():
             try:
@@ -774,6 +782,7 @@ class Server:
             self._sync_task.cancel()
         if self._server is not None:
             self._server.close()
+        self._log_lines.clear()  # what they say was not stored
         for peer in self._peers.values():
             peer.out.clear()
             peer.transport.abort()
@@ -833,6 +842,9 @@ class Server:
         self._flush_handle = None
         if not self._store_clocks():
             return
+        if self._log_lines and self.log is not None:
+            lines, self._log_lines = self._log_lines, []
+            self.log.append(lines)
         dirty, self._dirty = self._dirty, set()
         for peer_id in dirty:
             peer = self._peers.get(peer_id)
@@ -888,22 +900,23 @@ class Server:
         peer.transport.abort()
 
     def _record(self, action: Action) -> None:
+        """The event-log line of ``action``, written by the next :meth:`_flush`."""
         if self.log is None:
             return
+        line = self.log.line
         match action:
             case Received(client_id=client_id, frame=frame):
-                self.log.record(
-                    "receive",
-                    frame.clock.items(),
-                    peer=client_id,
-                    msg=message_id(client_id, frame.seq),
-                )
+                msg = message_id(client_id, frame.seq)
+                record = line("receive", frame.clock.items(), peer=client_id, msg=msg)
             case SyncCycle(cycle=cycle, frontier=frontier, synced=synced) if synced:
-                self.log.record("sync", frontier.items(), msg=sync_id(cycle), to=list(synced))
+                record = line("sync", frontier.items(), msg=sync_id(cycle), to=list(synced))
             case Joined(client_id=client_id):
-                self.log.record("join", {}, peer=client_id)
+                record = line("join", {}, peer=client_id)
             case Left(client_id=client_id):
-                self.log.record("leave", {}, peer=client_id)
+                record = line("leave", {}, peer=client_id)
+            case _:
+                return
+        self._log_lines.append(record)
 
 
 def _report_bug(what: str) -> None:
