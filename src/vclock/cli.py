@@ -424,6 +424,11 @@ async def _until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Stopping now, cleanly: a SIGTERM from here on (a supervisor that sends one
+    # after the Ctrl-C its process group already had) must not kill the process
+    # while it finishes, nor once the loop is closed and asyncio's handler is gone.
+    loop.remove_signal_handler(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @cli.command("hash-token")

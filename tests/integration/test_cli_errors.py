@@ -153,3 +153,29 @@ def interrupt_and_check(demo: Process, how: str, children: set[int]) -> None:
         what=f"no process left of {sorted(children)}",
         timeout=10,
     )
+
+
+def test_a_sigterm_after_the_stop_signal_does_not_kill_a_stopping_process() -> None:
+    """The demo's Ctrl-C reaches the server (its process group), then the demo sends
+    SIGTERM; arriving once the server had closed its loop (asyncio's handler gone),
+    it killed the process: exit -15 instead of a clean stop, and the demo failed
+    (test_ctrl_c_stops_the_demo_early..., about one run in two). Once the first
+    signal is in, further SIGTERMs are ignored while the process finishes."""
+    import asyncio
+
+    from vclock.cli import _until_signalled
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    async def stop_by_signal() -> None:
+        waiting = asyncio.create_task(_until_signalled())
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(waiting, 5)
+
+    try:
+        asyncio.run(stop_by_signal())
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: this test process lives on
+    finally:
+        signal.signal(signal.SIGTERM, before)
