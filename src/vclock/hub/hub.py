@@ -374,11 +374,11 @@ class Hub(Admission):
     ) -> list[Action]:
         """Take in the clock of a send or report. Returns no actions for a resent
         frame of a resume session (already taken in)."""
+        if not self._is_new(session, frame):
+            return []
         client_id = session.client_id
         assert client_id is not None
         latest = self.latest.get(client_id)
-        if not self.ids.is_new(client_id, frame, latest, session.resume):  # as _is_new
-            return []
         gains = self.ids.check(client_id, frame, self._front, self.broadcasts)
         clock = frame.clock
         if latest is not None and not latest._le(clock):  # else the max is the clock

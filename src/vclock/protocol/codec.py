@@ -73,7 +73,7 @@ class FrameDecoder(Generic[T]):
                     raise ValueError(f"a clock must be a JSON object, not {_json_kind(obj)}")
                 # InvalidClock is a ValueError: msgspec reports it with the field's path.
                 if delta:
-                    return ClockDelta.of(_owned_entries(obj, limits, keep_zeros=True))
+                    return ClockDelta.parse(obj, limits)
                 return VectorClock._trusted(_owned_entries(obj, limits))
             raise NotImplementedError(type_)
 

@@ -215,7 +215,7 @@ class Connection(Generic[T]):
             clock = getattr(frame, "clock", None)
             # ``type(...) is`` first: an isinstance against an ABC (VectorClock is
             # a Mapping) costs a call into abc per frame.
-            if type(clock) is VectorClock or isinstance(clock, VectorClock):
+            if clock is not None and (type(clock) is VectorClock or isinstance(clock, VectorClock)):
                 if cache is None:
                     return encode_frame(msgspec.structs.replace(frame, clock=tx.encode(clock)))
                 key = (id(frame), id(tx.last))
